@@ -1,0 +1,66 @@
+"""Capture where the final token looks: its attention over all input tokens, per decoder layer.
+
+Shared by the `attention` pooling and the attention-map analysis, so both read the same numbers.
+"""
+
+from __future__ import annotations
+
+import re
+from contextlib import contextmanager
+
+import torch
+
+from embedexp.pooling import last_index
+
+ATTENTION_MODULE = re.compile(r"(?:^|\.)layers\.(\d+)\.self_attn$")
+
+
+def attention_modules(model: torch.nn.Module) -> dict[int, torch.nn.Module]:
+    """Map decoder layer index to its self-attention module."""
+    found = {}
+    for name, module in model.named_modules():
+        match = ATTENTION_MODULE.search(name)
+        if match:
+            found[int(match.group(1))] = module
+    if not found:
+        raise ValueError(f"no `layers.<i>.self_attn` modules found in {type(model).__name__}")
+    return found
+
+
+def uses_eager_attention(model: torch.nn.Module) -> bool:
+    """Whether the model computes explicit attention weights (needed to read them)."""
+    config = getattr(model, "config", None)
+    return getattr(config, "_attn_implementation", None) == "eager"
+
+
+@contextmanager
+def final_token_attention(model: torch.nn.Module, attention_mask: torch.Tensor, layers: tuple[int, ...] | None = None):
+    """Within the block, a forward pass fills the yielded dict {layer: [B, heads, T]} with the last token's attention.
+
+    The last token is the last non-pad position of each row, so left and right padding give the same numbers.
+    The model must use eager attention (`attn_implementation: eager`).
+    """
+    if not uses_eager_attention(model):
+        raise ValueError("reading attention weights needs model.backbone.attn_implementation=eager")
+    modules = attention_modules(model)
+    n_layers = len(modules)
+    wanted = sorted({(layer % n_layers) for layer in layers}) if layers is not None else sorted(modules)
+    rows = torch.arange(attention_mask.shape[0])
+    last = last_index(attention_mask.bool())
+    captured: dict[int, torch.Tensor] = {}
+
+    def hook_for(layer: int):
+        def hook(_module, _inputs, outputs):
+            weights = outputs[1]
+            if weights is None:
+                raise ValueError(f"layer {layer} returned no attention weights; is attention eager?")
+            captured[layer] = weights[rows.to(weights.device), :, last.to(weights.device), :].float()
+
+        return hook
+
+    handles = [modules[layer].register_forward_hook(hook_for(layer)) for layer in wanted]
+    try:
+        yield captured
+    finally:
+        for handle in handles:
+            handle.remove()

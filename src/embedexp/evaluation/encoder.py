@@ -1,0 +1,63 @@
+"""An mteb 2.x encoder around an `Embedder`: mteb hands it texts, it applies this run's prompt and pooling."""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any
+
+import numpy as np
+import torch
+from mteb.models.abs_encoder import AbsEncoder
+from mteb.models.model_meta import ModelMeta
+
+from embedexp.embedder import Embedder
+
+PRECISIONS = {"32": None, "fp32": None, "bf16": torch.bfloat16, "bf16-mixed": torch.bfloat16}
+
+
+def autocast_for(precision: str, device: torch.device) -> contextlib.AbstractContextManager:
+    """Autocast context for encoding ('bf16' runs matmuls in bfloat16, '32' leaves float32)."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"evaluation precision must be one of {sorted(PRECISIONS)}, got {precision!r}")
+    dtype = PRECISIONS[precision]
+    return torch.autocast(device.type, dtype=dtype) if dtype is not None else contextlib.nullcontext()
+
+
+def model_meta(embedder: Embedder, name: str, embed_dim: int) -> ModelMeta:
+    """mteb metadata for an embedexp model (name, size, dimension, context, cosine similarity)."""
+    n_parameters = sum(p.numel() for p in embedder.model.parameters())
+    return ModelMeta(
+        loader=None,
+        name=name if "/" in name else f"embedexp/{name}",
+        revision="local",
+        release_date=None,
+        languages=["eng-Latn"],
+        n_parameters=n_parameters,
+        memory_usage_mb=None,
+        max_tokens=embedder.max_length,
+        embed_dim=embed_dim,
+        license=None,
+        open_weights=True,
+        public_training_code=None,
+        public_training_data=None,
+        framework=["PyTorch"],
+        similarity_fn_name="cosine",
+        use_instructions=embedder.prompt.template != "{text}",
+        training_datasets=None,
+    )
+
+
+class MtebEncoder(AbsEncoder):
+    """Encodes every text mteb passes with the wrapped embedder (length-sorted batches, L2-normalised)."""
+
+    def __init__(self, embedder: Embedder, name: str = "embedexp-model", batch_size: int = 32, precision: str = "bf16") -> None:
+        """`precision` is the autocast used while encoding."""
+        self.embedder, self.batch_size, self.precision = embedder, batch_size, precision
+        probe = embedder.encode(["probe"], batch_size=1)
+        self.mteb_model_meta = model_meta(embedder, name, int(probe.shape[1]))
+
+    def encode(self, inputs, *, task_metadata, hf_split: str, hf_subset: str, prompt_type=None, **kwargs: Any) -> np.ndarray:
+        """Collect all texts of the dataloader, then embed them in one length-sorted pass."""
+        texts = [text for batch in inputs for text in batch["text"]]
+        with autocast_for(self.precision, self.embedder.device):
+            return self.embedder.encode(texts, batch_size=self.batch_size)

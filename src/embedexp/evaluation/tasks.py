@@ -1,0 +1,150 @@
+"""Clustering tasks as mteb tasks: local labelled text (offline) and mteb's own tasks by name (hub)."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import logging
+import random
+from collections import Counter
+from pathlib import Path
+
+from datasets import Dataset, DatasetDict
+from mteb.abstasks.clustering import AbsTaskClustering
+from mteb.abstasks.task_metadata import TaskMetadata
+
+from embedexp.data.debian import corpus_texts, load_corpus
+from embedexp.errors import DataError
+
+log = logging.getLogger(__name__)
+
+# Debian sections that describe packaging form (library, docs, debug symbols) rather than topic.
+FORM_SECTIONS = ("libs", "libdevel", "doc", "debug", "oldlibs", "metapackages", "introspection", "tasks", "localization")
+
+
+class LocalClusteringTask(AbsTaskClustering):
+    """An mteb v2 clustering task over texts and labels held in memory; every text is embedded once.
+
+    mteb reads `metadata` from the class, so `make_local_task` creates one subclass per task.
+    """
+
+    max_fraction_of_documents_to_embed = None
+    max_document_to_embed = None
+    rows: dict[str, list[str]] = {}
+
+    def load_data(self, num_proc: int | None = None, **kwargs) -> None:
+        """Wrap the in-memory rows as the task's `test` split."""
+        if not self.data_loaded:
+            self.dataset = DatasetDict({"test": Dataset.from_dict(self.rows)})
+            self.data_loaded = True
+
+
+def make_local_task(
+    name: str, sentences: list[str], labels: list[str], description: str, n_bootstrap: int = 10, seed: int = 42
+) -> LocalClusteringTask:
+    """Build a clustering task whose V-measure mteb scores with `n_bootstrap` k-means runs over all texts."""
+    metadata = TaskMetadata(
+        name=name,
+        description=description,
+        reference="https://github.com/embedexp/embedexp",
+        dataset={"path": f"local/{name}", "revision": "local"},
+        type="Clustering",
+        category="t2c",
+        modalities=["text"],
+        eval_splits=["test"],
+        eval_langs=["eng-Latn"],
+        main_score="v_measure",
+        date=None,
+        domains=None,
+        task_subtypes=None,
+        license=None,
+        annotations_creators="derived",
+        dialect=None,
+        sample_creation="found",
+        bibtex_citation="",
+    )
+    attributes = dict(
+        metadata=metadata,
+        rows={"sentences": list(sentences), "labels": list(labels)},
+        n_clusters=n_bootstrap,
+        max_documents_per_cluster=len(sentences),
+    )
+    task_class = type(name.replace(".", "_"), (LocalClusteringTask,), attributes)
+    return task_class(seed=seed)
+
+
+def balanced_sample(rows: list[tuple[str, str]], n_docs: int, n_labels: int, min_per_label: int, seed: int) -> list[tuple[str, str]]:
+    """Keep the `n_labels` most frequent labels with at least `min_per_label` rows, then sample `n_docs` rows."""
+    counts = Counter(label for _, label in rows)
+    keep = {label for label, count in counts.most_common(n_labels) if count >= min_per_label}
+    kept = sorted({(text, label) for text, label in rows if label in keep})
+    random.Random(seed).shuffle(kept)
+    return kept[:n_docs]
+
+
+def _task_from_rows(name: str, rows: list[tuple[str, str]], description: str, n_bootstrap: int) -> LocalClusteringTask:
+    """Build a task from (text, label) rows."""
+    if len({label for _, label in rows}) < 2:
+        raise DataError(f"task {name}: needs at least two labels, got {len(rows)} rows")
+    texts, labels = zip(*rows)
+    return make_local_task(name, list(texts), list(labels), description, n_bootstrap)
+
+
+def debian_section_task(
+    name: str,
+    field: str = "short",
+    n_docs: int = 1000,
+    n_sections: int = 20,
+    min_per_section: int = 30,
+    exclude_sections: tuple[str, ...] = FORM_SECTIONS,
+    seed: int = 0,
+    n_bootstrap: int = 10,
+    cache_dir: str = ".cache/embedexp",
+) -> LocalClusteringTask | None:
+    """Debian package descriptions (`short` summary or `long` text) clustered by archive section, eval split only."""
+    records = corpus_texts(load_corpus(cache_dir), "eval", field)
+    rows = [(r[field], r["section"]) for r in records if r["section"] not in set(exclude_sections)]
+    if not rows:
+        log.warning("task %s skipped: no Debian %s descriptions on this machine", name, field)
+        return None
+    rows = balanced_sample(rows, n_docs, n_sections, min_per_section, seed)
+    return _task_from_rows(name, rows, f"Debian package {field} descriptions clustered by archive section.", n_bootstrap)
+
+
+def jsonl_task(
+    name: str,
+    path: str,
+    text_field: str = "sentences",
+    label_field: str = "labels",
+    n_docs: int = 1000,
+    n_labels: int = 50,
+    min_per_label: int = 2,
+    seed: int = 0,
+    n_bootstrap: int = 10,
+    description: str = "",
+) -> LocalClusteringTask | None:
+    """A clustering task from a (gzipped) JSON Lines file of labelled texts; skipped when the file is absent."""
+    file = Path(path)
+    if not file.is_file():
+        log.warning("task %s skipped: %s not found", name, file)
+        return None
+    opener = gzip.open if file.suffix == ".gz" else open
+    rows = []
+    with opener(file, "rt", encoding="utf-8") as handle:
+        for line_no, line in enumerate(handle, start=1):
+            try:
+                record = json.loads(line)
+                text, label = record[text_field], str(record[label_field])
+            except (json.JSONDecodeError, KeyError) as err:
+                raise DataError(f"{file}: line {line_no}: bad record ({err})") from err
+            if isinstance(text, str) and text.strip():
+                rows.append((text.strip(), label))
+    rows = balanced_sample(rows, n_docs, n_labels, min_per_label, seed)
+    return _task_from_rows(name, rows, description or f"Texts of {file.name} clustered by {label_field}.", n_bootstrap)
+
+
+def mteb_task(name: str):
+    """An official mteb task by name (its data comes from the Hugging Face Hub)."""
+    import mteb
+
+    return mteb.get_task(name)
