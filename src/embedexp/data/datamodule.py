@@ -133,7 +133,7 @@ class PairDataModule(L.LightningDataModule):
         """Shuffled (optionally length-grouped) batches; incomplete last batch dropped."""
         if self.length_grouped:
             lengths = [len(a) + len(b) for a, b in self.train_set.pairs]
-            trainer = self._trainer
+            trainer = self.trainer
             replicas, rank = (trainer.world_size, trainer.global_rank) if trainer else (1, 0)
             sampler = LengthGroupedBatchSampler(lengths, self.batch_size, self.seed, num_replicas=replicas, rank=rank)
             return DataLoader(self.train_set, batch_sampler=sampler, collate_fn=collate_pairs, num_workers=self.num_workers)

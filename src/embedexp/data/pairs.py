@@ -94,7 +94,7 @@ class DebianPairs:
     the long description of the same package.
     """
 
-    field: str = "long"
+    text_field: str = "long"
     pairing: str = "noise"
     max_pairs: int | None = 2000
     noise: TextNoise = field(default_factory=TextNoise)
@@ -106,7 +106,7 @@ class DebianPairs:
         if self.pairing not in ("noise", "short_long"):
             raise DataError(f"data.source.pairing must be 'noise' or 'short_long', got {self.pairing!r}")
         corpus = load_corpus(self.cache_dir)
-        field_name = "long" if self.pairing == "short_long" else self.field
+        field_name = "long" if self.pairing == "short_long" else self.text_field
         records = corpus_texts(corpus, "train", field_name)
         if not records and field_name == "long":
             log.warning("no long Debian descriptions here (apt Translation-en lists missing); using short ones")

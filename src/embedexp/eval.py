@@ -1,0 +1,44 @@
+"""Standalone evaluation: `python -m embedexp.eval [adapter_path=...] [overrides]` writes a results table."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import hydra
+import lightning as L
+from omegaconf import DictConfig
+
+from embedexp.config import CONFIG_DIR
+from embedexp.errors import EmbedexpError
+from embedexp.evaluation.run import evaluate_clustering, write_results_table
+from embedexp.factory import build_embedder, build_tasks
+
+log = logging.getLogger(__name__)
+
+
+def evaluate(cfg: DictConfig) -> dict[str, float]:
+    """Score the configured model (plus adapter) on the configured tasks; write Markdown and CSV tables."""
+    L.seed_everything(cfg.seed)
+    embedder = build_embedder(cfg, adapter_path=cfg.get("adapter_path"), trainable=False, new_lora=False)
+    tasks = build_tasks(cfg.tasks)
+    name = Path(cfg.adapter_path).name if cfg.get("adapter_path") else cfg.model.backbone.name_or_path
+    scores = evaluate_clustering(embedder, tasks, str(name), cfg.eval.batch_size, cfg.eval.precision)
+    row = {"model": cfg.get("adapter_path") or cfg.model.backbone.get("name_or_path", "model"), **scores}
+    md_path, _ = write_results_table([row], cfg.paths.output_dir, stem="eval_results")
+    print(md_path.read_text())
+    return scores
+
+
+@hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="eval")
+def main(cfg: DictConfig) -> float:
+    """Hydra entry point; returns the mean V-measure."""
+    try:
+        return evaluate(cfg)["clustering_mean"]
+    except EmbedexpError as err:
+        log.error("%s", err)
+        raise SystemExit(f"error: {err}") from None
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,92 @@
+"""Lightning callback: mteb clustering before training, every N epochs, and at the end of fit."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Mapping
+
+import lightning as L
+from lightning.pytorch.utilities import rank_zero_only
+
+from embedexp.evaluation.run import MEAN_KEY, evaluate_clustering, write_results_table
+
+log = logging.getLogger(__name__)
+
+
+class ClusteringEvalCallback(L.Callback):
+    """Scores the module's embedder on clustering tasks and logs `val/<task>` and `val/clustering_mean`."""
+
+    def __init__(
+        self,
+        tasks: list | Mapping,
+        every_n_epochs: int = 1,
+        at_start: bool = True,
+        batch_size: int = 32,
+        precision: str = "bf16",
+        output_dir: str | None = None,
+        model_name: str = "embedexp-model",
+    ) -> None:
+        """`tasks`: mteb task objects (a dict's values are used; None entries, i.e. unavailable tasks, skipped)."""
+        super().__init__()
+        values = tasks.values() if isinstance(tasks, Mapping) else tasks
+        self.tasks = [task for task in values if task is not None]
+        if not self.tasks:
+            raise ValueError("callbacks.clustering_eval.tasks: no clustering task could be built on this machine")
+        self.every_n_epochs, self.at_start = every_n_epochs, at_start
+        self.batch_size, self.precision = batch_size, precision
+        self.output_dir, self.model_name = output_dir, model_name
+        self.history: list[dict] = []
+
+    @property
+    def zero_shot(self) -> dict[str, float] | None:
+        """Scores before any training step, if measured."""
+        return next((row for row in self.history if row["stage"] == "zero_shot"), None)
+
+    @property
+    def final(self) -> dict[str, float] | None:
+        """Most recent scores."""
+        return self.history[-1] if self.history else None
+
+    def _evaluate(self, trainer: L.Trainer, module: L.LightningModule, stage: str) -> dict[str, float]:
+        """Score all tasks, remember the row, and write the results table."""
+        start = time.perf_counter()
+        scores = evaluate_clustering(module.embedder, self.tasks, self.model_name, self.batch_size, self.precision)
+        row = {"stage": stage, "epoch": trainer.current_epoch, "step": trainer.global_step, **scores}
+        self.history.append(row)
+        log.info("clustering (%s, %.0f s): %s", stage, time.perf_counter() - start, _format(scores))
+        if self.output_dir:
+            write_results_table(self.history, self.output_dir)
+        return scores
+
+    @rank_zero_only
+    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        """Zero-shot scores of the untrained embedder (logged at step 0)."""
+        if self.at_start and not self.history:
+            scores = self._evaluate(trainer, pl_module, "zero_shot")
+            for logger in trainer.loggers:
+                logger.log_metrics({f"val/{k}": v for k, v in scores.items()}, step=0)
+                logger.log_metrics({f"zero_shot/{k}": v for k, v in scores.items()}, step=0)
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        """Score every `every_n_epochs` epochs and log through the module (so checkpoints can monitor it)."""
+        if (trainer.current_epoch + 1) % self.every_n_epochs != 0:
+            return
+        scores = self._evaluate(trainer, pl_module, "epoch") if trainer.is_global_zero else {}
+        if trainer.is_global_zero:
+            pl_module.log_dict({f"val/{k}": v for k, v in scores.items()}, rank_zero_only=True)
+
+    @rank_zero_only
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        """Score the final weights when the last epoch was not scored already."""
+        if self.history and self.history[-1]["step"] == trainer.global_step:
+            return
+        scores = self._evaluate(trainer, pl_module, "fit_end")
+        for logger in trainer.loggers:
+            logger.log_metrics({f"val/{k}": v for k, v in scores.items()}, step=trainer.global_step)
+
+
+def _format(scores: dict[str, float]) -> str:
+    """Compact one-line rendering of scores, mean first."""
+    rest = ", ".join(f"{k}={v:.4f}" for k, v in scores.items() if k != MEAN_KEY)
+    return f"{MEAN_KEY}={scores.get(MEAN_KEY, float('nan')):.4f} ({rest})"

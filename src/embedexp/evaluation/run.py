@@ -1,0 +1,55 @@
+"""Run clustering tasks on an embedder with `mteb.evaluate` and write result tables."""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+from pathlib import Path
+
+import mteb
+import numpy as np
+import pandas as pd
+
+from embedexp.embedder import Embedder
+from embedexp.evaluation.encoder import MtebEncoder
+
+log = logging.getLogger(__name__)
+MEAN_KEY = "clustering_mean"
+
+
+def evaluate_clustering(
+    embedder: Embedder, tasks: list, name: str = "embedexp-model", batch_size: int = 32, precision: str = "bf16"
+) -> dict[str, float]:
+    """V-measure of every task (mteb's main score) and their mean under `clustering_mean`."""
+    encoder = MtebEncoder(embedder, name=name, batch_size=batch_size, precision=precision)
+    result = mteb.evaluate(encoder, tasks, cache=None, show_progress_bar=False, overwrite_strategy="always")
+    scores = {task_result.task_name: float(task_result.get_score()) for task_result in result.task_results}
+    scores[MEAN_KEY] = float(np.mean(list(scores.values())))
+    return scores
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
+    """Write a file through a temporary name and rename it, so a kill never leaves a truncated file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, staging = tempfile.mkstemp(prefix=f".{path.name}-", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        os.replace(staging, path)
+    finally:
+        if os.path.exists(staging):
+            os.remove(staging)
+    return path
+
+
+def write_results_table(rows: list[dict], folder: str | os.PathLike, stem: str = "clustering_results") -> tuple[Path, Path]:
+    """Write rows (one per evaluation) as `<stem>.csv` and a Markdown table `<stem>.md`, task columns sorted."""
+    frame = pd.DataFrame(rows)
+    score_columns = sorted(c for c in frame.columns if c not in ("stage", "epoch", "step", "model") and c != MEAN_KEY)
+    leading = [c for c in ("model", "stage", "epoch", "step") if c in frame.columns]
+    frame = frame[leading + score_columns + ([MEAN_KEY] if MEAN_KEY in frame.columns else [])]
+    csv_path = atomic_write_text(Path(folder) / f"{stem}.csv", frame.to_csv(index=False))
+    md_path = atomic_write_text(Path(folder) / f"{stem}.md", frame.to_markdown(index=False, floatfmt=".4f") + "\n")
+    return md_path, csv_path

@@ -1,0 +1,56 @@
+"""Build the run's parts from the composed Hydra config."""
+
+from __future__ import annotations
+
+import logging
+
+from hydra.utils import instantiate
+from omegaconf import DictConfig
+
+from embedexp.backbone import Backbone
+from embedexp.embedder import Embedder
+from embedexp.errors import ConfigError
+from embedexp.lora import apply_lora, load_adapter
+from embedexp.pooling import Pooling
+from embedexp.prompts import PromptTemplate
+
+log = logging.getLogger(__name__)
+
+
+def build_embedder(
+    cfg: DictConfig, adapter_path: str | None = None, trainable: bool = True, new_lora: bool = True
+) -> Embedder:
+    """Backbone + LoRA (loaded from `adapter_path`, or new from `model.lora` if `new_lora`) + prompt + pooling."""
+    pooling = instantiate(cfg.pooling)
+    prompt = instantiate(cfg.prompt)
+    if not isinstance(pooling, Pooling):
+        raise ConfigError(f"pooling._target_ must build an embedexp.pooling.Pooling, got {type(pooling).__name__}")
+    if not isinstance(prompt, PromptTemplate):
+        raise ConfigError(f"prompt._target_ must build an embedexp.prompts.PromptTemplate, got {type(prompt).__name__}")
+    backbone: Backbone = instantiate(cfg.model.backbone)
+    model = backbone.model
+    if pooling.needs_attention and model.config._attn_implementation != "eager":
+        log.info("pooling '%s' reads attention weights: switching the backbone to eager attention", pooling.name)
+        model.set_attn_implementation("eager")
+    if cfg.model.get("gradient_checkpointing"):
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    if adapter_path:
+        model = load_adapter(model, adapter_path, trainable=trainable)
+    elif new_lora and cfg.model.get("lora"):
+        model = apply_lora(model, **cfg.model.lora)
+    return Embedder(
+        model,
+        backbone.tokenizer,
+        pooling,
+        prompt,
+        max_length=cfg.model.max_length,
+        padding_side=cfg.model.padding_side,
+    )
+
+
+def build_tasks(tasks_cfg: DictConfig) -> list:
+    """Instantiate the task list of a `tasks` config; tasks whose data is absent here are skipped."""
+    tasks = [task for task in (instantiate(node) for node in tasks_cfg.values()) if task is not None]
+    if not tasks:
+        raise ConfigError("tasks: none of the configured clustering tasks could be built on this machine")
+    return tasks

@@ -1,0 +1,127 @@
+"""Training entry point: `python -m embedexp.train [overrides]` (Hydra; `-m` for multirun sweeps)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import resource
+import time
+from pathlib import Path
+
+import hydra
+import lightning as L
+from hydra.core.hydra_config import HydraConfig
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+from embedexp.config import CONFIG_DIR
+from embedexp.errors import ConfigError, EmbedexpError
+from embedexp.evaluation.callback import ClusteringEvalCallback
+from embedexp.evaluation.run import MEAN_KEY, atomic_write_text
+from embedexp.factory import build_embedder
+from embedexp.module import EmbeddingModule
+from embedexp.report import print_before_after
+
+log = logging.getLogger(__name__)
+
+
+def instantiate_group(group: DictConfig | None) -> list:
+    """Instantiate every `_target_` entry of a callbacks/logger group (empty or missing groups give [])."""
+    if not group:
+        return []
+    return [instantiate(node) for node in group.values() if node and "_target_" in node]
+
+
+def resolve_ckpt_path(cfg: DictConfig) -> str | None:
+    """`ckpt_path=last` means this run folder's checkpoints/last.ckpt; other values are paths."""
+    path = cfg.get("ckpt_path")
+    if path == "last":
+        path = str(Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt")
+    if path and not Path(path).is_file():
+        raise ConfigError(f"ckpt_path: no checkpoint at {path}")
+    return path
+
+
+def run_name(cfg: DictConfig) -> str:
+    """The W&B run name: `run_name`, else this job's overrides, else the task name."""
+    if cfg.get("run_name"):
+        return cfg.run_name
+    if HydraConfig.initialized():
+        return HydraConfig.get().job.override_dirname or cfg.task_name
+    return cfg.task_name
+
+
+def train(cfg: DictConfig) -> dict:
+    """Fit the embedder contrastively and return the metrics (also written to <output_dir>/metrics.json)."""
+    start = time.perf_counter()
+    L.seed_everything(cfg.seed, workers=True)
+    with open_dict(cfg):
+        cfg.run_name = run_name(cfg)
+    embedder = build_embedder(cfg)
+    datamodule = instantiate(cfg.data)
+    module = EmbeddingModule(
+        embedder, loss=instantiate(cfg.loss), optimizer=instantiate(cfg.optimizer), warmup_ratio=cfg.warmup_ratio
+    )
+    callbacks = instantiate_group(cfg.get("callbacks"))
+    loggers = instantiate_group(cfg.get("logger"))
+    trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+    for logger in loggers:
+        logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
+    try:
+        trainer.fit(module, datamodule=datamodule, ckpt_path=resolve_ckpt_path(cfg))
+        metrics = collect_metrics(cfg, trainer, callbacks, start)
+        if trainer.is_global_zero:
+            save_adapter(embedder, Path(cfg.paths.output_dir) / "adapter")
+            atomic_write_text(Path(cfg.paths.output_dir) / "metrics.json", json.dumps(metrics, indent=2))
+    finally:
+        finish_loggers(loggers)
+    return metrics
+
+
+def collect_metrics(cfg: DictConfig, trainer: L.Trainer, callbacks: list, start: float) -> dict:
+    """Final logged metrics, zero-shot and final clustering scores, wall time and peak memory."""
+    metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
+    evaluator = next((c for c in callbacks if isinstance(c, ClusteringEvalCallback)), None)
+    if evaluator is not None and evaluator.final is not None:
+        final = {k: v for k, v in evaluator.final.items() if k not in ("stage", "epoch", "step")}
+        metrics.update({f"val/{k}": v for k, v in final.items()})
+        if evaluator.zero_shot is not None:
+            zero = {k: v for k, v in evaluator.zero_shot.items() if k not in ("stage", "epoch", "step")}
+            metrics.update({f"zero_shot/{k}": v for k, v in zero.items()})
+            print_before_after(zero, final)
+    metrics["time/total_s"] = time.perf_counter() - start
+    metrics["memory/peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    metrics["run_name"] = cfg.run_name
+    return metrics
+
+
+def save_adapter(embedder, folder: Path) -> None:
+    """Save the LoRA adapter (peft format) so `eval`/export can reload it."""
+    if hasattr(embedder.model, "peft_config"):
+        embedder.model.save_pretrained(str(folder))
+        embedder.tokenizer.save_pretrained(str(folder))
+        log.info("LoRA adapter saved to %s", folder)
+
+
+def finish_loggers(loggers: list) -> None:
+    """Close each logger's run (W&B runs must finish before the next multirun job starts)."""
+    for logger in loggers:
+        experiment_finish = getattr(getattr(logger, "_experiment", None), "finish", None)
+        if callable(experiment_finish):
+            experiment_finish()
+
+
+@hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="train")
+def main(cfg: DictConfig) -> float | None:
+    """Hydra entry point; returns the optimised metric for sweepers."""
+    try:
+        metrics = train(cfg)
+    except EmbedexpError as err:
+        log.error("%s", err)
+        raise SystemExit(f"error: {err}") from None
+    value = metrics.get(cfg.get("optimized_metric") or "")
+    return None if value is None else float(value)
+
+
+if __name__ == "__main__":
+    main()
