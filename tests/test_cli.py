@@ -38,7 +38,7 @@ def test_multirun_writes_one_result_per_job(tmp_path):
         assert 0.0 <= metrics["val/clustering_mean"] <= 1.0
         assert (job / "clustering_results.md").is_file()
         names.add(metrics["run_name"])
-    assert names == {"pooling=mean", "pooling=last"}
+    assert names == {f"experiment=smoke,pooling={p},trainer.max_epochs=1" for p in ("mean", "last")}
 
 
 def test_bad_group_option_lists_valid_names(tmp_path):

@@ -84,3 +84,25 @@ def test_lora_on_last_layers_only(tiny_train_cfg):
     embedder = build_embedder(tiny_train_cfg)
     trainable = [name for name, p in embedder.model.named_parameters() if p.requires_grad]
     assert trainable and all(".layers.1." in name for name in trainable)
+
+
+def test_wandb_logger_writes_offline_run_and_finishes(tiny_train_cfg, tmp_path):
+    import wandb
+
+    from .conftest import compose_config
+
+    cfg = compose_config(
+        "train",
+        ["model=tiny", "tasks=tiny", "logger=wandb", "trainer.precision=32-true", "data.batch_size=8",
+         "data.source.max_pairs=32", "data.source.text_field=short", "run_name=wandb-probe",
+         "trainer.log_every_n_steps=1"],
+        tmp_path,
+    )
+    metrics = train(cfg)
+    assert wandb.run is None  # finished, so the next multirun job starts its own run
+    runs = list((tmp_path / "wandb").glob("offline-run-*"))
+    assert len(runs) == 1 and any(runs[0].glob("*.wandb"))
+    record = next(runs[0].glob("*.wandb")).read_bytes()  # the run's log: config and metric history
+    for key in (b"pooling", b"DebianShortDescSectionClustering", b"val/clustering_mean", b"train/loss"):
+        assert key in record
+    assert metrics["run_name"] == "wandb-probe"

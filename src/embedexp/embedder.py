@@ -27,8 +27,9 @@ class Embedder(torch.nn.Module):
         prompt: PromptTemplate,
         max_length: int = 256,
         padding_side: str = "right",
+        name: str = "embedexp-model",
     ) -> None:
-        """`model` is a base decoder (or its peft wrapper) returning `last_hidden_state`."""
+        """`model` is a base decoder (or its peft wrapper) returning `last_hidden_state`; `name` labels results."""
         super().__init__()
         self.model = model
         self.tokenizer = tokenizer
@@ -36,6 +37,7 @@ class Embedder(torch.nn.Module):
         self.prompt = prompt
         self.max_length = max_length
         self.padding_side = padding_side
+        self.name = name
         self.n_truncated = 0
 
     @property

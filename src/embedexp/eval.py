@@ -22,9 +22,10 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     L.seed_everything(cfg.seed)
     embedder = build_embedder(cfg, adapter_path=cfg.get("adapter_path"), trainable=False, new_lora=False)
     tasks = build_tasks(cfg.tasks)
-    name = Path(cfg.adapter_path).name if cfg.get("adapter_path") else cfg.model.backbone.name_or_path
-    scores = evaluate_clustering(embedder, tasks, str(name), cfg.eval.batch_size, cfg.eval.precision)
-    row = {"model": cfg.get("adapter_path") or cfg.model.backbone.get("name_or_path", "model"), **scores}
+    name = f"{embedder.name}+{Path(cfg.adapter_path).name}" if cfg.get("adapter_path") else embedder.name
+    scores = evaluate_clustering(embedder, tasks, name, cfg.eval.batch_size, cfg.eval.precision)
+    row = {"model": cfg.get("adapter_path") or embedder.name, "pooling": cfg.pooling._target_.rsplit(".", 1)[-1],
+           "prompt": cfg.prompt.name, **scores}
     md_path, _ = write_results_table([row], cfg.paths.output_dir, stem="eval_results")
     print(md_path.read_text())
     return scores

@@ -45,6 +45,7 @@ def build_embedder(
         prompt,
         max_length=cfg.model.max_length,
         padding_side=cfg.model.padding_side,
+        name=backbone.name,
     )
 
 

@@ -25,7 +25,6 @@ class ClusteringEvalCallback(L.Callback):
         batch_size: int = 32,
         precision: str = "bf16",
         output_dir: str | None = None,
-        model_name: str = "embedexp-model",
     ) -> None:
         """`tasks`: mteb task objects (a dict's values are used; None entries, i.e. unavailable tasks, skipped)."""
         super().__init__()
@@ -35,7 +34,7 @@ class ClusteringEvalCallback(L.Callback):
             raise ValueError("callbacks.clustering_eval.tasks: no clustering task could be built on this machine")
         self.every_n_epochs, self.at_start = every_n_epochs, at_start
         self.batch_size, self.precision = batch_size, precision
-        self.output_dir, self.model_name = output_dir, model_name
+        self.output_dir = output_dir
         self.history: list[dict] = []
 
     @property
@@ -51,7 +50,7 @@ class ClusteringEvalCallback(L.Callback):
     def _evaluate(self, trainer: L.Trainer, module: L.LightningModule, stage: str) -> dict[str, float]:
         """Score all tasks, remember the row, and write the results table."""
         start = time.perf_counter()
-        scores = evaluate_clustering(module.embedder, self.tasks, self.model_name, self.batch_size, self.precision)
+        scores = evaluate_clustering(module.embedder, self.tasks, None, self.batch_size, self.precision)
         row = {"stage": stage, "epoch": trainer.current_epoch, "step": trainer.global_step, **scores}
         self.history.append(row)
         log.info("clustering (%s, %.0f s): %s", stage, time.perf_counter() - start, _format(scores))

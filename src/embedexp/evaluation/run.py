@@ -16,13 +16,14 @@ from embedexp.evaluation.encoder import MtebEncoder
 
 log = logging.getLogger(__name__)
 MEAN_KEY = "clustering_mean"
+LABEL_COLUMNS = ("model", "pooling", "prompt", "stage", "epoch", "step")
 
 
 def evaluate_clustering(
-    embedder: Embedder, tasks: list, name: str = "embedexp-model", batch_size: int = 32, precision: str = "bf16"
+    embedder: Embedder, tasks: list, name: str | None = None, batch_size: int = 32, precision: str = "bf16"
 ) -> dict[str, float]:
     """V-measure of every task (mteb's main score) and their mean under `clustering_mean`."""
-    encoder = MtebEncoder(embedder, name=name, batch_size=batch_size, precision=precision)
+    encoder = MtebEncoder(embedder, name=name or embedder.name, batch_size=batch_size, precision=precision)
     result = mteb.evaluate(encoder, tasks, cache=None, show_progress_bar=False, overwrite_strategy="always")
     scores = {task_result.task_name: float(task_result.get_score()) for task_result in result.task_results}
     scores[MEAN_KEY] = float(np.mean(list(scores.values())))
@@ -47,8 +48,8 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
 def write_results_table(rows: list[dict], folder: str | os.PathLike, stem: str = "clustering_results") -> tuple[Path, Path]:
     """Write rows (one per evaluation) as `<stem>.csv` and a Markdown table `<stem>.md`, task columns sorted."""
     frame = pd.DataFrame(rows)
-    score_columns = sorted(c for c in frame.columns if c not in ("stage", "epoch", "step", "model") and c != MEAN_KEY)
-    leading = [c for c in ("model", "stage", "epoch", "step") if c in frame.columns]
+    leading = [c for c in LABEL_COLUMNS if c in frame.columns]
+    score_columns = sorted(c for c in frame.columns if c not in LABEL_COLUMNS and c != MEAN_KEY)
     frame = frame[leading + score_columns + ([MEAN_KEY] if MEAN_KEY in frame.columns else [])]
     csv_path = atomic_write_text(Path(folder) / f"{stem}.csv", frame.to_csv(index=False))
     md_path = atomic_write_text(Path(folder) / f"{stem}.md", frame.to_markdown(index=False, floatfmt=".4f") + "\n")
