@@ -32,7 +32,9 @@ def test_prompt_options_instantiate(name, tmp_path):
 
 
 def test_prompt_groups_cover_the_paper_prompts():
-    assert {"none", "eol", "pcot", "ke", "cluster", "cluster_short", "summarize", "classify", "question"} <= set(options("prompt"))
+    assert {"none", "eol", "pcot", "ke", "cluster", "cluster_short", "summarize", "classify", "question"} <= set(
+        options("prompt")
+    )
     assert {"mean", "last", "weighted_mean", "max", "concat", "attention"} <= set(options("pooling"))
 
 

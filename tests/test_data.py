@@ -21,8 +21,11 @@ PAIRS = [("a cat sat", "a cat was sitting"), ("stock prices fell", "markets drop
 def test_pair_file_formats(tmp_path, suffix):
     frame = pd.DataFrame(PAIRS, columns=["text", "text_pos"])
     path = tmp_path / f"pairs{suffix}"
-    {".csv": lambda: frame.to_csv(path, index=False), ".jsonl": lambda: frame.to_json(path, orient="records", lines=True),
-     ".parquet": lambda: frame.to_parquet(path)}[suffix]()
+    {
+        ".csv": lambda: frame.to_csv(path, index=False),
+        ".jsonl": lambda: frame.to_json(path, orient="records", lines=True),
+        ".parquet": lambda: frame.to_parquet(path),
+    }[suffix]()
     assert PairFile(str(path)).load() == PAIRS
 
 
@@ -112,7 +115,9 @@ def test_noise_is_seeded_and_bounded():
 
 
 def test_apt_record_parsing():
-    text = "Package: foo\nSection: utils\nDescription: short one\n line one\n .\n line two\n\nPackage: bar\nSection: net\n"
+    text = (
+        "Package: foo\nSection: utils\nDescription: short one\n line one\n .\n line two\n\nPackage: bar\nSection: net\n"
+    )
     records = parse_records(text)
     assert [r["Package"] for r in records] == ["foo", "bar"]
     assert clean_long_description(records[0]["Description"].split("\n", 1)[1]) == "line one line two"

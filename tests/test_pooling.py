@@ -102,7 +102,8 @@ def test_pooling_never_nan_for_masks_with_a_token(data, batch_size, width, exclu
     rows = [data.draw(st.lists(st.booleans(), min_size=width, max_size=width).filter(any)) for _ in range(batch_size)]
     mask = torch.tensor(rows, dtype=torch.long)
     text = torch.tensor(
-        [data.draw(st.lists(st.booleans(), min_size=width, max_size=width)) for _ in range(batch_size)], dtype=torch.long
+        [data.draw(st.lists(st.booleans(), min_size=width, max_size=width)) for _ in range(batch_size)],
+        dtype=torch.long,
     )
     hidden = torch.randn(batch_size, width, 3)
     attention = torch.softmax(torch.randn(batch_size, width), dim=-1)

@@ -11,6 +11,7 @@ from omegaconf import open_dict
 
 from embedexp.embedder import Embedder
 from embedexp.factory import build_embedder
+from embedexp.loss import InfoNCELoss
 from embedexp.pooling import build_pooling
 from embedexp.prompts import PromptTemplate
 from embedexp.train import train
@@ -93,9 +94,17 @@ def test_wandb_logger_writes_offline_run_and_finishes(tiny_train_cfg, tmp_path):
 
     cfg = compose_config(
         "train",
-        ["model=tiny", "tasks=tiny", "logger=wandb", "trainer.precision=32-true", "data.batch_size=8",
-         "data.source.max_pairs=32", "data.source.text_field=short", "run_name=wandb-probe",
-         "trainer.log_every_n_steps=1"],
+        [
+            "model=tiny",
+            "tasks=tiny",
+            "logger=wandb",
+            "trainer.precision=32-true",
+            "data.batch_size=8",
+            "data.source.max_pairs=32",
+            "data.source.text_field=short",
+            "run_name=wandb-probe",
+            "trainer.log_every_n_steps=1",
+        ],
         tmp_path,
     )
     metrics = train(cfg)
@@ -106,3 +115,17 @@ def test_wandb_logger_writes_offline_run_and_finishes(tiny_train_cfg, tmp_path):
     for key in (b"pooling", b"DebianShortDescSectionClustering", b"val/clustering_mean", b"train/loss"):
         assert key in record
     assert metrics["run_name"] == "wandb-probe"
+
+
+@pytest.mark.parametrize("checkpointing", [False, True])
+def test_gradients_reach_lora_weights(tiny_train_cfg, checkpointing):
+    with open_dict(tiny_train_cfg):
+        tiny_train_cfg.model.gradient_checkpointing = checkpointing
+    embedder = build_embedder(tiny_train_cfg)
+    embedder.model.train()
+    vectors = embedder.embed(TEXTS)
+    InfoNCELoss()(vectors[:2], vectors[2:]).backward()
+    grads = {name: p.grad for name, p in embedder.model.named_parameters() if p.requires_grad}
+    assert grads and all(g is not None for g in grads.values())
+    assert any(g.abs().sum() > 0 for name, g in grads.items() if "lora_B" in name or "lora_A" in name)
+    assert all(p.grad is None for p in embedder.model.parameters() if not p.requires_grad)

@@ -6,14 +6,13 @@ import hashlib
 import importlib.util
 import logging
 import os
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from transformers import AutoModel, AutoModelForCausalLM, AutoTokenizer, LlamaConfig, LlamaModel
 
+from embedexp.atomic import atomic_folder
 from embedexp.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -77,16 +76,9 @@ def dequantize_gguf_to_cache(folder: str, gguf_file: str, cache_dir: str | os.Pa
     model.config.quantization_config = None
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
-    try:
+    with atomic_folder(target) as staging:  # a killed run never leaves a half-written cache
         model.save_pretrained(staging, safe_serialization=True)
         tokenizer.save_pretrained(staging)
-        staging.rename(target)  # atomic: a killed run never leaves a half-written cache
-    except OSError:
-        shutil.rmtree(staging, ignore_errors=True)
-        if not (target / "config.json").is_file():
-            raise
     return target
 
 
@@ -128,13 +120,8 @@ def load_tokenizer(name_or_path: str, gguf_file: str | None = None, cache_dir: s
     folder = cached.with_name(cached.name + "-tokenizer")
     if not (folder / "tokenizer.json").is_file():
         tokenizer = AutoTokenizer.from_pretrained(source, gguf_file=gguf_file)
-        folder.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}-", dir=folder.parent))
-        tokenizer.save_pretrained(staging)
-        try:
-            staging.rename(folder)
-        except OSError:
-            shutil.rmtree(staging, ignore_errors=True)
+        with atomic_folder(folder) as staging:
+            tokenizer.save_pretrained(staging)
     return AutoTokenizer.from_pretrained(folder)
 
 

@@ -24,8 +24,12 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     tasks = build_tasks(cfg.tasks)
     name = f"{embedder.name}+{Path(cfg.adapter_path).name}" if cfg.get("adapter_path") else embedder.name
     scores = evaluate_clustering(embedder, tasks, name, cfg.eval.batch_size, cfg.eval.precision)
-    row = {"model": cfg.get("adapter_path") or embedder.name, "pooling": cfg.pooling._target_.rsplit(".", 1)[-1],
-           "prompt": cfg.prompt.name, **scores}
+    row = {
+        "model": cfg.get("adapter_path") or embedder.name,
+        "pooling": cfg.pooling._target_.rsplit(".", 1)[-1],
+        "prompt": cfg.prompt.name,
+        **scores,
+    }
     md_path, _ = write_results_table([row], cfg.paths.output_dir, stem="eval_results")
     print(md_path.read_text())
     return scores

@@ -56,7 +56,8 @@ class EmbeddingModule(L.LightningModule):
         loss = self.shared_step(batch, "train")
         if not torch.isfinite(loss):
             raise FloatingPointError(
-                f"non-finite loss {loss.item()} at step {self.global_step}; first texts of the batch: {batch['text'][:3]}"
+                f"non-finite loss {loss.item()} at step {self.global_step}; "
+                f"first texts of the batch: {batch['text'][:3]}"
             )
         return loss
 

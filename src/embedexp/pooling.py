@@ -159,7 +159,9 @@ class AttentionPooling(Pooling):
 
     def __repr__(self) -> str:
         """Readable name with options."""
-        return f"AttentionPooling(exclude_prompt={self.exclude_prompt}, layers={self.layers}, keep_sink={self.keep_sink})"
+        return (
+            f"AttentionPooling(exclude_prompt={self.exclude_prompt}, layers={self.layers}, keep_sink={self.keep_sink})"
+        )
 
 
 def build_pooling(name: str, **options) -> Pooling:

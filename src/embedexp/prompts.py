@@ -101,7 +101,9 @@ class PromptTemplate:
         return _pad(rows, spans, pad_id=pad_token_id(tokenizer), side=padding_side, n_truncated=n_truncated)
 
 
-def _pad(rows: list[list[int]], spans: list[tuple[int, int]], pad_id: int, side: str, n_truncated: int) -> TokenizedPrompts:
+def _pad(
+    rows: list[list[int]], spans: list[tuple[int, int]], pad_id: int, side: str, n_truncated: int
+) -> TokenizedPrompts:
     """Pad token rows to the longest one on the given side and build the attention and text masks."""
     if side not in ("left", "right"):
         raise ConfigError(f"model.padding_side must be 'left' or 'right', got {side!r}")

@@ -14,10 +14,10 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from embedexp.atomic import atomic_write_text
 from embedexp.config import CONFIG_DIR
 from embedexp.errors import ConfigError, EmbedexpError
 from embedexp.evaluation.callback import ClusteringEvalCallback
-from embedexp.evaluation.run import MEAN_KEY, atomic_write_text
 from embedexp.factory import build_embedder
 from embedexp.module import EmbeddingModule
 from embedexp.report import print_before_after

@@ -136,7 +136,9 @@ class PairDataModule(L.LightningDataModule):
             trainer = self.trainer
             replicas, rank = (trainer.world_size, trainer.global_rank) if trainer else (1, 0)
             sampler = LengthGroupedBatchSampler(lengths, self.batch_size, self.seed, num_replicas=replicas, rank=rank)
-            return DataLoader(self.train_set, batch_sampler=sampler, collate_fn=collate_pairs, num_workers=self.num_workers)
+            return DataLoader(
+                self.train_set, batch_sampler=sampler, collate_fn=collate_pairs, num_workers=self.num_workers
+            )
         return DataLoader(
             self.train_set,
             batch_size=self.batch_size,
@@ -150,4 +152,6 @@ class PairDataModule(L.LightningDataModule):
         """Held-out pairs in fixed order (empty when `val_pairs` is 0)."""
         if self.val_set is None:
             return []
-        return DataLoader(self.val_set, batch_size=self.batch_size, collate_fn=collate_pairs, num_workers=self.num_workers)
+        return DataLoader(
+            self.val_set, batch_size=self.batch_size, collate_fn=collate_pairs, num_workers=self.num_workers
+        )

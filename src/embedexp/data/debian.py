@@ -12,11 +12,10 @@ import hashlib
 import json
 import logging
 import os
-import shutil
 import subprocess
-import tempfile
 from pathlib import Path
 
+from embedexp.atomic import atomic_file
 from embedexp.errors import DataError
 
 log = logging.getLogger(__name__)
@@ -121,17 +120,9 @@ def load_corpus(cache_dir: str | os.PathLike) -> list[dict[str, str]]:
         with gzip.open(path, "rt", encoding="utf-8") as handle:
             return [json.loads(line) for line in handle]
     corpus = build_corpus()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, staging = tempfile.mkstemp(prefix=".corpus-", dir=path.parent)
-    os.close(fd)
-    try:
-        with gzip.open(staging, "wt", encoding="utf-8") as handle:
-            for row in corpus:
-                handle.write(json.dumps(row) + "\n")
-        shutil.move(staging, path)
-    finally:
-        if os.path.exists(staging):
-            os.remove(staging)
+    with atomic_file(path) as staging, gzip.open(staging, "wt", encoding="utf-8") as handle:
+        for row in corpus:
+            handle.write(json.dumps(row) + "\n")
     n_long = sum(bool(r["long"]) for r in corpus)
     log.info("Debian corpus: %d packages (%d with long descriptions) cached at %s", len(corpus), n_long, path)
     return corpus

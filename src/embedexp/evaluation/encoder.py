@@ -50,13 +50,17 @@ def model_meta(embedder: Embedder, name: str, embed_dim: int) -> ModelMeta:
 class MtebEncoder(AbsEncoder):
     """Encodes every text mteb passes with the wrapped embedder (length-sorted batches, L2-normalised)."""
 
-    def __init__(self, embedder: Embedder, name: str = "embedexp-model", batch_size: int = 32, precision: str = "bf16") -> None:
+    def __init__(
+        self, embedder: Embedder, name: str = "embedexp-model", batch_size: int = 32, precision: str = "bf16"
+    ) -> None:
         """`precision` is the autocast used while encoding."""
         self.embedder, self.batch_size, self.precision = embedder, batch_size, precision
         probe = embedder.encode(["probe"], batch_size=1)
         self.mteb_model_meta = model_meta(embedder, name, int(probe.shape[1]))
 
-    def encode(self, inputs, *, task_metadata, hf_split: str, hf_subset: str, prompt_type=None, **kwargs: Any) -> np.ndarray:
+    def encode(
+        self, inputs, *, task_metadata, hf_split: str, hf_subset: str, prompt_type=None, **kwargs: Any
+    ) -> np.ndarray:
         """Collect all texts of the dataloader, then embed them in one length-sorted pass."""
         texts = [text for batch in inputs for text in batch["text"]]
         with autocast_for(self.precision, self.embedder.device):

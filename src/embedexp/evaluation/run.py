@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import logging
 import os
-import tempfile
 from pathlib import Path
 
 import mteb
 import numpy as np
 import pandas as pd
 
+from embedexp.atomic import atomic_write_text
 from embedexp.embedder import Embedder
 from embedexp.evaluation.encoder import MtebEncoder
 
@@ -30,22 +30,9 @@ def evaluate_clustering(
     return scores
 
 
-def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
-    """Write a file through a temporary name and rename it, so a kill never leaves a truncated file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, staging = tempfile.mkstemp(prefix=f".{path.name}-", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        os.replace(staging, path)
-    finally:
-        if os.path.exists(staging):
-            os.remove(staging)
-    return path
-
-
-def write_results_table(rows: list[dict], folder: str | os.PathLike, stem: str = "clustering_results") -> tuple[Path, Path]:
+def write_results_table(
+    rows: list[dict], folder: str | os.PathLike, stem: str = "clustering_results"
+) -> tuple[Path, Path]:
     """Write rows (one per evaluation) as `<stem>.csv` and a Markdown table `<stem>.md`, task columns sorted."""
     frame = pd.DataFrame(rows)
     leading = [c for c in LABEL_COLUMNS if c in frame.columns]

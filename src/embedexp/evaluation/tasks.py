@@ -19,7 +19,17 @@ from embedexp.errors import DataError
 log = logging.getLogger(__name__)
 
 # Debian sections that describe packaging form (library, docs, debug symbols) rather than topic.
-FORM_SECTIONS = ("libs", "libdevel", "doc", "debug", "oldlibs", "metapackages", "introspection", "tasks", "localization")
+FORM_SECTIONS = (
+    "libs",
+    "libdevel",
+    "doc",
+    "debug",
+    "oldlibs",
+    "metapackages",
+    "introspection",
+    "tasks",
+    "localization",
+)
 
 
 class LocalClusteringTask(AbsTaskClustering):
@@ -73,7 +83,9 @@ def make_local_task(
     return task_class(seed=seed)
 
 
-def balanced_sample(rows: list[tuple[str, str]], n_docs: int, n_labels: int, min_per_label: int, seed: int) -> list[tuple[str, str]]:
+def balanced_sample(
+    rows: list[tuple[str, str]], n_docs: int, n_labels: int, min_per_label: int, seed: int
+) -> list[tuple[str, str]]:
     """Keep the `n_labels` most frequent labels with at least `min_per_label` rows, then sample `n_docs` rows."""
     counts = Counter(label for _, label in rows)
     keep = {label for label, count in counts.most_common(n_labels) if count >= min_per_label}
@@ -108,7 +120,9 @@ def debian_section_task(
         log.warning("task %s skipped: no Debian %s descriptions on this machine", name, field)
         return None
     rows = balanced_sample(rows, n_docs, n_sections, min_per_section, seed)
-    return _task_from_rows(name, rows, f"Debian package {field} descriptions clustered by archive section.", n_bootstrap)
+    return _task_from_rows(
+        name, rows, f"Debian package {field} descriptions clustered by archive section.", n_bootstrap
+    )
 
 
 def jsonl_task(
