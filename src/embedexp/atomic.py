@@ -10,6 +10,13 @@ from contextlib import contextmanager
 from pathlib import Path
 
 
+def _umask() -> int:
+    """The process umask (read by setting and restoring it)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 @contextmanager
 def atomic_file(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a staging path beside `path`; it replaces `path` only if the block finishes without error."""
@@ -17,6 +24,7 @@ def atomic_file(path: str | os.PathLike) -> Iterator[Path]:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, staging = tempfile.mkstemp(prefix=f".{path.name}-", dir=path.parent)
     os.close(fd)
+    os.chmod(staging, 0o666 & ~_umask())  # mkstemp creates 0600; finished files get the usual permissions
     try:
         yield Path(staging)
         os.replace(staging, path)

@@ -85,7 +85,7 @@ class Embedder(torch.nn.Module):
         was_training = self.model.training
         self.model.eval()
         order = np.argsort([-len(t) for t in texts], kind="stable") if sort_by_length else np.arange(len(texts))
-        chunks = []
+        chunks, truncated_before = [], self.n_truncated
         try:
             for start in tqdm(range(0, len(texts), batch_size), disable=not show_progress, desc="encode"):
                 chunk = [texts[i] for i in order[start : start + batch_size]]
@@ -93,6 +93,9 @@ class Embedder(torch.nn.Module):
                 chunks.append(F.normalize(vectors, dim=-1) if normalize else vectors)
         finally:
             self.model.train(was_training)
+        cut, self.n_truncated = self.n_truncated - truncated_before, truncated_before
+        if cut:
+            log.warning("%d of %d texts truncated to model.max_length=%d", cut, len(texts), self.max_length)
         if not chunks:
             return np.zeros((0, 0), dtype=np.float32)
         stacked = torch.cat(chunks).cpu().numpy()

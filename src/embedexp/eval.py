@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 
@@ -9,10 +10,12 @@ import hydra
 import lightning as L
 from omegaconf import DictConfig
 
+from embedexp.atomic import atomic_write_text
 from embedexp.config import CONFIG_DIR
 from embedexp.errors import EmbedexpError
 from embedexp.evaluation.run import evaluate_clustering, write_results_table
 from embedexp.factory import build_embedder, build_tasks
+from embedexp.provenance import provenance
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +34,7 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
         **scores,
     }
     md_path, _ = write_results_table([row], cfg.paths.output_dir, stem="eval_results")
+    atomic_write_text(Path(cfg.paths.output_dir) / "provenance.json", json.dumps(provenance(cfg.seed), indent=2))
     print(md_path.read_text())
     return scores
 

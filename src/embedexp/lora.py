@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from pathlib import Path
 
 import torch
 from peft import LoraConfig, PeftModel, get_peft_model
@@ -60,7 +61,9 @@ def apply_lora(
 
 def load_adapter(model: torch.nn.Module, adapter_path: str, trainable: bool = False) -> PeftModel:
     """Attach a saved LoRA adapter folder to a base model; a missing or broken folder is a clear error."""
+    if not (Path(adapter_path) / "adapter_config.json").is_file():
+        raise ConfigError(f"adapter_path={adapter_path!r}: no adapter_config.json there (not a saved LoRA adapter)")
     try:
         return PeftModel.from_pretrained(model, adapter_path, is_trainable=trainable)
-    except (OSError, ValueError) as err:
+    except Exception as err:  # corrupt weights or config: peft/safetensors raise many types
         raise ConfigError(f"adapter_path={adapter_path!r}: cannot load LoRA adapter: {err}") from err

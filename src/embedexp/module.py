@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import json
+import logging
 from collections.abc import Callable
+from pathlib import Path
 
 import lightning as L
 import torch
+from lightning.fabric.utilities.seed import _collect_rng_states, _set_rng_states
 
+from embedexp.atomic import atomic_write_text
 from embedexp.embedder import Embedder
 from embedexp.loss import InfoNCELoss
+
+log = logging.getLogger(__name__)
 
 
 class EmbeddingModule(L.LightningModule):
@@ -55,11 +62,17 @@ class EmbeddingModule(L.LightningModule):
         """One contrastive step; a non-finite loss stops the run with the offending texts named."""
         loss = self.shared_step(batch, "train")
         if not torch.isfinite(loss):
+            saved = self.save_failed_batch(batch, float(loss.item()))
             raise FloatingPointError(
-                f"non-finite loss {loss.item()} at step {self.global_step}; "
-                f"first texts of the batch: {batch['text'][:3]}"
+                f"non-finite loss {loss.item()} at step {self.global_step}; the batch's texts are saved in {saved}"
             )
         return loss
+
+    def save_failed_batch(self, batch: dict[str, list[str]], loss: float) -> Path:
+        """Write the texts of a batch that produced a non-finite loss next to the run's outputs."""
+        folder = Path(self.trainer.default_root_dir if self._trainer is not None else ".")
+        record = {"step": self.global_step, "loss": loss, **batch}
+        return atomic_write_text(folder / f"nonfinite_batch_step{self.global_step}.json", json.dumps(record, indent=2))
 
     def validation_step(self, batch: dict[str, list[str]], batch_idx: int) -> None:
         """Contrastive loss on held-out pairs."""
@@ -71,7 +84,7 @@ class EmbeddingModule(L.LightningModule):
         if not params:
             raise ValueError("no trainable parameters: enable model.lora or unfreeze the backbone")
         optimizer = self.optimizer_factory(params)
-        total = max(1, int(self.trainer.estimated_stepping_batches))
+        total = self.total_training_steps()
         warmup = int(self.warmup_ratio * total)
 
         def schedule(step: int) -> float:
@@ -82,7 +95,51 @@ class EmbeddingModule(L.LightningModule):
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
+    def total_training_steps(self) -> int:
+        """Optimizer steps of the whole fit, from the DataModule's batch count when it knows it.
+
+        `trainer.estimated_stepping_batches` would build the train dataloader before a checkpoint's data
+        position is restored, so a resumed run would replay the start of its epoch.
+        """
+        trainer = self.trainer
+        batches = getattr(trainer.datamodule, "train_batches_per_epoch", None)
+        if batches is None:
+            return max(1, int(trainer.estimated_stepping_batches))
+        per_epoch = max(1, -(-batches(trainer.world_size) // trainer.accumulate_grad_batches))
+        total = per_epoch * max(1, trainer.max_epochs or 1)
+        return min(total, trainer.max_steps) if trainer.max_steps and trainer.max_steps > 0 else total
+
+    def on_train_epoch_end(self) -> None:
+        """Warn once per epoch about texts cut to `model.max_length`."""
+        if self.embedder.n_truncated:
+            log.warning(
+                "%d texts were truncated to model.max_length=%d", self.embedder.n_truncated, self.embedder.max_length
+            )
+            self.embedder.n_truncated = 0
+
     def on_save_checkpoint(self, checkpoint: dict) -> None:
-        """Keep only trainable weights (e.g. LoRA) in checkpoints; the frozen backbone is reloaded from its source."""
+        """Keep only trainable weights (e.g. LoRA), plus the RNG states so a resumed run continues identically."""
         trainable = {name for name, p in self.named_parameters() if p.requires_grad}
         checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items() if k in trainable}
+        checkpoint["rng_states"] = rng_states_for_checkpoint()
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        """Restore the RNG states saved with the checkpoint."""
+        if "rng_states" in checkpoint:
+            restore_rng_states(checkpoint["rng_states"])
+
+
+def rng_states_for_checkpoint() -> dict:
+    """torch / numpy / python RNG states in types that `torch.load(weights_only=True)` accepts."""
+    states = _collect_rng_states()
+    name, keys, position, has_gauss, cached = states["numpy"]
+    states["numpy"] = (name, torch.from_numpy(keys.astype("int64")), position, has_gauss, cached)
+    return states
+
+
+def restore_rng_states(states: dict) -> None:
+    """Inverse of `rng_states_for_checkpoint`."""
+    states = dict(states)
+    name, keys, position, has_gauss, cached = states["numpy"]
+    states["numpy"] = (name, keys.numpy().astype("uint32"), position, has_gauss, cached)
+    _set_rng_states(states)

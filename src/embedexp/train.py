@@ -12,6 +12,7 @@ import hydra
 import lightning as L
 from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from embedexp.atomic import atomic_write_text
@@ -20,6 +21,7 @@ from embedexp.errors import ConfigError, EmbedexpError
 from embedexp.evaluation.callback import ClusteringEvalCallback
 from embedexp.factory import build_embedder
 from embedexp.module import EmbeddingModule
+from embedexp.provenance import provenance
 from embedexp.report import print_before_after
 
 log = logging.getLogger(__name__)
@@ -92,6 +94,7 @@ def collect_metrics(cfg: DictConfig, trainer: L.Trainer, callbacks: list, start:
     metrics["time/total_s"] = time.perf_counter() - start
     metrics["memory/peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     metrics["run_name"] = cfg.run_name
+    metrics["provenance"] = provenance(cfg.seed)
     return metrics
 
 
@@ -119,6 +122,10 @@ def main(cfg: DictConfig) -> float | None:
     except EmbedexpError as err:
         log.error("%s", err)
         raise SystemExit(f"error: {err}") from None
+    except SIGTERMException:
+        folder = cfg.paths.output_dir
+        log.error("stopped by SIGTERM; checkpoint saved. Resume: hydra.run.dir=%s ckpt_path=last", folder)
+        raise SystemExit(143) from None
     value = metrics.get(cfg.get("optimized_metric") or "")
     return None if value is None else float(value)
 

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import logging
 import random
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import lightning as L
+import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from embedexp.data.pairs import Pair
@@ -51,6 +52,7 @@ class LengthGroupedBatchSampler(Sampler[list[int]]):
         self.lengths, self.batch_size, self.seed = lengths, batch_size, seed
         self.mega_batch, self.drop_last, self.epoch = mega_batch, drop_last, 0
         self.num_replicas, self.rank = num_replicas, rank
+        self.skip = 0  # batches of the current epoch already trained before a resume
 
     def set_epoch(self, epoch: int) -> None:
         """Change the shuffle for the next epoch."""
@@ -73,8 +75,9 @@ class LengthGroupedBatchSampler(Sampler[list[int]]):
         return batches[self.rank : usable : self.num_replicas]
 
     def __iter__(self) -> Iterator[list[int]]:
-        """Yield this epoch's batches, then advance the epoch."""
-        yield from self.batches()
+        """Yield this epoch's batches (minus those already trained when resuming), then advance the epoch."""
+        skip, self.skip = self.skip, 0
+        yield from self.batches()[skip:]
         self.epoch += 1
 
     def __len__(self) -> int:
@@ -82,6 +85,42 @@ class LengthGroupedBatchSampler(Sampler[list[int]]):
         full, rest = divmod(len(self.lengths), self.batch_size)
         total = full if self.drop_last or not rest else full + 1
         return total // self.num_replicas
+
+
+class ResumableDataLoader(DataLoader):
+    """A DataLoader whose position inside an epoch is saved in Lightning checkpoints and restored on resume.
+
+    Its batch order depends only on (seed, epoch), and creating its iterator draws from its own generator,
+    not the global RNG, so a resumed run replays exactly the random numbers of an uninterrupted one.
+    """
+
+    def __init__(
+        self,
+        *args,
+        progress: Callable[[], int] | None = None,
+        epoch: Callable[[], int] | None = None,
+        seed: int = 0,
+        **kwargs,
+    ) -> None:
+        """`progress()`: batches of the current epoch already trained; `epoch()`: the trainer's epoch."""
+        super().__init__(*args, generator=torch.Generator().manual_seed(seed), **kwargs)
+        self.progress, self.epoch = progress, epoch
+
+    def __iter__(self):
+        """Start the trainer's current epoch (Lightning may stop before exhausting the previous iterator)."""
+        if self.epoch is not None:
+            self.batch_sampler.set_epoch(self.epoch())
+        return super().__iter__()
+
+    def state_dict(self) -> dict[str, int]:
+        """Epoch and number of trained batches of the length-grouped batch sampler."""
+        trained = self.progress() if self.progress else 0
+        return {"epoch": self.batch_sampler.epoch, "trained_batches": trained}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        """Continue the saved epoch after its trained batches."""
+        self.batch_sampler.set_epoch(state["epoch"])
+        self.batch_sampler.skip = state["trained_batches"] % max(1, len(self.batch_sampler))
 
 
 def collate_pairs(batch: list[Pair]) -> dict[str, list[str]]:
@@ -136,8 +175,14 @@ class PairDataModule(L.LightningDataModule):
             trainer = self.trainer
             replicas, rank = (trainer.world_size, trainer.global_rank) if trainer else (1, 0)
             sampler = LengthGroupedBatchSampler(lengths, self.batch_size, self.seed, num_replicas=replicas, rank=rank)
-            return DataLoader(
-                self.train_set, batch_sampler=sampler, collate_fn=collate_pairs, num_workers=self.num_workers
+            return ResumableDataLoader(
+                self.train_set,
+                batch_sampler=sampler,
+                collate_fn=collate_pairs,
+                num_workers=self.num_workers,
+                progress=self._trained_batches_this_epoch,
+                epoch=lambda: trainer.current_epoch if trainer else sampler.epoch,
+                seed=self.seed,
             )
         return DataLoader(
             self.train_set,
@@ -147,6 +192,16 @@ class PairDataModule(L.LightningDataModule):
             collate_fn=collate_pairs,
             num_workers=self.num_workers,
         )
+
+    def train_batches_per_epoch(self, world_size: int = 1) -> int:
+        """Batches each process trains per epoch (incomplete batches are dropped)."""
+        return len(self.train_set) // self.batch_size // world_size
+
+    def _trained_batches_this_epoch(self) -> int:
+        """Batches of the running epoch whose optimizer step is done (read from the Lightning loop)."""
+        if self.trainer is None:
+            return 0
+        return self.trainer.fit_loop.epoch_loop.batch_progress.current.processed
 
     def val_dataloader(self) -> DataLoader | list:
         """Held-out pairs in fixed order (empty when `val_pairs` is 0)."""

@@ -58,6 +58,14 @@ class ClusteringEvalCallback(L.Callback):
             write_results_table(self.history, self.output_dir)
         return scores
 
+    def state_dict(self) -> dict:
+        """Scores so far, saved in checkpoints (a resumed run does not re-score its start)."""
+        return {"history": self.history}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        """Restore the scores of the interrupted run."""
+        self.history = list(state_dict.get("history", []))
+
     @rank_zero_only
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         """Zero-shot scores of the untrained embedder (logged at step 0)."""

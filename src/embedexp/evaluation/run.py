@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import random
 from pathlib import Path
 
 import mteb
@@ -22,7 +23,13 @@ LABEL_COLUMNS = ("model", "pooling", "prompt", "stage", "epoch", "step")
 def evaluate_clustering(
     embedder: Embedder, tasks: list, name: str | None = None, batch_size: int = 32, precision: str = "bf16"
 ) -> dict[str, float]:
-    """V-measure of every task (mteb's main score) and their mean under `clustering_mean`."""
+    """V-measure of every task (mteb's main score) and their mean under `clustering_mean`.
+
+    Each task's bootstrap RNG is reset first, so a score depends on the embeddings alone, not on how many
+    evaluations ran before (a resumed run scores exactly like an uninterrupted one).
+    """
+    for task in tasks:
+        task.rng_state, task.np_rng = random.Random(task.seed), np.random.default_rng(task.seed)
     encoder = MtebEncoder(embedder, name=name or embedder.name, batch_size=batch_size, precision=precision)
     result = mteb.evaluate(encoder, tasks, cache=None, show_progress_bar=False, overwrite_strategy="always")
     scores = {task_result.task_name: float(task_result.get_score()) for task_result in result.task_results}

@@ -14,7 +14,7 @@ from mteb.abstasks.clustering import AbsTaskClustering
 from mteb.abstasks.task_metadata import TaskMetadata
 
 from embedexp.data.debian import corpus_texts, load_corpus
-from embedexp.errors import DataError
+from embedexp.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
 
@@ -158,7 +158,14 @@ def jsonl_task(
 
 
 def mteb_task(name: str):
-    """An official mteb task by name (its data comes from the Hugging Face Hub)."""
+    """An official mteb task by name (its data comes from the Hugging Face Hub); unknown names list close ones."""
+    import difflib
+
     import mteb
 
-    return mteb.get_task(name)
+    try:
+        return mteb.get_task(name)
+    except KeyError as err:
+        known = [task.metadata.name for task in mteb.get_tasks(task_types=["Clustering"])]
+        close = difflib.get_close_matches(name, known, n=8, cutoff=0.5) or sorted(known)[:20]
+        raise ConfigError(f"tasks: unknown mteb task '{name}'; clustering tasks like it: {', '.join(close)}") from err
