@@ -1,12 +1,14 @@
 """Capture where the final token looks: its attention over all input tokens, per decoder layer.
 
-Shared by the `attention` pooling and the attention-map analysis, so both read the same numbers.
+Shared by the `attention` pooling and the attention-map analysis (through `Embedder.run`), so both read the
+same numbers.
 """
 
 from __future__ import annotations
 
 import re
 from contextlib import contextmanager
+from dataclasses import dataclass
 
 import torch
 
@@ -64,3 +66,27 @@ def final_token_attention(model: torch.nn.Module, attention_mask: torch.Tensor, 
     finally:
         for handle in handles:
             handle.remove()
+
+
+@dataclass(frozen=True)
+class FinalTokenAttention:
+    """The last token's attention over the input tokens: `weights` [B, L, H, T] for decoder `layers` (in order)."""
+
+    layers: tuple[int, ...]
+    weights: torch.Tensor
+
+    @classmethod
+    def from_captured(cls, captured: dict[int, torch.Tensor]) -> FinalTokenAttention:
+        """Stack the {layer: [B, H, T]} dict filled by `final_token_attention` in layer order."""
+        if not captured:
+            raise ValueError("no attention weights were captured; did the forward pass run inside the block?")
+        layers = tuple(sorted(captured))
+        return cls(layers, torch.stack([captured[layer] for layer in layers], dim=1))
+
+    def mean_over_heads(self) -> torch.Tensor:
+        """[B, L, T]: attention averaged over heads."""
+        return self.weights.mean(dim=2)
+
+    def pooled(self) -> torch.Tensor:
+        """[B, T]: attention averaged over heads and layers (the weights of the `attention` pooling)."""
+        return self.weights.mean(dim=(1, 2))
