@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import torch
 
+from embedexp.errors import ConfigError
 from embedexp.pooling import last_index
 
 ATTENTION_MODULE = re.compile(r"(?:^|\.)layers\.(\d+)\.self_attn$")
@@ -46,6 +47,8 @@ def final_token_attention(model: torch.nn.Module, attention_mask: torch.Tensor, 
         raise ValueError("reading attention weights needs model.backbone.attn_implementation=eager")
     modules = attention_modules(model)
     n_layers = len(modules)
+    if layers is not None and any(not -n_layers <= layer < n_layers for layer in layers):
+        raise ConfigError(f"layers={list(layers)}: this model has {n_layers} decoder layers (0..{n_layers - 1})")
     wanted = sorted({(layer % n_layers) for layer in layers}) if layers is not None else sorted(modules)
     rows = torch.arange(attention_mask.shape[0])
     last = last_index(attention_mask.bool())
