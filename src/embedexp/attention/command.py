@@ -46,7 +46,9 @@ def analyse_models(cfg: DictConfig, texts: list[str]) -> tuple[list[ModelAttenti
     if cfg.get("adapter_path"):
         trained_with = training_template(cfg.adapter_path)
         if trained_with is not None and trained_with != cfg.prompt.template:
-            log.warning("the adapter was trained with prompt %r, the analysis uses %r", trained_with, cfg.prompt.template)
+            log.warning(
+                "the adapter was trained with prompt %r, the analysis uses %r", trained_with, cfg.prompt.template
+            )
         tuned = build_embedder(
             cfg, adapter_path=cfg.adapter_path, trainable=False, new_lora=False, eager_attention=True
         )
