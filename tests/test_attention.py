@@ -202,7 +202,7 @@ def test_python_m_runs_base_and_adapter_and_writes_everything(tmp_path, monkeypa
     assert list(summary["model"]) == ["base"] * 2 + ["finetuned"] * 2 + ["change (finetuned - base)"] * 2
     assert summary[["prompt", "text", "sink"]].iloc[:4].sum(axis=1).between(1 - 1e-5, 1 + 1e-5).all()
     text = (out / "attention_summary.md").read_text()
-    assert "finetuned" in text and "mean over layers" in text and "last layer (1)" in text
+    assert "finetuned" in text and "mean over layers" in text and "last analysed layer (1)" in text
     runs = list((out / "wandb").glob("offline-run-*"))
     assert len(runs) == 1 and any(runs[0].glob("*.wandb"))
 
@@ -221,7 +221,7 @@ def test_smollm2_base_shares(tmp_path):
     shares = pd.read_csv(tmp_path / "attention_shares.csv")
     assert sorted(set(shares["layer"])) == list(range(30)) and len(shares) == 2 * 30
     assert shares["total"].between(1 - 1e-4, 1 + 1e-4).all()
-    assert list(summary["scope"]) == ["mean over layers", "last layer (29)"]
+    assert list(summary["scope"]) == ["mean over layers", "last analysed layer (29)"]
     tokens = pd.read_csv(tmp_path / "attention_tokens.csv")
     assert tokens[tokens["example"] == 0]["kind"].tolist()[:2] == ["sink", "prompt"]  # 'This', ' sentence'
     assert (tmp_path / "heatmap_base_0.png").is_file() and (tmp_path / "shares_by_layer.png").is_file()

@@ -81,7 +81,7 @@ def summary_frame(results: list[ModelAttention]) -> pd.DataFrame:
     rows = []
     for result in results:
         last = result.layers[-1]
-        scopes = {"mean over layers": slice(None), f"last layer ({last})": slice(-1, None)}
+        scopes = {"mean over layers": slice(None), f"last analysed layer ({last})": slice(-1, None)}
         for scope, columns in scopes.items():
             values = {k: float(result.shares[k][:, columns].mean()) for k in SHARE_NAMES}
             rows.append({"model": result.name, "scope": scope, **values})
