@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from embedexp.attention import final_token_attention
+from embedexp.attention.capture import FinalTokenAttention, final_token_attention
 from embedexp.pooling import Pooling
 from embedexp.prompts import PromptTemplate, TokenizedPrompts
 
@@ -51,22 +51,33 @@ class Embedder(torch.nn.Module):
         self.n_truncated += batch.n_truncated
         return batch
 
-    def forward(self, batch: TokenizedPrompts) -> torch.Tensor:
-        """Embed a tokenized batch; gradients flow when the caller allows them."""
+    def run(
+        self, batch: TokenizedPrompts, with_attention: bool = False, layers: tuple[int, ...] | None = None
+    ) -> tuple[torch.Tensor, FinalTokenAttention | None]:
+        """Decode a tokenized batch: hidden states [B, T, H] and, if asked, the last token's attention per layer.
+
+        `layers` picks decoder layers (None = all; negative counts from the end). The `attention` pooling and the
+        attention-map analysis (`python -m embedexp.attention`) both read attention through this method.
+        """
         device = self.device
         input_ids = batch.input_ids.to(device)
         attention_mask = batch.attention_mask.to(device)
         # positions count from the first real token, so left padding gives the same vectors as right padding
         position_ids = (attention_mask.cumsum(dim=1) - 1).clamp_min(0)
         inputs = dict(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, use_cache=False)
-        attention = None
-        if self.pooling.needs_attention:
-            with final_token_attention(self.model, attention_mask, self.pooling.layers) as captured:
-                hidden = self.model(**inputs).last_hidden_state
-            attention = torch.stack(list(captured.values())).mean(dim=(0, 2))
-        else:
+        if not with_attention:
+            return self.model(**inputs).last_hidden_state, None
+        with final_token_attention(self.model, attention_mask, layers) as captured:
             hidden = self.model(**inputs).last_hidden_state
-        return self.pooling(hidden, attention_mask, batch.text_mask.to(device), attention)
+        return hidden, FinalTokenAttention.from_captured(captured)
+
+    def forward(self, batch: TokenizedPrompts) -> torch.Tensor:
+        """Embed a tokenized batch; gradients flow when the caller allows them."""
+        needs_attention = self.pooling.needs_attention
+        hidden, attention = self.run(batch, needs_attention, getattr(self.pooling, "layers", None))
+        pooled_attention = attention.pooled() if attention is not None else None
+        device = hidden.device
+        return self.pooling(hidden, batch.attention_mask.to(device), batch.text_mask.to(device), pooled_attention)
 
     def embed(self, texts: list[str]) -> torch.Tensor:
         """Tokenize and embed a list of texts in one batch."""

@@ -18,9 +18,17 @@ log = logging.getLogger(__name__)
 
 
 def build_embedder(
-    cfg: DictConfig, adapter_path: str | None = None, trainable: bool = True, new_lora: bool = True
+    cfg: DictConfig,
+    adapter_path: str | None = None,
+    trainable: bool = True,
+    new_lora: bool = True,
+    eager_attention: bool = False,
 ) -> Embedder:
-    """Backbone + LoRA (loaded from `adapter_path`, or new from `model.lora` if `new_lora`) + prompt + pooling."""
+    """Backbone + LoRA (loaded from `adapter_path`, or new from `model.lora` if `new_lora`) + prompt + pooling.
+
+    `eager_attention` switches the backbone to eager attention so attention weights can be read (the `attention`
+    pooling does so by itself).
+    """
     pooling = instantiate(cfg.pooling)
     prompt = instantiate(cfg.prompt)
     if not isinstance(pooling, Pooling):
@@ -29,8 +37,8 @@ def build_embedder(
         raise ConfigError(f"prompt._target_ must build an embedexp.prompts.PromptTemplate, got {type(prompt).__name__}")
     backbone: Backbone = instantiate(cfg.model.backbone)
     model = backbone.model
-    if pooling.needs_attention and model.config._attn_implementation != "eager":
-        log.info("pooling '%s' reads attention weights: switching the backbone to eager attention", pooling.name)
+    if (pooling.needs_attention or eager_attention) and model.config._attn_implementation != "eager":
+        log.info("attention weights are read: switching the backbone to eager attention")
         model.set_attn_implementation("eager")
     if cfg.model.get("gradient_checkpointing"):
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})

@@ -1,15 +1,18 @@
 """Capture where the final token looks: its attention over all input tokens, per decoder layer.
 
-Shared by the `attention` pooling and the attention-map analysis, so both read the same numbers.
+Shared by the `attention` pooling and the attention-map analysis (through `Embedder.run`), so both read the
+same numbers.
 """
 
 from __future__ import annotations
 
 import re
 from contextlib import contextmanager
+from dataclasses import dataclass
 
 import torch
 
+from embedexp.errors import ConfigError
 from embedexp.pooling import last_index
 
 ATTENTION_MODULE = re.compile(r"(?:^|\.)layers\.(\d+)\.self_attn$")
@@ -44,6 +47,8 @@ def final_token_attention(model: torch.nn.Module, attention_mask: torch.Tensor, 
         raise ValueError("reading attention weights needs model.backbone.attn_implementation=eager")
     modules = attention_modules(model)
     n_layers = len(modules)
+    if layers is not None and any(not -n_layers <= layer < n_layers for layer in layers):
+        raise ConfigError(f"layers={list(layers)}: this model has {n_layers} decoder layers (0..{n_layers - 1})")
     wanted = sorted({(layer % n_layers) for layer in layers}) if layers is not None else sorted(modules)
     rows = torch.arange(attention_mask.shape[0])
     last = last_index(attention_mask.bool())
@@ -64,3 +69,27 @@ def final_token_attention(model: torch.nn.Module, attention_mask: torch.Tensor, 
     finally:
         for handle in handles:
             handle.remove()
+
+
+@dataclass(frozen=True)
+class FinalTokenAttention:
+    """The last token's attention over the input tokens: `weights` [B, L, H, T] for decoder `layers` (in order)."""
+
+    layers: tuple[int, ...]
+    weights: torch.Tensor
+
+    @classmethod
+    def from_captured(cls, captured: dict[int, torch.Tensor]) -> FinalTokenAttention:
+        """Stack the {layer: [B, H, T]} dict filled by `final_token_attention` in layer order."""
+        if not captured:
+            raise ValueError("no attention weights were captured; did the forward pass run inside the block?")
+        layers = tuple(sorted(captured))
+        return cls(layers, torch.stack([captured[layer] for layer in layers], dim=1))
+
+    def mean_over_heads(self) -> torch.Tensor:
+        """[B, L, T]: attention averaged over heads."""
+        return self.weights.mean(dim=2)
+
+    def pooled(self) -> torch.Tensor:
+        """[B, T]: attention averaged over heads and layers (the weights of the `attention` pooling)."""
+        return self.weights.mean(dim=(1, 2))
