@@ -65,7 +65,8 @@ def test_killed_run_resumes_to_the_same_result(reference, tmp_path, signal_name)
         timeout=600,
     )
     assert killed.returncode != 0, "the run should have been killed"
-    checkpoint = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=False)
+    saved = "last.ckpt" if signal_name == "SIGKILL" else "on_exception.ckpt"
+    checkpoint = torch.load(run_dir / "checkpoints" / saved, weights_only=False)
     assert checkpoint["global_step"] == (15 if signal_name == "SIGKILL" else 17)  # mid-epoch 2 (steps 13..24)
     assert not (run_dir / "metrics.json").exists()
 

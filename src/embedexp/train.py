@@ -35,10 +35,12 @@ def instantiate_group(group: DictConfig | None) -> list:
 
 
 def resolve_ckpt_path(cfg: DictConfig) -> str | None:
-    """`ckpt_path=last` means this run folder's checkpoints/last.ckpt; other values are paths."""
+    """`ckpt_path=last`: the newest of this run folder's checkpoints/{last,on_exception}.ckpt; else a path."""
     path = cfg.get("ckpt_path")
     if path == "last":
-        path = str(Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt")
+        folder = Path(cfg.paths.output_dir) / "checkpoints"
+        found = [p for p in (folder / "last.ckpt", folder / "on_exception.ckpt") if p.is_file()]
+        path = str(max(found, key=lambda p: p.stat().st_mtime_ns)) if found else str(folder / "last.ckpt")
     if path and not Path(path).is_file():
         raise ConfigError(f"ckpt_path: no checkpoint at {path}")
     return path
