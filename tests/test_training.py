@@ -129,3 +129,53 @@ def test_gradients_reach_lora_weights(tiny_train_cfg, checkpointing):
     assert grads and all(g is not None for g in grads.values())
     assert any(g.abs().sum() > 0 for name, g in grads.items() if "lora_B" in name or "lora_A" in name)
     assert all(p.grad is None for p in embedder.model.parameters() if not p.requires_grad)
+
+
+def test_frozen_prefix_cache_gives_the_same_embeddings_after_training_steps(tiny_train_cfg):
+    with open_dict(tiny_train_cfg):
+        tiny_train_cfg.model.lora.last_n_layers = 1
+    embedder = build_embedder(tiny_train_cfg)
+    texts = TEXTS * 3
+    plain = embedder.encode(texts, batch_size=4)
+    cache = embedder.enable_prefix_cache()
+    assert cache.enabled and cache.split == 1
+    assert torch.allclose(torch.tensor(embedder.encode(texts, batch_size=4)), torch.tensor(plain), atol=1e-5)
+    # change the LoRA weights (as training does): cached prefix outputs stay valid, results follow the new weights
+    with torch.no_grad():
+        for name, param in embedder.model.named_parameters():
+            if "lora_B" in name:
+                param.add_(0.05)
+    cached = embedder.encode(texts, batch_size=4)
+    assert cache.hits >= 3 and cache.verified
+    embedder.prefix_cache = None
+    fresh = embedder.encode(texts, batch_size=4)
+    assert not torch.allclose(torch.tensor(fresh), torch.tensor(plain), atol=1e-4)
+    assert torch.allclose(torch.tensor(cached), torch.tensor(fresh), atol=1e-5)
+
+
+def test_prefix_cache_is_off_when_every_layer_trains(tiny_train_cfg):
+    embedder = build_embedder(tiny_train_cfg)  # LoRA in all layers: nothing frozen to reuse
+    assert not embedder.enable_prefix_cache().enabled
+
+
+def test_token_budget_batches():
+    from embedexp.encoding import plan_batches
+
+    lengths = [50, 40, 40, 10, 10, 10, 10]
+    assert plan_batches(lengths, batch_size=3) == [[0, 1, 2], [3, 4, 5], [6]]
+    assert plan_batches(lengths, batch_size=8, max_batch_tokens=100) == [[0, 1], [2, 3], [4, 5, 6]]
+    assert sum(len(b) for b in plan_batches(lengths * 5, 4, 64)) == 35
+
+
+def test_zero_shot_scores_are_reused_for_the_same_configuration(tiny_train_cfg, tmp_path):
+    with open_dict(tiny_train_cfg):
+        tiny_train_cfg.callbacks.clustering_eval.zero_shot_cache_dir = str(tmp_path / "zero_shot")
+        tiny_train_cfg.trainer.max_epochs = 1
+    first = train(tiny_train_cfg)
+    assert len(list((tmp_path / "zero_shot").glob("*.json"))) == 1
+    second = train(tiny_train_cfg)
+    assert second["zero_shot/clustering_mean"] == first["zero_shot/clustering_mean"]
+    with open_dict(tiny_train_cfg):
+        tiny_train_cfg.prompt.template = "Topic of: {text}"
+    train(tiny_train_cfg)
+    assert len(list((tmp_path / "zero_shot").glob("*.json"))) == 2

@@ -10,8 +10,9 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from embedexp.attention.capture import FinalTokenAttention, final_token_attention
+from embedexp.encoding import FrozenPrefixCache, plan_batches
 from embedexp.pooling import Pooling
-from embedexp.prompts import PromptTemplate, TokenizedPrompts
+from embedexp.prompts import PromptTemplate, TokenizedPrompts, pad_rows, pad_token_id
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +39,7 @@ class Embedder(torch.nn.Module):
         self.max_length = max_length
         self.padding_side = padding_side
         self.name = name
+        self.prefix_cache: FrozenPrefixCache | None = None
         self.n_truncated = 0
 
     @property
@@ -66,6 +68,8 @@ class Embedder(torch.nn.Module):
         position_ids = (attention_mask.cumsum(dim=1) - 1).clamp_min(0)
         inputs = dict(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, use_cache=False)
         if not with_attention:
+            if self.prefix_cache is not None and not torch.is_grad_enabled():
+                return self.prefix_cache.run(inputs), None
             return self.model(**inputs).last_hidden_state, None
         with final_token_attention(self.model, attention_mask, layers) as captured:
             hidden = self.model(**inputs).last_hidden_state
@@ -83,6 +87,11 @@ class Embedder(torch.nn.Module):
         """Tokenize and embed a list of texts in one batch."""
         return self(self.tokenize(list(texts)))
 
+    def enable_prefix_cache(self, max_bytes: int = 1 << 30) -> FrozenPrefixCache:
+        """Reuse the frozen layers' outputs across `encode` calls on the same texts (e.g. every evaluation)."""
+        self.prefix_cache = FrozenPrefixCache(self.model, max_bytes)
+        return self.prefix_cache
+
     @torch.inference_mode()
     def encode(
         self,
@@ -91,22 +100,30 @@ class Embedder(torch.nn.Module):
         normalize: bool = True,
         show_progress: bool = False,
         sort_by_length: bool = True,
+        max_batch_tokens: int | None = None,
     ) -> np.ndarray:
-        """Embed many texts in batches (longest first, so padding is small), returned in input order."""
+        """Embed many texts, returned in input order.
+
+        All texts are tokenized once and sorted by token count (longest first), so each batch pads little;
+        batches hold at most `batch_size` texts and, if set, `max_batch_tokens` padded tokens.
+        """
         was_training = self.model.training
         self.model.eval()
-        order = np.argsort([-len(t) for t in texts], kind="stable") if sort_by_length else np.arange(len(texts))
-        chunks, truncated_before = [], self.n_truncated
+        rows, spans, n_truncated = self.prompt.token_rows(list(texts), self.tokenizer, self.max_length)
+        order = np.argsort([-len(r) for r in rows], kind="stable") if sort_by_length else np.arange(len(rows))
+        batches = plan_batches([len(rows[i]) for i in order], batch_size, max_batch_tokens)
+        pad_id = pad_token_id(self.tokenizer)
+        chunks = []
         try:
-            for start in tqdm(range(0, len(texts), batch_size), disable=not show_progress, desc="encode"):
-                chunk = [texts[i] for i in order[start : start + batch_size]]
-                vectors = self.embed(chunk).float()
+            for positions in tqdm(batches, disable=not show_progress, desc="encode"):
+                picked = [int(order[p]) for p in positions]
+                batch = pad_rows([rows[i] for i in picked], [spans[i] for i in picked], pad_id, self.padding_side)
+                vectors = self(batch).float()
                 chunks.append(F.normalize(vectors, dim=-1) if normalize else vectors)
         finally:
             self.model.train(was_training)
-        cut, self.n_truncated = self.n_truncated - truncated_before, truncated_before
-        if cut:
-            log.warning("%d of %d texts truncated to model.max_length=%d", cut, len(texts), self.max_length)
+        if n_truncated:
+            log.warning("%d of %d texts truncated to model.max_length=%d", n_truncated, len(texts), self.max_length)
         if not chunks:
             return np.zeros((0, 0), dtype=np.float32)
         stacked = torch.cat(chunks).cpu().numpy()

@@ -82,6 +82,13 @@ class PromptTemplate:
         padding_side: str = "right",
     ) -> TokenizedPrompts:
         """Tokenize texts inside the prompt; the text is truncated first so the prompt is never cut off."""
+        rows, spans, n_truncated = self.token_rows(texts, tokenizer, max_length)
+        return pad_rows(rows, spans, pad_token_id(tokenizer), padding_side, n_truncated)
+
+    def token_rows(
+        self, texts: list[str], tokenizer, max_length: int
+    ) -> tuple[list[list[int]], list[tuple[int, int]], int]:
+        """Unpadded token ids of each prompted text, the (start, end) span of its text tokens, and #truncated."""
         head, prefix, suffix, tail = self._pieces(tokenizer)
         budget = max_length - (len(head) + len(prefix) + len(suffix) + len(tail))
         if budget < 1:
@@ -92,17 +99,17 @@ class PromptTemplate:
         joint = self._joint()
         encoded = tokenizer([joint + t for t in texts], add_special_tokens=False)["input_ids"]
         rows, spans, n_truncated = [], [], 0
+        start = len(head) + len(prefix)
         for ids in encoded:
             if len(ids) > budget:
                 ids, n_truncated = ids[:budget], n_truncated + 1
-            start = len(head) + len(prefix)
             rows.append(head + prefix + ids + suffix + tail)
             spans.append((start, start + len(ids)))
-        return _pad(rows, spans, pad_id=pad_token_id(tokenizer), side=padding_side, n_truncated=n_truncated)
+        return rows, spans, n_truncated
 
 
-def _pad(
-    rows: list[list[int]], spans: list[tuple[int, int]], pad_id: int, side: str, n_truncated: int
+def pad_rows(
+    rows: list[list[int]], spans: list[tuple[int, int]], pad_id: int, side: str = "right", n_truncated: int = 0
 ) -> TokenizedPrompts:
     """Pad token rows to the longest one on the given side and build the attention and text masks."""
     if side not in ("left", "right"):

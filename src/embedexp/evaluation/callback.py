@@ -10,6 +10,7 @@ import lightning as L
 from lightning.pytorch.utilities import rank_zero_only
 
 from embedexp.evaluation.run import MEAN_KEY, evaluate_clustering, write_results_table
+from embedexp.evaluation.score_cache import ZeroShotScoreCache, configuration_key
 
 log = logging.getLogger(__name__)
 
@@ -25,8 +26,15 @@ class ClusteringEvalCallback(L.Callback):
         batch_size: int = 32,
         precision: str = "bf16",
         output_dir: str | None = None,
+        zero_shot_cache_dir: str | None = None,
+        cache_frozen_prefix: bool = True,
     ) -> None:
-        """`tasks`: mteb task objects (a dict's values are used; None entries, i.e. unavailable tasks, skipped)."""
+        """`tasks`: mteb task objects (a dict's values are used; None entries, i.e. unavailable tasks, skipped).
+
+        `zero_shot_cache_dir`: reuse the untrained model's scores of an identical configuration from disk.
+        `cache_frozen_prefix`: keep the frozen layers' outputs for the evaluation texts, so evaluations after
+        the first run only the trainable (LoRA) layers.
+        """
         super().__init__()
         values = tasks.values() if isinstance(tasks, Mapping) else tasks
         self.tasks = [task for task in values if task is not None]
@@ -35,7 +43,10 @@ class ClusteringEvalCallback(L.Callback):
         self.every_n_epochs, self.at_start = every_n_epochs, at_start
         self.batch_size, self.precision = batch_size, precision
         self.output_dir = output_dir
+        self.score_cache = ZeroShotScoreCache(zero_shot_cache_dir) if zero_shot_cache_dir else None
+        self.cache_frozen_prefix = cache_frozen_prefix
         self.history: list[dict] = []
+        self.seconds: list[float] = []
 
     @property
     def zero_shot(self) -> dict[str, float] | None:
@@ -50,10 +61,25 @@ class ClusteringEvalCallback(L.Callback):
     def _evaluate(self, trainer: L.Trainer, module: L.LightningModule, stage: str) -> dict[str, float]:
         """Score all tasks, remember the row, and write the results table."""
         start = time.perf_counter()
-        scores = evaluate_clustering(module.embedder, self.tasks, None, self.batch_size, self.precision)
+        embedder = module.embedder
+        if self.cache_frozen_prefix and embedder.prefix_cache is None:
+            embedder.enable_prefix_cache()
+        key = (
+            configuration_key(embedder, self.tasks, self.precision)
+            if stage == "zero_shot" and self.score_cache
+            else None
+        )
+        scores = self.score_cache.get(key) if key else None
+        if scores is None:
+            scores = evaluate_clustering(embedder, self.tasks, None, self.batch_size, self.precision)
+            if key:
+                self.score_cache.put(key, scores)
+        else:
+            log.info("zero-shot scores of this configuration read from the cache (%s)", key)
         row = {"stage": stage, "epoch": trainer.current_epoch, "step": trainer.global_step, **scores}
         self.history.append(row)
-        log.info("clustering (%s, %.0f s): %s", stage, time.perf_counter() - start, _format(scores))
+        self.seconds.append(time.perf_counter() - start)
+        log.info("clustering (%s, %.0f s): %s", stage, self.seconds[-1], _format(scores))
         if self.output_dir:
             write_results_table(self.history, self.output_dir)
         return scores

@@ -1,0 +1,70 @@
+"""Zero-shot clustering scores cached on disk, keyed by everything that determines them."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from importlib import metadata
+from pathlib import Path
+
+from embedexp.atomic import atomic_write_text
+from embedexp.embedder import Embedder
+
+log = logging.getLogger(__name__)
+
+
+def task_fingerprint(task) -> str:
+    """Name, seed, bootstrap settings and a hash of the texts and labels of a task."""
+    task.load_data()
+    split = task.dataset["test"]
+    digest = hashlib.sha1()
+    for column in ("sentences", "labels"):
+        digest.update(json.dumps(list(split[column])).encode())
+    return f"{task.metadata.name}:{task.seed}:{task.n_clusters}:{task.max_documents_per_cluster}:{digest.hexdigest()}"
+
+
+def weights_fingerprint(model) -> str:
+    """Hash of all trainable weights and of a sample of the frozen ones (tells random inits and adapters apart)."""
+    digest = hashlib.sha1()
+    params = list(model.named_parameters())
+    for index, (name, param) in enumerate(params):
+        if param.requires_grad or index in (0, len(params) // 2, len(params) - 1):
+            values = param.detach().float().flatten()[: 1 << 16].cpu().numpy()
+            digest.update(name.encode() + values.tobytes())
+    return digest.hexdigest()
+
+
+def configuration_key(embedder: Embedder, tasks: list, precision: str) -> str:
+    """Hash of model, prompt, pooling, tokenization settings, precision, task data and library versions."""
+    parts = [
+        embedder.name,
+        weights_fingerprint(embedder.model),
+        repr(embedder.prompt.template),
+        str(embedder.prompt.append_eos),
+        repr(embedder.pooling),
+        str(embedder.max_length),
+        embedder.padding_side,
+        precision,
+        metadata.version("mteb"),
+        metadata.version("torch"),
+        *sorted(task_fingerprint(task) for task in tasks),
+    ]
+    return hashlib.sha1("\n".join(parts).encode()).hexdigest()[:16]
+
+
+class ZeroShotScoreCache:
+    """JSON files `<folder>/<key>.json` with the untrained model's scores of one configuration."""
+
+    def __init__(self, folder: str | Path) -> None:
+        """Scores live under `folder`."""
+        self.folder = Path(folder)
+
+    def get(self, key: str) -> dict[str, float] | None:
+        """Cached scores, or None."""
+        path = self.folder / f"{key}.json"
+        return json.loads(path.read_text()) if path.is_file() else None
+
+    def put(self, key: str, scores: dict[str, float]) -> None:
+        """Store scores atomically."""
+        atomic_write_text(self.folder / f"{key}.json", json.dumps(scores, indent=2))
