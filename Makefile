@@ -9,7 +9,7 @@ export TRANSFORMERS_OFFLINE ?= 1
 export WANDB_MODE ?= offline
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: install run test test-fast eval clean
+.PHONY: install run test test-fast eval bench clean
 
 install: $(VENV)/.installed
 
@@ -32,6 +32,11 @@ test: install
 
 test-fast: install
 	$(PY) -m pytest -q -m "not slow"
+
+# speed and memory: each script measures its baseline in the same run and prints ratios
+bench: install
+	cd benchmarks && for script in bench_load bench_encode bench_train bench_callback bench_scaling; do \
+		../$(PY) $$script.py || exit 1; done
 
 eval: install
 	$(PY) -m embedexp.eval

@@ -1,0 +1,93 @@
+"""Cost of the epoch-end clustering evaluation relative to an epoch of the default run (SmolLM2, offline tasks).
+
+Measured: one training step (median, embedexp defaults) × the default run's steps per epoch; a full evaluation
+without caches (the baseline); the first evaluation with the frozen-prefix cache (fills it); a later evaluation
+after the LoRA weights changed (runs only the 8 LoRA layers); a zero-shot evaluation read from the score cache.
+
+    python benchmarks/bench_callback.py
+"""
+
+from __future__ import annotations
+
+import statistics
+import tempfile
+import time
+
+import torch
+from bench_train import LORA, embedexp_step_times
+from common import CACHE_DIR, EOL, header, smollm2
+from hydra import compose, initialize_config_dir
+
+from embedexp.config import CONFIG_DIR
+from embedexp.data.pairs import DebianPairs
+from embedexp.embedder import Embedder
+from embedexp.evaluation.run import evaluate_clustering
+from embedexp.evaluation.score_cache import ZeroShotScoreCache, configuration_key
+from embedexp.factory import build_tasks
+from embedexp.lora import apply_lora
+from embedexp.pooling import build_pooling
+from embedexp.prompts import PromptTemplate
+
+
+def timed(fn):
+    """(seconds, result) of one call."""
+    start = time.perf_counter()
+    result = fn()
+    return time.perf_counter() - start, result
+
+
+def main() -> None:
+    """Print evaluation costs and their share of an epoch."""
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        cfg = compose(config_name="train", overrides=[f"paths.cache_dir={CACHE_DIR}"])
+    steps_per_epoch = cfg.data.source.max_pairs // cfg.data.batch_size
+    header(
+        f"clustering callback vs one epoch of the default run ({steps_per_epoch} steps of {cfg.data.batch_size} pairs)"
+    )
+    source = DebianPairs(text_field="short", max_pairs=8 * cfg.data.batch_size, seed=0, cache_dir=CACHE_DIR)
+    step = statistics.median(embedexp_step_times(source, 6, cfg.data.batch_size, cfg.model.max_length)[1:])
+    epoch = step * steps_per_epoch
+    tasks = build_tasks(cfg.tasks)
+    n_texts = sum(len(t.metadata.name) > 0 and t.max_documents_per_cluster for t in tasks)
+    backbone = smollm2()
+    model = apply_lora(backbone.model, **LORA)
+    embedder = Embedder(
+        model, backbone.tokenizer, build_pooling("mean"), PromptTemplate("eol", EOL), cfg.model.max_length
+    )
+
+    def evaluate():
+        return evaluate_clustering(embedder, tasks, batch_size=cfg.eval.batch_size, precision=cfg.eval.precision)
+
+    full, baseline_scores = timed(evaluate)
+    cache = embedder.enable_prefix_cache()
+    first, _ = timed(evaluate)
+    with torch.no_grad():  # what training does between evaluations: the LoRA weights move
+        for name, param in model.named_parameters():
+            if "lora_B" in name:
+                param.normal_(0, 0.01)
+    tail, _ = timed(evaluate)
+    scores_cache = ZeroShotScoreCache(tempfile.mkdtemp())
+    embedder.prefix_cache = None
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if "lora_B" in name:
+                param.zero_()
+    key = configuration_key(embedder, tasks, cfg.eval.precision)
+    scores_cache.put(key, baseline_scores)
+    hit, _ = timed(lambda: scores_cache.get(configuration_key(embedder, tasks, cfg.eval.precision)))
+    print(f"{len(tasks)} tasks, {n_texts} texts; training step {step:.2f} s -> epoch {epoch:.0f} s")
+    print(f"\n{'evaluation':52s} {'seconds':>8s} {'of epoch':>9s}")
+    rows = [
+        ("full evaluation, no caches (baseline)", full),
+        ("first evaluation, filling the frozen-prefix cache", first),
+        ("later evaluation, LoRA layers only (every epoch)", tail),
+        ("zero-shot evaluation from the score cache", hit),
+    ]
+    for label, seconds in rows:
+        print(f"{label:52s} {seconds:8.1f} {seconds / epoch:8.1%}")
+    print(f"prefix cache: {cache.bytes / 2**20:.0f} MB, split at layer {cache.split}, verified={cache.verified}")
+    print(f"per-epoch evaluation speed-up vs baseline: {full / tail:.2f}x (goal: callback <= 10% of an epoch)")
+
+
+if __name__ == "__main__":
+    main()
