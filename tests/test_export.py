@@ -1,0 +1,216 @@
+"""Export in every form, self-checked against the training module; corrupted exports must fail and leave nothing."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+import torch
+from omegaconf import OmegaConf
+from safetensors.torch import load_file, save_file
+from sentence_transformers import SentenceTransformer
+
+from embedexp.export import PROBE_TEXTS, SelfCheckError, check_export, export_from_config, load_export
+from embedexp.export.selfcheck import reference_vectors
+from embedexp.export.source import resolve_source
+from embedexp.factory import build_embedder
+
+from .conftest import TINY_OVERRIDES, compose_config
+
+TEXTS = ["A fast text editor.", "Chess engine?", '"Library" for parsing JSON documents in C', "GNU compiler collection"]
+METRICS = {"val/clustering_mean": 0.5, "zero_shot/clustering_mean": 0.4, "val/TaskA": 0.5, "zero_shot/TaskA": 0.4}
+
+
+def make_run(folder, overrides: list[str]):
+    """A training-run folder as `train` leaves it (config, metrics, adapter), with non-zero random LoRA weights."""
+    cfg = compose_config("train", TINY_OVERRIDES + overrides, folder)
+    embedder = build_embedder(cfg)
+    generator = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for name, parameter in embedder.model.named_parameters():
+            if "lora_B" in name:
+                parameter.copy_(0.5 * torch.randn(parameter.shape, generator=generator))
+    embedder.model.save_pretrained(folder / "adapter")
+    embedder.tokenizer.save_pretrained(folder / "adapter")
+    (folder / ".hydra").mkdir(parents=True)
+    OmegaConf.save(cfg, folder / ".hydra" / "config.yaml")
+    (folder / "metrics.json").write_text(json.dumps(METRICS))
+    return folder
+
+
+def export(run, output, *overrides: str) -> dict:
+    """Run the export entry point's function on a composed export config."""
+    cfg = compose_config("export", [f"run_dir={run}", f"output_dir={output}", *overrides], output.parent / "hydra")
+    return export_from_config(cfg)
+
+
+def reference(run) -> dict[str, np.ndarray]:
+    """The training module's embeddings of TEXTS for left and right padding."""
+    cfg = compose_config("export", [f"run_dir={run}"], run / "ref")
+    return reference_vectors(resolve_source(cfg).embedder, TEXTS)
+
+
+@pytest.fixture(scope="module")
+def mean_export(tmp_path_factory):
+    """mean pooling with the eol prompt, exported in all three forms."""
+    root = tmp_path_factory.mktemp("mean")
+    run = make_run(root / "run", ["pooling=mean", "prompt=eol"])
+    return run, export(run, root / "export"), root / "export"
+
+
+@pytest.fixture(scope="module")
+def custom_export(tmp_path_factory):
+    """attention pooling over the text tokens only: a pooling sentence-transformers lacks."""
+    root = tmp_path_factory.mktemp("attention")
+    run = make_run(root / "run", ["pooling=attention", "pooling.exclude_prompt=true", "prompt=cluster_short"])
+    return run, export(run, root / "export"), root / "export"
+
+
+@pytest.mark.parametrize("name", ["mean_export", "custom_export"])
+def test_every_form_passes_its_selfcheck(name, request):
+    run, results, output = request.getfixturevalue(name)
+    assert set(results) == {"adapter", "merged", "sentence_transformers"}
+    for form, result in results.items():
+        manifest = json.loads((output / form / "embedexp_export.json").read_text())
+        assert manifest["format"] == form and manifest["selfcheck"]["passed"]
+        assert manifest["selfcheck"]["min_cosine"] >= 0.9999 and result["min_cosine"] >= 0.9999
+        assert len(manifest["selfcheck"]["pairs"]) == 4  # export left/right x reference left/right
+        card = (output / form / "README.md").read_text()
+        assert "## Self-check" in card and "TaskA" in card and "```yaml" in card
+    assert (output / "adapter" / "adapter_config.json").is_file()
+    merged = output / "merged"
+    assert not list(merged.glob("adapter_*")) and (merged / "config.json").is_file()
+    assert not [k for k in load_file(str(merged / "model.safetensors")) if "lora" in k]
+    assert not list(output.glob(".*"))  # no staging folders left
+
+
+def test_sentence_transformers_folder_uses_plain_modules_where_they_exist(mean_export, custom_export):
+    modules = json.loads((mean_export[2] / "sentence_transformers" / "modules.json").read_text())
+    assert all(m["type"].startswith("sentence_transformers.") for m in modules)
+    pooling = json.loads((mean_export[2] / "sentence_transformers" / "1_Pooling" / "config.json").read_text())
+    assert pooling["pooling_mode"] == "mean"
+    modules = json.loads((custom_export[2] / "sentence_transformers" / "modules.json").read_text())
+    assert [m["type"].rsplit(".", 1)[-1] for m in modules] == ["EmbedexpTransformer", "EmbedexpPooling", "Normalize"]
+
+
+@pytest.mark.parametrize(
+    "pooling,mode,prompt",
+    [
+        ("mean", "mean", "eol"),
+        ("last", "lasttoken", "cluster_short"),
+        ("weighted_mean", "weightedmean", "none"),
+        ("max", "max", "question"),
+    ],
+)
+def test_plain_sentence_transformer_equals_the_embedder(tmp_path, pooling, mode, prompt):
+    run = make_run(tmp_path / "run", [f"pooling={pooling}", f"prompt={prompt}"])
+    export(run, tmp_path / "export", "formats=[sentence_transformers]")
+    folder = tmp_path / "export" / "sentence_transformers"
+    assert json.loads((folder / "1_Pooling" / "config.json").read_text())["pooling_mode"] == mode
+    model = SentenceTransformer(str(folder), device="cpu")  # plain sentence-transformers, default prompt
+    expected = reference(run)
+    for side in ("left", "right"):
+        model.tokenizer.padding_side = side
+        vectors = model.encode(TEXTS)
+        for ref in expected.values():
+            assert np.sum(vectors * ref, axis=1).min() > 0.9999
+
+
+def test_custom_module_folder_loads_with_trust_remote_code(custom_export):
+    folder = custom_export[2] / "sentence_transformers"
+    with pytest.raises(ValueError, match="trust_remote_code"):
+        SentenceTransformer(str(folder), device="cpu")
+    vectors = SentenceTransformer(str(folder), device="cpu", trust_remote_code=True).encode(TEXTS)
+    assert np.sum(vectors * reference(custom_export[0])["right"], axis=1).min() > 0.9999
+
+
+def corrupt_weight(folder):
+    """Scale one decoder weight matrix, as a bad save or merge would."""
+    path = folder / "model.safetensors"
+    weights = load_file(str(path))
+    key = next(k for k in weights if "layers.1.self_attn.v_proj.weight" in k)
+    weights[key] = weights[key] * -3.0
+    save_file(weights, str(path), metadata={"format": "pt"})
+
+
+def wrong_pooling_mode(folder):
+    """Declare max pooling where the model was trained with mean."""
+    path = folder / "1_Pooling" / "config.json"
+    path.write_text(json.dumps({**json.loads(path.read_text()), "pooling_mode": "max"}))
+
+
+def string_prompt(folder):
+    """The naive export: the template's prefix as a sentence-transformers prompt, the suffix lost."""
+    manifest = json.loads((folder / "embedexp_export.json").read_text())
+    plain = load_export(folder).model.tokenizer
+    from embedexp.export.tokenizer import unbake
+
+    unbake(plain, manifest["tokenizer_original"]).save_pretrained(str(folder))
+    config = json.loads((folder / "config_sentence_transformers.json").read_text())
+    config.update(prompts={"eol": 'This sentence: "'}, default_prompt_name="eol")
+    (folder / "config_sentence_transformers.json").write_text(json.dumps(config))
+
+
+@pytest.mark.parametrize("corrupt", [corrupt_weight, wrong_pooling_mode, string_prompt])
+def test_corrupted_export_fails_its_selfcheck(mean_export, tmp_path, corrupt):
+    run, _, output = mean_export
+    folder = tmp_path / "copy"
+    shutil.copytree(output / "sentence_transformers", folder)
+    texts = list(PROBE_TEXTS)
+    expected = reference_vectors(resolve_source(compose_config("export", [f"run_dir={run}"], tmp_path)).embedder, texts)
+    assert check_export(folder, expected, texts)["passed"]
+    corrupt(folder)
+    with pytest.raises(SelfCheckError, match="does not reproduce the training module: min cosine"):
+        check_export(folder, expected, texts)
+
+
+def test_failing_selfcheck_leaves_no_export(tmp_path, monkeypatch):
+    import embedexp.export.core as core
+
+    run = make_run(tmp_path / "run", ["pooling=mean", "prompt=eol"])
+    write = core.write_sentence_transformers
+
+    def write_then_break(*args, **kwargs):
+        entries = write(*args, **kwargs)
+        wrong_pooling_mode(args[-1])
+        return entries
+
+    monkeypatch.setattr(core, "write_sentence_transformers", write_then_break)
+    with pytest.raises(SelfCheckError, match="sentence_transformers export does not reproduce"):
+        export(run, tmp_path / "export", "formats=[merged,sentence_transformers]")
+    assert (tmp_path / "export" / "merged").is_dir()  # checked and finished before the failure
+    assert sorted(p.name for p in (tmp_path / "export").iterdir()) == ["merged"]
+
+
+def test_existing_export_needs_overwrite(mean_export):
+    from embedexp.errors import ConfigError
+
+    run, _, output = mean_export
+    with pytest.raises(ConfigError, match="overwrite=true"):
+        export(run, output, "formats=[adapter]")
+    before = (output / "adapter" / "embedexp_export.json").stat().st_mtime_ns
+    export(run, output, "formats=[adapter]", "overwrite=true")
+    assert (output / "adapter" / "embedexp_export.json").stat().st_mtime_ns != before
+    assert not list(output.glob(".*"))
+
+
+def test_export_from_a_trained_checkpoint(tiny_train_cfg, tmp_path):
+    from omegaconf import open_dict
+
+    from embedexp.train import train
+
+    with open_dict(tiny_train_cfg):
+        tiny_train_cfg.trainer.max_epochs = 1
+        del tiny_train_cfg.callbacks["clustering_eval"]
+    train(tiny_train_cfg)
+    (tmp_path / ".hydra").mkdir()
+    OmegaConf.save(tiny_train_cfg, tmp_path / ".hydra" / "config.yaml")
+    ckpt = tmp_path / "checkpoints" / "last.ckpt"
+    from_ckpt = export(tmp_path, tmp_path / "from_ckpt", f"ckpt_path={ckpt}", "formats=[merged]")
+    export(tmp_path, tmp_path / "from_adapter", "formats=[merged]")
+    assert from_ckpt["merged"]["min_cosine"] >= 0.9999
+    a = load_export(tmp_path / "from_ckpt" / "merged").encode(TEXTS)
+    b = load_export(tmp_path / "from_adapter" / "merged").encode(TEXTS)
+    assert np.allclose(a, b, atol=1e-5)
