@@ -46,10 +46,10 @@ def export(run, output, *overrides: str) -> dict:
     return export_from_config(cfg)
 
 
-def reference(run) -> dict[str, np.ndarray]:
-    """The training module's embeddings of TEXTS for left and right padding."""
+def reference(run, texts: list[str] = TEXTS) -> dict[str, np.ndarray]:
+    """The training module's embeddings of `texts` for left and right padding."""
     cfg = compose_config("export", [f"run_dir={run}"], run / "ref")
-    return reference_vectors(resolve_source(cfg).embedder, TEXTS)
+    return reference_vectors(resolve_source(cfg).embedder, texts)
 
 
 @pytest.fixture(scope="module")
@@ -153,17 +153,32 @@ def string_prompt(folder):
     (folder / "config_sentence_transformers.json").write_text(json.dumps(config))
 
 
-@pytest.mark.parametrize("corrupt", [corrupt_weight, wrong_pooling_mode, string_prompt])
-def test_corrupted_export_fails_its_selfcheck(mean_export, tmp_path, corrupt):
-    run, _, output = mean_export
+@pytest.fixture(scope="module")
+def probe_reference(mean_export):
+    """The training module's embeddings of the self-check probes (the mean/eol run)."""
+    return reference(mean_export[0], list(PROBE_TEXTS))
+
+
+def missing_weights(folder):
+    """Lose the weights file."""
+    (folder / "model.safetensors").unlink()
+
+
+@pytest.mark.parametrize(
+    "corrupt,message",
+    [
+        (corrupt_weight, "does not reproduce the training module: min cosine"),
+        (wrong_pooling_mode, "does not reproduce the training module: min cosine"),
+        (string_prompt, "does not reproduce the training module: min cosine"),
+        (missing_weights, "could not be reloaded"),
+    ],
+)
+def test_corrupted_export_fails_its_selfcheck(mean_export, probe_reference, tmp_path, corrupt, message):
     folder = tmp_path / "copy"
-    shutil.copytree(output / "sentence_transformers", folder)
-    texts = list(PROBE_TEXTS)
-    expected = reference_vectors(resolve_source(compose_config("export", [f"run_dir={run}"], tmp_path)).embedder, texts)
-    assert check_export(folder, expected, texts)["passed"]
+    shutil.copytree(mean_export[2] / "sentence_transformers", folder)  # passed its self-check when exported
     corrupt(folder)
-    with pytest.raises(SelfCheckError, match="does not reproduce the training module: min cosine"):
-        check_export(folder, expected, texts)
+    with pytest.raises(SelfCheckError, match=message):
+        check_export(folder, probe_reference, list(PROBE_TEXTS))
 
 
 def test_failing_selfcheck_leaves_no_export(tmp_path, monkeypatch):
@@ -214,3 +229,23 @@ def test_export_from_a_trained_checkpoint(tiny_train_cfg, tmp_path):
     a = load_export(tmp_path / "from_ckpt" / "merged").encode(TEXTS)
     b = load_export(tmp_path / "from_adapter" / "merged").encode(TEXTS)
     assert np.allclose(a, b, atol=1e-5)
+
+
+def test_export_and_eval_entry_points(mean_export, tmp_path):
+    from .test_cli import run_module
+
+    run = mean_export[0]
+    out = tmp_path / "cli"
+    result = run_module(
+        "embedexp.export",
+        f"run_dir={run}",
+        f"output_dir={out}",
+        "formats=[sentence_transformers]",
+        f"hydra.run.dir={tmp_path / 'hydra'}",
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "sentence_transformers" in result.stdout and "self-check min cosine 0.99" in result.stdout
+    assert json.loads((out / "export_summary.json").read_text())["sentence_transformers"]["min_cosine"] >= 0.9999
+    again = run_module("embedexp.export", f"run_dir={run}", f"output_dir={out}", cwd=tmp_path)
+    assert again.returncode != 0 and "overwrite=true" in again.stderr

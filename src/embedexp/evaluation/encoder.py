@@ -18,6 +18,7 @@ PRECISIONS = {"32": None, "fp32": None, "bf16": torch.bfloat16, "bf16-mixed": to
 
 def autocast_for(precision: str, device: torch.device) -> contextlib.AbstractContextManager:
     """Autocast context for encoding ('bf16' runs matmuls in bfloat16, '32' leaves float32)."""
+    precision = str(precision)  # `eval.precision=32` on the command line arrives as an int
     if precision not in PRECISIONS:
         raise ValueError(f"evaluation precision must be one of {sorted(PRECISIONS)}, got {precision!r}")
     dtype = PRECISIONS[precision]

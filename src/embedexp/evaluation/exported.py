@@ -50,6 +50,8 @@ class ExportedEncoder(AbsEncoder):
 
     def prompt_for(self, task_metadata, prompt_type=None) -> PromptTemplate:
         """The template for this task (mteb's key priority), else the run's own."""
+        if not self.prompts:
+            return self.export.prompt
         key = get_prompt_name({k: p.template for k, p in self.prompts.items()}, task_metadata, prompt_type)
         return self.prompts[key] if key else self.export.prompt
 

@@ -45,7 +45,7 @@ def _front_matter(manifest: dict[str, Any]) -> str:
         "tags": ["embedexp", "text-embeddings", "clustering", manifest["pooling"]["target"].rsplit(".", 1)[-1]],
         "language": ["en"],
     }
-    return "---\n" + yaml.safe_dump(meta, sort_keys=False) + "---\n"
+    return "---\n" + yaml.safe_dump(meta, sort_keys=False) + "---"
 
 
 def _recipe(manifest: dict[str, Any]) -> str:

@@ -74,13 +74,11 @@ def check_export(
     folder: str | Path, reference: dict[str, np.ndarray], texts: list[str], min_cosine: float = 0.9999
 ) -> dict[str, Any]:
     """Reload `folder` from disk, embed `texts` with left and right padding, and raise unless all cosines pass."""
-    loaded = load_export(folder)
     try:
+        loaded = load_export(folder)
         candidate = {side: loaded.encode(texts, batch_size=len(texts), padding_side=side) for side in SIDES}
-    except SelfCheckError:
-        raise
-    except Exception as err:  # a folder that cannot even embed is a failed check, not a crash elsewhere
-        raise SelfCheckError(f"{loaded.form} export at {folder} failed to embed the probe texts: {err}") from err
+    except Exception as err:  # a folder that cannot be reloaded or cannot embed fails its check
+        raise SelfCheckError(f"export at {folder} could not be reloaded and used to embed the probes: {err}") from err
     result = compare(candidate, reference)
     result.update(threshold=min_cosine, n_probes=len(texts), passed=result["min_cosine"] >= min_cosine)
     if not result["passed"]:
