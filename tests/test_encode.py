@@ -13,18 +13,14 @@ from embedexp.export import load_export
 from embedexp.prompts import PromptTemplate
 
 from .conftest import compose_config
-from .test_export import export, make_run
 
 TEXTS = ["A fast text editor.", "Chess engine?", "Library for parsing JSON documents in C", "GNU compiler collection"]
 
 
 @pytest.fixture(scope="module")
-def st_folder(tmp_path_factory):
-    """A sentence-transformers export of a tiny run (mean pooling, eol prompt)."""
-    root = tmp_path_factory.mktemp("encode")
-    run = make_run(root / "run", ["pooling=mean", "prompt=eol"])
-    export(run, root / "export", "formats=[sentence_transformers]")
-    return root / "export" / "sentence_transformers"
+def st_folder(mean_export):
+    """The sentence-transformers export of the shared tiny run (mean pooling, eol prompt)."""
+    return mean_export[2] / "sentence_transformers"
 
 
 def test_encode_text_file_to_npy_and_csv_column_to_parquet(st_folder, tmp_path):
@@ -49,7 +45,7 @@ def test_encode_text_file_to_npy_and_csv_column_to_parquet(st_folder, tmp_path):
 
 def test_encode_with_the_training_module_matches_the_export(st_folder, tmp_path):
     (tmp_path / "texts.txt").write_text("\n".join(TEXTS))
-    run = st_folder.parent.parent / "run"
+    run = st_folder.parent.parent / "run"  # the run the fixture exported
     overrides = [f"run_dir={run}", f"input={tmp_path / 'texts.txt'}", f"output={tmp_path / 'v.npy'}"]
     vectors = np.load(encode(compose_config("encode", overrides, tmp_path)))
     assert np.sum(vectors * load_export(st_folder).encode(TEXTS), axis=1).min() > 0.9999
@@ -64,12 +60,16 @@ def test_bad_input_names_the_column(tmp_path):
 
 
 def test_exported_folder_runs_in_mteb_with_per_task_type_prompts(st_folder):
+    from hydra.utils import instantiate
+
     from embedexp.config import PROJECT_ROOT
     from embedexp.evaluation.exported import ExportedEncoder
     from embedexp.evaluation.run import score_tasks
-    from embedexp.factory import build_tasks
 
-    tasks = build_tasks(compose_config("eval", ["tasks=tiny"], PROJECT_ROOT).tasks)[:1]
+    task = instantiate(compose_config("eval", ["tasks=tiny"], PROJECT_ROOT).tasks.twenty_newsgroups)
+    if task is None:
+        pytest.skip("shared clustering data absent")
+    tasks = [task]
     encoder = ExportedEncoder(st_folder, prompts={"Clustering": "Cluster the text: {text}"})
     meta = encoder.mteb_model_meta
     assert (meta.embed_dim, meta.max_tokens, meta.similarity_fn_name) == (64, 64, "cosine")

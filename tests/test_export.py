@@ -11,53 +11,13 @@ import torch
 from omegaconf import OmegaConf
 from safetensors.torch import load_file, save_file
 from sentence_transformers import SentenceTransformer
+from sentence_transformers.sentence_transformer.modules import Pooling as STPooling
 
-from embedexp.export import PROBE_TEXTS, SelfCheckError, check_export, export_from_config, load_export
-from embedexp.export.selfcheck import reference_vectors
-from embedexp.export.source import resolve_source
-from embedexp.factory import build_embedder
+from embedexp.export import PROBE_TEXTS, SelfCheckError, check_export, load_export
+from embedexp.export.sentence_transformers import st_pooling_mode
+from embedexp.pooling import build_pooling
 
-from .conftest import TINY_OVERRIDES, compose_config
-
-TEXTS = ["A fast text editor.", "Chess engine?", '"Library" for parsing JSON documents in C', "GNU compiler collection"]
-METRICS = {"val/clustering_mean": 0.5, "zero_shot/clustering_mean": 0.4, "val/TaskA": 0.5, "zero_shot/TaskA": 0.4}
-
-
-def make_run(folder, overrides: list[str]):
-    """A training-run folder as `train` leaves it (config, metrics, adapter), with non-zero random LoRA weights."""
-    cfg = compose_config("train", TINY_OVERRIDES + overrides, folder)
-    embedder = build_embedder(cfg)
-    generator = torch.Generator().manual_seed(0)
-    with torch.no_grad():
-        for name, parameter in embedder.model.named_parameters():
-            if "lora_B" in name:
-                parameter.copy_(0.5 * torch.randn(parameter.shape, generator=generator))
-    embedder.model.save_pretrained(folder / "adapter")
-    embedder.tokenizer.save_pretrained(folder / "adapter")
-    (folder / ".hydra").mkdir(parents=True)
-    OmegaConf.save(cfg, folder / ".hydra" / "config.yaml")
-    (folder / "metrics.json").write_text(json.dumps(METRICS))
-    return folder
-
-
-def export(run, output, *overrides: str) -> dict:
-    """Run the export entry point's function on a composed export config."""
-    cfg = compose_config("export", [f"run_dir={run}", f"output_dir={output}", *overrides], output.parent / "hydra")
-    return export_from_config(cfg)
-
-
-def reference(run, texts: list[str] = TEXTS) -> dict[str, np.ndarray]:
-    """The training module's embeddings of `texts` for left and right padding."""
-    cfg = compose_config("export", [f"run_dir={run}"], run / "ref")
-    return reference_vectors(resolve_source(cfg).embedder, texts)
-
-
-@pytest.fixture(scope="module")
-def mean_export(tmp_path_factory):
-    """mean pooling with the eol prompt, exported in all three forms."""
-    root = tmp_path_factory.mktemp("mean")
-    run = make_run(root / "run", ["pooling=mean", "prompt=eol"])
-    return run, export(run, root / "export"), root / "export"
+from .export_helpers import TEXTS, export, make_run, reference
 
 
 @pytest.fixture(scope="module")
@@ -95,27 +55,34 @@ def test_sentence_transformers_folder_uses_plain_modules_where_they_exist(mean_e
     assert [m["type"].rsplit(".", 1)[-1] for m in modules] == ["EmbedexpTransformer", "EmbedexpPooling", "Normalize"]
 
 
-@pytest.mark.parametrize(
-    "pooling,mode,prompt",
-    [
-        ("mean", "mean", "eol"),
-        ("last", "lasttoken", "cluster_short"),
-        ("weighted_mean", "weightedmean", "none"),
-        ("max", "max", "question"),
-    ],
-)
-def test_plain_sentence_transformer_equals_the_embedder(tmp_path, pooling, mode, prompt):
-    run = make_run(tmp_path / "run", [f"pooling={pooling}", f"prompt={prompt}"])
-    export(run, tmp_path / "export", "formats=[sentence_transformers]")
-    folder = tmp_path / "export" / "sentence_transformers"
-    assert json.loads((folder / "1_Pooling" / "config.json").read_text())["pooling_mode"] == mode
-    model = SentenceTransformer(str(folder), device="cpu")  # plain sentence-transformers, default prompt
+def test_plain_sentence_transformer_equals_the_embedder(mean_export):
+    run, _, output = mean_export
+    model = SentenceTransformer(str(output / "sentence_transformers"), device="cpu")  # plain, default prompt
     expected = reference(run)
     for side in ("left", "right"):
         model.tokenizer.padding_side = side
         vectors = model.encode(TEXTS)
         for ref in expected.values():
             assert np.sum(vectors * ref, axis=1).min() > 0.9999
+
+
+@pytest.mark.parametrize(
+    "name,mode", [("mean", "mean"), ("last", "lasttoken"), ("weighted_mean", "weightedmean"), ("max", "max")]
+)
+@pytest.mark.parametrize("side", ["left", "right"])
+def test_sentence_transformers_pooling_modes_equal_embedexp_poolings(name, mode, side):
+    pooling = build_pooling(name)
+    assert st_pooling_mode(pooling) == mode and st_pooling_mode(build_pooling(name, exclude_prompt=True)) is None
+    lengths = [5, 2, 7]
+    mask = torch.zeros(3, 7, dtype=torch.long)
+    for row, length in enumerate(lengths):
+        if side == "left":
+            mask[row, 7 - length :] = 1
+        else:
+            mask[row, :length] = 1
+    hidden = torch.randn(3, 7, 16, generator=torch.Generator().manual_seed(0))
+    features = STPooling(16, mode)({"token_embeddings": hidden, "attention_mask": mask})
+    assert torch.allclose(features["sentence_embedding"], pooling(hidden, mask), atol=1e-6)
 
 
 def test_custom_module_folder_loads_with_trust_remote_code(custom_export):
@@ -194,9 +161,9 @@ def test_failing_selfcheck_leaves_no_export(tmp_path, monkeypatch):
 
     monkeypatch.setattr(core, "write_sentence_transformers", write_then_break)
     with pytest.raises(SelfCheckError, match="sentence_transformers export does not reproduce"):
-        export(run, tmp_path / "export", "formats=[merged,sentence_transformers]")
-    assert (tmp_path / "export" / "merged").is_dir()  # checked and finished before the failure
-    assert sorted(p.name for p in (tmp_path / "export").iterdir()) == ["merged"]
+        export(run, tmp_path / "export", "formats=[adapter,sentence_transformers]")
+    assert (tmp_path / "export" / "adapter").is_dir()  # checked and finished before the failure
+    assert sorted(p.name for p in (tmp_path / "export").iterdir()) == ["adapter"]
 
 
 def test_existing_export_needs_overwrite(mean_export):
@@ -218,34 +185,29 @@ def test_export_from_a_trained_checkpoint(tiny_train_cfg, tmp_path):
 
     with open_dict(tiny_train_cfg):
         tiny_train_cfg.trainer.max_epochs = 1
+        tiny_train_cfg.data.source.max_pairs = 16
         del tiny_train_cfg.callbacks["clustering_eval"]
     train(tiny_train_cfg)
     (tmp_path / ".hydra").mkdir()
     OmegaConf.save(tiny_train_cfg, tmp_path / ".hydra" / "config.yaml")
     ckpt = tmp_path / "checkpoints" / "last.ckpt"
-    from_ckpt = export(tmp_path, tmp_path / "from_ckpt", f"ckpt_path={ckpt}", "formats=[merged]")
-    export(tmp_path, tmp_path / "from_adapter", "formats=[merged]")
-    assert from_ckpt["merged"]["min_cosine"] >= 0.9999
-    a = load_export(tmp_path / "from_ckpt" / "merged").encode(TEXTS)
-    b = load_export(tmp_path / "from_adapter" / "merged").encode(TEXTS)
-    assert np.allclose(a, b, atol=1e-5)
+    results = export(tmp_path, tmp_path / "from_ckpt", f"ckpt_path={ckpt}", "formats=[merged]")
+    assert results["merged"]["min_cosine"] >= 0.9999
+    vectors = load_export(tmp_path / "from_ckpt" / "merged").encode(TEXTS)
+    from_adapter = reference(tmp_path)["right"]  # the same run's saved adapter/
+    assert np.allclose(vectors, from_adapter, atol=1e-5)
 
 
-def test_export_and_eval_entry_points(mean_export, tmp_path):
-    from .test_cli import run_module
+def test_export_entry_point(mean_export, tmp_path, monkeypatch, capsys):
+    """`python -m embedexp.export ...`, run in-process (a subprocess would spend most of its time importing)."""
+    import sys
 
-    run = mean_export[0]
+    from embedexp.export.__main__ import main
+
     out = tmp_path / "cli"
-    result = run_module(
-        "embedexp.export",
-        f"run_dir={run}",
-        f"output_dir={out}",
-        "formats=[sentence_transformers]",
-        f"hydra.run.dir={tmp_path / 'hydra'}",
-        cwd=tmp_path,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert "sentence_transformers" in result.stdout and "self-check min cosine 0.99" in result.stdout
+    argv = [f"run_dir={mean_export[0]}", f"output_dir={out}", "formats=[sentence_transformers]"]
+    monkeypatch.setattr(sys, "argv", ["embedexp.export", *argv, f"hydra.run.dir={tmp_path / 'hydra'}"])
+    main()
+    assert "self-check min cosine 0.99" in capsys.readouterr().out
     assert json.loads((out / "export_summary.json").read_text())["sentence_transformers"]["min_cosine"] >= 0.9999
-    again = run_module("embedexp.export", f"run_dir={run}", f"output_dir={out}", cwd=tmp_path)
-    assert again.returncode != 0 and "overwrite=true" in again.stderr
+    assert (tmp_path / "hydra" / ".hydra" / "config.yaml").is_file()

@@ -28,8 +28,10 @@ def test_baked_tokenizer_gives_the_embedders_token_ids(tiny_backbone, tmp_path, 
     prompt = instantiate(OmegaConf.load(CONFIG_DIR / "prompt" / f"{name}.yaml"))
     tokenizer = tiny_backbone.tokenizer
     max_length = prompt.n_prompt_tokens(tokenizer) + 12
-    bake_template(tokenizer, prompt, max_length).save_pretrained(tmp_path)
-    baked = AutoTokenizer.from_pretrained(tmp_path)  # what sentence-transformers loads
+    baked = bake_template(tokenizer, prompt, max_length)
+    if name == "eol":  # serialisation round trip, as sentence-transformers loads it (once: it is slow)
+        baked.save_pretrained(tmp_path)
+        baked = AutoTokenizer.from_pretrained(tmp_path)
     expected = prompt.tokenize(TEXTS, tokenizer, max_length, "right")
     got = baked(TEXTS, padding=True, truncation=True, return_tensors="pt", return_special_tokens_mask=True)
     assert got["input_ids"].tolist() == expected.input_ids.tolist()
