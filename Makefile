@@ -9,7 +9,7 @@ export TRANSFORMERS_OFFLINE ?= 1
 export WANDB_MODE ?= offline
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: install run test test-fast eval clean
+.PHONY: install run test test-fast eval export clean
 
 install: $(VENV)/.installed
 
@@ -35,6 +35,9 @@ test-fast: install
 
 eval: install
 	$(PY) -m embedexp.eval
+
+export: install  # the newest `make run` model in all three forms, each self-checked, into its run folder's export/
+	$(PY) -m embedexp.export run_dir=latest
 
 clean:
 	rm -rf outputs .pytest_cache

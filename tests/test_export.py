@@ -211,3 +211,17 @@ def test_export_entry_point(mean_export, tmp_path, monkeypatch, capsys):
     assert "self-check min cosine 0.99" in capsys.readouterr().out
     assert json.loads((out / "export_summary.json").read_text())["sentence_transformers"]["min_cosine"] >= 0.9999
     assert (tmp_path / "hydra" / ".hydra" / "config.yaml").is_file()
+
+
+def test_latest_run_is_the_newest_finished_one(tmp_path):
+    from embedexp.errors import ConfigError
+    from embedexp.export.source import latest_run
+
+    with pytest.raises(ConfigError, match="no finished training run"):
+        latest_run(tmp_path)
+    for day, finished in [("01", True), ("02", True), ("03", False)]:
+        folder = tmp_path / "train" / "runs" / f"2026-01-{day}_10-00-00"
+        folder.mkdir(parents=True)
+        if finished:
+            (folder / "metrics.json").write_text("{}")
+    assert latest_run(tmp_path).name == "2026-01-02_10-00-00"

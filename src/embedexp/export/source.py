@@ -101,9 +101,20 @@ def load_checkpoint(embedder: Embedder, ckpt_path: str) -> None:
     log.info("loaded %d trained tensors from %s", len(state), ckpt_path)
 
 
+def latest_run(log_dir: str | Path) -> Path:
+    """The newest finished training run (a folder with metrics.json) under `<log_dir>/train/runs/`."""
+    runs = sorted(p.parent for p in Path(log_dir).glob("train/runs/*/metrics.json"))
+    if not runs:
+        raise ConfigError(f"run_dir=latest: no finished training run under {Path(log_dir) / 'train' / 'runs'}")
+    return runs[-1]
+
+
 def resolve_source(cfg: DictConfig, require_weights: bool = True) -> ExportSource:
     """Build the training Embedder from `run_dir` (its config and adapter/checkpoint) or from the config groups."""
     run_dir = Path(cfg.run_dir) if cfg.get("run_dir") else None
+    if cfg.get("run_dir") == "latest":
+        run_dir = latest_run(cfg.paths.log_dir)
+        log.info("run_dir=latest: %s", run_dir)
     adapter_path, ckpt_path = cfg.get("adapter_path"), cfg.get("ckpt_path")
     model_cfg = cfg
     if run_dir is not None:
