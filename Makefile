@@ -9,7 +9,7 @@ export TRANSFORMERS_OFFLINE ?= 1
 export WANDB_MODE ?= offline
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: install run test test-fast eval bench clean
+.PHONY: install run test test-fast eval export bench clean
 
 install: $(VENV)/.installed
 
@@ -40,6 +40,9 @@ bench: install
 
 eval: install
 	$(PY) -m embedexp.eval
+
+export: install  # the newest `make run` model in all three forms, each self-checked, into its run folder's export/
+	$(PY) -m embedexp.export run_dir=latest
 
 clean:
 	rm -rf outputs .pytest_cache

@@ -50,3 +50,13 @@ def tiny_backbone():
     from embedexp.config import PROJECT_ROOT
 
     return build_tiny_llama(cache_dir=str(PROJECT_ROOT / ".cache" / "embedexp"))
+
+
+@pytest.fixture(scope="session")
+def mean_export(tmp_path_factory):
+    """A tiny run (mean pooling, eol prompt, random non-zero LoRA) exported in all three forms: (run, results, dir)."""
+    from .export_helpers import export, make_run
+
+    root = tmp_path_factory.mktemp("mean")
+    run = make_run(root / "run", ["pooling=mean", "prompt=eol"])
+    return run, export(run, root / "export"), root / "export"

@@ -41,19 +41,38 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
 
 
 @contextmanager
-def atomic_folder(target: str | os.PathLike) -> Iterator[Path]:
+def atomic_folder(target: str | os.PathLike, replace: bool = False) -> Iterator[Path]:
     """Yield a staging folder beside `target`, renamed to `target` when the block succeeds.
 
-    If another process finished `target` first, the staging copy is discarded.
+    If `target` exists when the block finishes (e.g. another process finished it first), the staging copy is
+    discarded, unless `replace` is set: then the old folder is swapped out (restored if the swap fails) and deleted.
     """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
     try:
         yield staging
-        staging.rename(target)
-    except OSError:
-        if not target.is_dir():
-            raise
+        if replace and target.exists():
+            _swap_in(staging, target)
+        else:
+            try:
+                staging.rename(target)
+            except OSError:
+                if not target.is_dir():
+                    raise
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+def _swap_in(staging: Path, target: Path) -> None:
+    """Replace the folder `target` by `staging`; the old folder is restored if the rename fails."""
+    old = Path(tempfile.mkdtemp(prefix=f".{target.name}-old-", dir=target.parent))
+    try:
+        target.rename(old / target.name)
+        try:
+            staging.rename(target)
+        except OSError:
+            (old / target.name).rename(target)
+            raise
+    finally:
+        shutil.rmtree(old, ignore_errors=True)

@@ -8,12 +8,12 @@ from pathlib import Path
 
 import hydra
 import lightning as L
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from embedexp.atomic import atomic_write_text
 from embedexp.config import CONFIG_DIR
 from embedexp.errors import EmbedexpError
-from embedexp.evaluation.run import evaluate_clustering, write_results_table
+from embedexp.evaluation.run import evaluate_clustering, score_tasks, write_results_table
 from embedexp.factory import build_embedder, build_tasks
 from embedexp.provenance import provenance
 
@@ -21,8 +21,10 @@ log = logging.getLogger(__name__)
 
 
 def evaluate(cfg: DictConfig) -> dict[str, float]:
-    """Score the configured model (plus adapter) on the configured tasks; write Markdown and CSV tables."""
+    """Score the configured model (plus adapter), or an exported folder, on the configured tasks; write tables."""
     L.seed_everything(cfg.seed)
+    if cfg.get("model_path"):
+        return evaluate_export(cfg)
     embedder = build_embedder(cfg, adapter_path=cfg.get("adapter_path"), trainable=False, new_lora=False)
     tasks = build_tasks(cfg.tasks)
     name = f"{embedder.name}+{Path(cfg.adapter_path).name}" if cfg.get("adapter_path") else embedder.name
@@ -35,6 +37,21 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     }
     md_path, _ = write_results_table([row], cfg.paths.output_dir, stem="eval_results")
     atomic_write_text(Path(cfg.paths.output_dir) / "provenance.json", json.dumps(provenance(cfg.seed), indent=2))
+    print(md_path.read_text())
+    return scores
+
+
+def evaluate_export(cfg: DictConfig) -> dict[str, float]:
+    """Score an exported folder (any form) through `ExportedEncoder`, with optional per-task-type `prompts`."""
+    from embedexp.evaluation.exported import ExportedEncoder
+
+    prompts = OmegaConf.to_container(cfg.prompts) if cfg.get("prompts") else None
+    encoder = ExportedEncoder(cfg.model_path, prompts=prompts, batch_size=cfg.eval.batch_size)
+    scores = score_tasks(encoder, build_tasks(cfg.tasks))
+    manifest = encoder.export.manifest
+    row = {"model": cfg.model_path, "pooling": manifest["pooling"]["target"].rsplit(".", 1)[-1], **scores}
+    row["prompt"] = manifest["prompt"]["name"]
+    md_path, _ = write_results_table([row], cfg.paths.output_dir, stem="eval_results")
     print(md_path.read_text())
     return scores
 

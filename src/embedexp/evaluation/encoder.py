@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import numpy as np
@@ -17,33 +18,56 @@ PRECISIONS = {"32": None, "fp32": None, "bf16": torch.bfloat16, "bf16-mixed": to
 
 def autocast_for(precision: str, device: torch.device) -> contextlib.AbstractContextManager:
     """Autocast context for encoding ('bf16' runs matmuls in bfloat16, '32' leaves float32)."""
+    precision = str(precision)  # `eval.precision=32` on the command line arrives as an int
     if precision not in PRECISIONS:
         raise ValueError(f"evaluation precision must be one of {sorted(PRECISIONS)}, got {precision!r}")
     dtype = PRECISIONS[precision]
     return torch.autocast(device.type, dtype=dtype) if dtype is not None else contextlib.nullcontext()
 
 
-def model_meta(embedder: Embedder, name: str, embed_dim: int) -> ModelMeta:
-    """mteb metadata for an embedexp model (name, size, dimension, context, cosine similarity)."""
-    n_parameters = sum(p.numel() for p in embedder.model.parameters())
+def build_model_meta(
+    name: str,
+    n_parameters: int,
+    max_tokens: int,
+    embed_dim: int,
+    use_instructions: bool,
+    training_datasets: Iterable[str] | Mapping[str, Any] | None = None,
+    loader: Callable[..., Any] | None = None,
+    loader_kwargs: dict[str, Any] | None = None,
+    framework: tuple[str, ...] = ("PyTorch",),
+) -> ModelMeta:
+    """mteb metadata for an embedexp model; `training_datasets`: mteb dataset names (a mapping's keys) or None."""
     return ModelMeta(
-        loader=None,
+        loader=loader,
+        loader_kwargs=loader_kwargs or {},
         name=name if "/" in name else f"embedexp/{name}",
         revision="local",
         release_date=None,
         languages=["eng-Latn"],
         n_parameters=n_parameters,
         memory_usage_mb=None,
-        max_tokens=embedder.max_length,
+        max_tokens=max_tokens,
         embed_dim=embed_dim,
         license=None,
         open_weights=True,
         public_training_code=None,
         public_training_data=None,
-        framework=["PyTorch"],
+        framework=list(framework),
         similarity_fn_name="cosine",
+        use_instructions=use_instructions,
+        training_datasets=None if training_datasets is None else set(training_datasets),
+    )
+
+
+def model_meta(embedder: Embedder, name: str, embed_dim: int, training_datasets=None) -> ModelMeta:
+    """mteb metadata for an embedexp model (name, size, dimension, context, cosine similarity, training data)."""
+    return build_model_meta(
+        name,
+        n_parameters=sum(p.numel() for p in embedder.model.parameters()),
+        max_tokens=embedder.max_length,
+        embed_dim=embed_dim,
         use_instructions=embedder.prompt.template != "{text}",
-        training_datasets=None,
+        training_datasets=training_datasets,
     )
 
 

@@ -31,6 +31,11 @@ def evaluate_clustering(
     for task in tasks:
         task.rng_state, task.np_rng = random.Random(task.seed), np.random.default_rng(task.seed)
     encoder = MtebEncoder(embedder, name=name or embedder.name, batch_size=batch_size, precision=precision)
+    return score_tasks(encoder, tasks)
+
+
+def score_tasks(encoder, tasks: list) -> dict[str, float]:
+    """Main score of every task for any mteb encoder (e.g. an exported model) and their mean (`clustering_mean`)."""
     result = mteb.evaluate(encoder, tasks, cache=None, show_progress_bar=False, overwrite_strategy="always")
     scores = {task_result.task_name: float(task_result.get_score()) for task_result in result.task_results}
     scores[MEAN_KEY] = float(np.mean(list(scores.values())))

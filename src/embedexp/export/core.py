@@ -1,0 +1,164 @@
+"""Export orchestration: write each requested form into a staging folder, self-check it, then rename it into place."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from embedexp import __version__
+from embedexp.atomic import atomic_folder, atomic_write_text
+from embedexp.errors import ConfigError
+from embedexp.export.adapter import write_adapter
+from embedexp.export.card import model_card
+from embedexp.export.load import FORMATS, write_manifest
+from embedexp.export.merged import merge_lora, write_merged
+from embedexp.export.selfcheck import PROBE_TEXTS, check_export, reference_vectors
+from embedexp.export.sentence_transformers import pooling_spec, write_sentence_transformers
+from embedexp.export.source import ExportSource, resolve_source
+
+log = logging.getLogger(__name__)
+
+
+def _formats(formats: Sequence[str] | str) -> list[str]:
+    """Validate the requested forms and order them adapter, merged, sentence_transformers (merging is last)."""
+    requested = [formats] if isinstance(formats, str) else list(formats)
+    unknown = [f for f in requested if f not in FORMATS]
+    if unknown or not requested:
+        raise ConfigError(f"formats: {unknown or requested} invalid; choose from {list(FORMATS)}")
+    return [f for f in FORMATS if f in requested]
+
+
+def base_manifest(source: ExportSource, embed_dim: int, training_datasets: Any = None) -> dict[str, Any]:
+    """What every form records about the model: recipe, backbone, size, and where it came from."""
+    embedder = source.embedder
+    parameters = sum(p.numel() for name, p in embedder.model.named_parameters() if "lora_" not in name)
+    return {
+        "name": source.name,
+        "embedexp_version": __version__,
+        "backbone": OmegaConf.to_container(source.cfg.model.backbone, resolve=True),
+        "attn_implementation": embedder.model.config._attn_implementation,
+        "prompt": {
+            "name": embedder.prompt.name,
+            "template": embedder.prompt.template,
+            "append_eos": embedder.prompt.append_eos,
+        },
+        "pooling": pooling_spec(embedder.pooling),
+        "max_length": embedder.max_length,
+        "padding_side": embedder.padding_side,
+        "embed_dim": embed_dim,
+        "n_parameters": parameters,
+        "similarity_fn_name": "cosine",
+        "training_datasets": training_datasets,
+        "source": {
+            "run_dir": str(source.run_dir) if source.run_dir else None,
+            "adapter_path": source.adapter_path,
+            "ckpt_path": source.ckpt_path,
+        },
+    }
+
+
+def _export_one(
+    form: str,
+    target: Path,
+    write: Callable[[Path], dict],
+    manifest: dict[str, Any],
+    source: ExportSource,
+    reference: dict,
+    texts: list[str],
+    min_cosine: float,
+    overwrite: bool,
+) -> dict[str, Any]:
+    """Write one form into staging, reload and check it there; only a passing folder is renamed to `target`."""
+    with atomic_folder(target, replace=overwrite) as staging:
+        manifest = {**manifest, "format": form, **write(staging)}
+        write_manifest(staging, manifest)
+        manifest["selfcheck"] = check_export(staging, reference, texts, min_cosine)
+        write_manifest(staging, manifest)
+        (staging / "README.md").write_text(model_card(manifest, source.records, str(target)), encoding="utf-8")
+        make_readable(staging)
+    log.info("exported %s to %s (self-check min cosine %.7f)", form, target, manifest["selfcheck"]["min_cosine"])
+    return {"path": str(target), "min_cosine": manifest["selfcheck"]["min_cosine"], "selfcheck": manifest["selfcheck"]}
+
+
+def make_readable(folder: Path) -> None:
+    """Usual permissions for a shared model folder (staging folders and some weight files are created owner-only)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    folder.chmod(0o777 & ~umask)
+    for path in folder.rglob("*"):
+        path.chmod((0o777 if path.is_dir() else 0o666) & ~umask)
+
+
+def export_model(
+    source: ExportSource,
+    formats: Sequence[str] | str,
+    output_dir: str | Path,
+    probe_texts: Sequence[str] | None = None,
+    min_cosine: float = 0.9999,
+    overwrite: bool = False,
+    training_datasets: Any = None,
+) -> dict[str, dict[str, Any]]:
+    """Export `source` in each form to `<output_dir>/<form>/`; each is self-checked before it appears."""
+    forms = _formats(formats)
+    output_dir = Path(output_dir)
+    targets = {form: output_dir / form for form in forms}
+    existing = [str(t) for t in targets.values() if t.exists()]
+    if existing and not overwrite:
+        raise ConfigError(f"output_dir: {existing} already exist; set overwrite=true to replace them")
+    texts = list(probe_texts or PROBE_TEXTS)
+    embedder = source.embedder
+    reference = reference_vectors(embedder, texts)
+    manifest = base_manifest(source, int(reference["right"].shape[1]), training_datasets)
+    common = dict(source=source, reference=reference, texts=texts, min_cosine=min_cosine, overwrite=overwrite)
+    results: dict[str, dict[str, Any]] = {}
+    if "adapter" in forms:
+        write = lambda folder: write_adapter(embedder.model, embedder.tokenizer, folder)  # noqa: E731
+        results["adapter"] = _export_one("adapter", targets["adapter"], write, manifest, **common)
+    if {"merged", "sentence_transformers"} & set(forms):
+        embedder.model = merge_lora(embedder.model)  # in place: the reference vectors are already computed
+    if "merged" in forms:
+        write = lambda folder: write_merged(embedder.model, embedder.tokenizer, folder)  # noqa: E731
+        results["merged"] = _export_one("merged", targets["merged"], write, manifest, **common)
+    if "sentence_transformers" in forms:
+
+        def write(folder: Path) -> dict:
+            entries = write_sentence_transformers(
+                embedder.model, embedder.tokenizer, embedder.pooling, embedder.prompt, embedder.max_length, folder
+            )
+            return {
+                "embed_dim": entries.pop("embed_dim"),
+                "tokenizer_original": entries.pop("tokenizer_original"),
+                "sentence_transformers": entries,
+            }
+
+        results["sentence_transformers"] = _export_one(
+            "sentence_transformers", targets["sentence_transformers"], write, manifest, **common
+        )
+    summary = {form: {"path": r["path"], "min_cosine": r["min_cosine"]} for form, r in results.items()}
+    atomic_write_text(output_dir / "export_summary.json", json.dumps(summary, indent=2) + "\n")
+    return results
+
+
+def export_from_config(cfg: DictConfig) -> dict[str, dict[str, Any]]:
+    """`python -m embedexp.export`: resolve the source from the config and export the requested forms."""
+    source = resolve_source(cfg)
+    output_dir = cfg.get("output_dir") or (
+        source.run_dir / "export" if source.run_dir is not None else Path(cfg.paths.output_dir)
+    )
+    training = cfg.get("training_datasets")
+    training = OmegaConf.to_container(training) if OmegaConf.is_config(training) else training
+    return export_model(
+        source,
+        list(cfg.formats),
+        output_dir,
+        list(cfg.probe_texts) if cfg.get("probe_texts") else None,
+        float(cfg.min_cosine),
+        bool(cfg.overwrite),
+        training,
+    )

@@ -1,0 +1,73 @@
+"""Bake a prompt template into a fast tokenizer, so plain `tokenizer(text)` yields the Embedder's exact token ids.
+
+sentence-transformers can only prepend a prompt string, and tokenizing `prompt + text + suffix` as one string merges
+tokens across the boundaries (e.g. `?"` in `..."{text}" means in one word:`), which changes the ids of about 30 % of
+real texts. The Embedder tokenizes the pieces separately; this module reproduces that inside the tokenizer: its
+post-processor inserts the prompt's prefix and suffix ids (as template pieces, so truncation reserves room for them
+and `special_tokens_mask` marks them), and a `Prepend` normalizer carries the whitespace between the prefix and
+`{text}` onto the text, as `PromptTemplate.tokenize` does.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+
+from tokenizers import Tokenizer, normalizers, processors
+
+from embedexp.errors import ConfigError
+from embedexp.prompts import PromptTemplate
+
+SEQUENCE = "$A"
+
+
+def _backend(tokenizer) -> Tokenizer:
+    """The `tokenizers.Tokenizer` behind a transformers tokenizer (fast tokenizers only)."""
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is None:
+        raise ConfigError(f"exporting needs a fast (tokenizers) tokenizer, got {type(tokenizer).__name__}")
+    return backend
+
+
+def template_processor(tokenizer, prompt: PromptTemplate) -> processors.TemplateProcessing:
+    """A post-processor producing [special head] + prompt prefix + text + prompt suffix + [special tail]."""
+    head, prefix, suffix, tail = prompt._pieces(tokenizer)
+    layout = [("EMBEDEXP_HEAD", head), ("EMBEDEXP_PREFIX", prefix), (SEQUENCE, None)]
+    layout += [("EMBEDEXP_SUFFIX", suffix), ("EMBEDEXP_TAIL", tail)]
+    single, specials = [], []
+    for name, ids in layout:
+        if ids is None or ids:
+            single.append(name)
+        if ids:
+            specials.append({"id": name, "ids": list(ids), "tokens": tokenizer.convert_ids_to_tokens(list(ids))})
+    return processors.TemplateProcessing(single=single, pair=single + ["$B:1"], special_tokens=specials)
+
+
+def original_state(tokenizer) -> dict:
+    """The normalizer and post-processor that baking replaces (JSON), recorded so `unbake` can restore them."""
+    state = json.loads(_backend(tokenizer).to_str())
+    return {"normalizer": state.get("normalizer"), "post_processor": state.get("post_processor")}
+
+
+def bake_template(tokenizer, prompt: PromptTemplate, max_length: int):
+    """A copy of `tokenizer` whose `tokenizer(texts, truncation=True)` equals `prompt.tokenize(texts, ...)`."""
+    processor = template_processor(tokenizer, prompt)  # from the unbaked pieces
+    baked = copy.deepcopy(tokenizer)
+    backend = _backend(baked)
+    joint = prompt._joint()
+    if joint:
+        existing = [backend.normalizer] if backend.normalizer is not None else []
+        backend.normalizer = normalizers.Sequence([normalizers.Prepend(joint), *existing])
+    backend.post_processor = processor
+    baked.model_max_length = max_length
+    baked.padding_side = "right"
+    return baked
+
+
+def unbake(tokenizer, original: dict):
+    """A copy of a baked tokenizer with its original normalizer and post-processor restored."""
+    state = json.loads(_backend(tokenizer).to_str())
+    state.update(normalizer=original["normalizer"], post_processor=original["post_processor"])
+    plain = copy.deepcopy(tokenizer)
+    plain._tokenizer = Tokenizer.from_str(json.dumps(state))
+    return plain
