@@ -22,7 +22,7 @@ from embedexp.evaluation.callback import ClusteringEvalCallback
 from embedexp.factory import build_embedder
 from embedexp.module import EmbeddingModule
 from embedexp.provenance import provenance
-from embedexp.report import print_before_after
+from embedexp.report.console import print_before_after
 
 log = logging.getLogger(__name__)
 
@@ -61,12 +61,18 @@ def train(cfg: DictConfig) -> dict:
         cfg.run_name = run_name(cfg)
     embedder = build_embedder(cfg)
     datamodule = instantiate(cfg.data)
+    chunk_size, trainer_overrides, clipping = grad_cache_settings(cfg)
     module = EmbeddingModule(
-        embedder, loss=instantiate(cfg.loss), optimizer=instantiate(cfg.optimizer), warmup_ratio=cfg.warmup_ratio
+        embedder,
+        loss=instantiate(cfg.loss),
+        optimizer=instantiate(cfg.optimizer),
+        warmup_ratio=cfg.warmup_ratio,
+        grad_cache_chunk_size=chunk_size,
+        **clipping,
     )
     callbacks = instantiate_group(cfg.get("callbacks"))
     loggers = instantiate_group(cfg.get("logger"))
-    trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+    trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False, **trainer_overrides)
     for logger in loggers:
         logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
     try:
@@ -78,6 +84,28 @@ def train(cfg: DictConfig) -> dict:
     finally:
         finish_loggers(loggers)
     return metrics
+
+
+def grad_cache_settings(cfg: DictConfig) -> tuple[int | None, dict, dict]:
+    """GradCache chunk size, Trainer overrides and the module's clipping arguments.
+
+    GradCache runs under manual optimization, where Lightning refuses `gradient_clip_val` and gradient accumulation:
+    the trainer's clipping moves into the module (which clips before each step), and accumulation is an error (a
+    larger `data.batch_size` is what GradCache is for).
+    """
+    chunk_size = (cfg.get("grad_cache") or {}).get("chunk_size")
+    if not chunk_size:
+        return None, {}, {}
+    if (cfg.trainer.get("accumulate_grad_batches") or 1) != 1:
+        raise ConfigError(
+            "grad_cache.chunk_size is set: trainer.accumulate_grad_batches must be 1 "
+            "(GradCache already fits the whole batch; raise data.batch_size instead)"
+        )
+    clipping = {
+        "gradient_clip_val": cfg.trainer.get("gradient_clip_val"),
+        "gradient_clip_algorithm": cfg.trainer.get("gradient_clip_algorithm") or "norm",
+    }
+    return int(chunk_size), {"gradient_clip_val": None}, clipping
 
 
 def collect_metrics(cfg: DictConfig, trainer: L.Trainer, callbacks: list, start: float) -> dict:
