@@ -35,10 +35,13 @@ def instantiate_group(group: DictConfig | None) -> list:
 
 
 def resolve_ckpt_path(cfg: DictConfig) -> str | None:
-    """`ckpt_path=last` means this run folder's checkpoints/last.ckpt; other values are paths."""
+    """`ckpt_path=last` means this run folder's checkpoints/last.ckpt, `auto` the same if it exists (else none)."""
     path = cfg.get("ckpt_path")
-    if path == "last":
-        path = str(Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt")
+    if path in ("last", "auto"):
+        last = Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt"
+        if path == "auto" and not last.is_file():
+            return None
+        path = str(last)
     if path and not Path(path).is_file():
         raise ConfigError(f"ckpt_path: no checkpoint at {path}")
     return path
