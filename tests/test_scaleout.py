@@ -168,7 +168,8 @@ class CaptureStep(L.Callback):
 
 def ddp_step(tmp_path, module: EmbeddingModule, chunk_size: int | None) -> list[dict]:
     """One training step of `module` under conf/trainer/ddp_sim.yaml (2 spawned CPU processes, gloo)."""
-    cfg = compose_config("train", TINY_OVERRIDES + ["trainer=ddp_sim", "trainer.precision=32-true"], tmp_path)
+    overrides = ["trainer=ddp_sim", "+trainer.strategy.start_method=spawn"]  # in-process: spawn, not re-run
+    cfg = compose_config("train", TINY_OVERRIDES + overrides, tmp_path)
     folder = tmp_path / f"ddp_{chunk_size}"
     folder.mkdir()
     with open_dict(cfg):

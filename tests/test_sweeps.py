@@ -101,7 +101,7 @@ def test_distributed_trainers_compose():
     assert ddp.strategy._target_.endswith("DDPStrategy") and ddp.precision == "bf16-mixed"
     assert compose_config("train", ["trainer=deepspeed"], ".").trainer.strategy == "deepspeed_stage_2"
     sim = compose_config("train", ["trainer=ddp_sim"], ".").trainer
-    assert sim.devices == 2 and sim.strategy.start_method == "spawn" and sim.strategy.process_group_backend == "gloo"
+    assert sim.devices == 2 and sim.accelerator == "cpu" and sim.strategy.process_group_backend == "gloo"
 
 
 def test_fsdp_strategy_wraps_decoder_layers():
