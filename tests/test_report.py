@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import time
 
 import pandas as pd
 import pytest
@@ -109,7 +110,8 @@ def test_report_computes_mean_and_ci_per_configuration(sweep, tmp_path):
     markdown = paths["md"].read_text()
     assert "0.3200 ± 0.0497" in markdown  # TaskA, mean pooling
     assert "0.1000 (n=1)" in markdown  # TaskA, max pooling
-    assert "6 finished, 1 unfinished" in markdown and "`experiment=pooling_ablation_smoke`" in markdown
+    assert "6 finished (0 read from W&B offline runs), 1 unfinished" in markdown
+    assert "`experiment=pooling_ablation_smoke`" in markdown
     assert f"{sweep / '6'}" in markdown  # the unfinished job is named
 
     runs = pd.read_csv(paths["runs"])
@@ -143,3 +145,43 @@ def test_report_entry_point(sweep, tmp_path):
     assert (sweep / "report" / "report.md").is_file() and not (sweep / "report" / "report.png").exists()
     missing = run_module("embedexp.report", f"sweep_dir={tmp_path / 'nothing'}", cwd=tmp_path)
     assert missing.returncode != 0 and "is not a folder" in missing.stderr
+
+
+def write_wandb_job(folder, num, overrides, scores, seed):
+    """A job folder holding only a finished W&B offline run (as when metrics.json was lost), with a config larger
+    than one 32 KiB block of the run log so records span blocks."""
+    import wandb
+
+    job = folder / str(num)
+    job.mkdir(parents=True)
+    config = {"seed": seed, "overrides": overrides, "run_name": ",".join(overrides), "notes": "x" * 70_000}
+    run = wandb.init(project="embedexp-test", dir=str(job), mode="offline", config=config)
+    run.log({f"val/{k}": v for k, v in scores.items()} | {"val/loss": 1.0})
+    run.finish()
+    # the W&B service may still be flushing the log when finish() returns: wait for its exit record
+    from embedexp.report.wandb_offline import find_runs, read_run
+
+    deadline = time.monotonic() + 120
+    while read_run(find_runs(job)[0]).exit_code is None and time.monotonic() < deadline:
+        time.sleep(0.5)
+    return job
+
+
+def test_report_reads_finished_wandb_offline_runs(tmp_path):
+    from embedexp.report.wandb_offline import find_runs, read_run
+
+    folder = tmp_path / "sweep"
+    write_job(folder, 0, ["pooling=mean", "seed=1"], {"TaskA": 0.30, "clustering_mean": 0.30}, seed=1)
+    write_wandb_job(folder, 1, ["pooling=mean", "seed=2"], {"TaskA": 0.34, "clustering_mean": 0.34}, seed=2)
+    (run_log,) = find_runs(folder)
+    run = read_run(run_log)
+    assert run.exit_code == 0 and run.config["seed"] == 2 and len(run.config["notes"]) == 70_000
+    assert run.summary["val/TaskA"] == pytest.approx(0.34)
+
+    paths = build_report([folder], tmp_path / "out", plot=False)
+    row = pd.read_csv(paths["csv"]).set_index("config").loc["all runs"]
+    assert row["n"] == 2 and row["seeds"] == "1 2" and row["TaskA mean"] == pytest.approx(0.32)
+    assert "1 read from W&B offline runs" in paths["md"].read_text()
+    # the W&B-only job (no .hydra folder: its overrides came from the W&B config) is invisible without read_wandb
+    without = build_report([folder], tmp_path / "out2", plot=False, read_wandb=False)
+    assert pd.read_csv(without["csv"])["n"].tolist() == [1]

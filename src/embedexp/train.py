@@ -76,8 +76,11 @@ def train(cfg: DictConfig) -> dict:
     callbacks = instantiate_group(cfg.get("callbacks"))
     loggers = instantiate_group(cfg.get("logger"))
     trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False, **trainer_overrides)
+    hyperparams = OmegaConf.to_container(cfg, resolve=True)
+    if HydraConfig.initialized():  # the sweep report groups W&B runs by these, like .hydra/overrides.yaml
+        hyperparams["overrides"] = list(HydraConfig.get().overrides.task)
     for logger in loggers:
-        logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
+        logger.log_hyperparams(hyperparams)
     try:
         trainer.fit(module, datamodule=datamodule, ckpt_path=resolve_ckpt_path(cfg))
         metrics = collect_metrics(cfg, trainer, callbacks, start)

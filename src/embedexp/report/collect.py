@@ -1,9 +1,11 @@
 """Read the job folders of Hydra multiruns: each job's overrides, seed and clustering scores.
 
 A job folder holds `metrics.json` (written by `embedexp.train` when the run finished) and Hydra's
-`.hydra/overrides.yaml`. Jobs are grouped into configurations by their overrides minus the seed (and other keys that
-do not change what is measured, see `DEFAULT_EXCLUDE`); a job without `metrics.json` did not finish and is reported
-as missing rather than silently dropped.
+`.hydra/overrides.yaml`. Where `metrics.json` is missing, a finished W&B offline run in the job's `wandb/` folder
+(exit code 0) stands in: its summary holds the same `val/*` and `zero_shot/*` scores, its config the seed and the
+overrides. Jobs are grouped into configurations by their overrides minus the seed (and other keys that do not change
+what is measured, see `DEFAULT_EXCLUDE`); a job with neither did not finish and is reported as unfinished rather than
+silently dropped.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import pandas as pd
 import yaml
 
 from embedexp.errors import ConfigError
+from embedexp.report import wandb_offline
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +44,7 @@ class RunRecord:
     seed: int | str | None
     scores: dict[str, dict[str, float]] = field(default_factory=dict)  # stage → metric → value
     finished: bool = True
+    source: str = "metrics.json"  # or the W&B run log the scores were read from
 
 
 def _natural_key(path: Path) -> list:
@@ -48,10 +52,13 @@ def _natural_key(path: Path) -> list:
     return [[int(t) if t.isdigit() else t for t in re.split(r"(\d+)", part)] for part in path.parts]
 
 
-def find_job_dirs(root: Path) -> list[Path]:
-    """Folders under `root` (or `root` itself) that are Hydra jobs (`.hydra/overrides.yaml`) or hold `metrics.json`."""
+def find_job_dirs(root: Path, read_wandb: bool = True) -> list[Path]:
+    """Folders under `root` (or `root` itself) that are Hydra jobs (`.hydra/overrides.yaml`), hold `metrics.json`,
+    or (with `read_wandb`) hold W&B runs in `wandb/`."""
     candidates = {p.parent.parent for p in root.rglob(".hydra/overrides.yaml")}
     candidates |= {p.parent for p in root.rglob("metrics.json")}
+    if read_wandb:
+        candidates |= {p.parents[2] for p in wandb_offline.find_runs(root) if p.parents[1].name == "wandb"}
     # the sweep folder's own .hydra (Optuna writes one) holds no job: keep folders with a job number or metrics
     jobs = [d for d in candidates if (d / "metrics.json").is_file() or d != root]
     return sorted(jobs, key=_natural_key)
@@ -71,10 +78,13 @@ def parse_overrides(overrides: Iterable[str]) -> dict[str, str]:
 
 
 def _read_overrides(job_dir: Path, metrics: dict | None) -> dict[str, str]:
-    """Hydra's saved overrides of the job; else the run name (`k=v,k=v`, Hydra's override_dirname) as a fallback."""
+    """Hydra's saved overrides of the job; else those logged to W&B; else the run name (`k=v,k=v`, Hydra's
+    override_dirname) as a fallback."""
     saved = job_dir / ".hydra" / "overrides.yaml"
     if saved.is_file():
         return parse_overrides(yaml.safe_load(saved.read_text()) or [])
+    if isinstance((metrics or {}).get("overrides"), list):
+        return parse_overrides(metrics["overrides"])
     name = (metrics or {}).get("run_name") or ""
     log.warning("%s: no .hydra/overrides.yaml; grouping by its run name %r", job_dir, name)
     return parse_overrides(p for p in name.split(",") if "=" in p)
@@ -91,30 +101,51 @@ def scores_from_metrics(metrics: dict) -> dict[str, dict[str, float]]:
     return scores
 
 
-def read_job(job_dir: Path, seed_key: str = "seed") -> RunRecord:
-    """One job folder as a record (unfinished when it has no `metrics.json`)."""
+def finished_wandb_run(job_dir: Path) -> wandb_offline.WandbRun | None:
+    """The job's newest W&B run that exited with code 0, if any."""
+    for path in reversed(wandb_offline.find_runs(job_dir / "wandb") if (job_dir / "wandb").is_dir() else []):
+        try:
+            run = wandb_offline.read_run(path)
+        except (OSError, ValueError) as err:
+            log.warning("%s: unreadable W&B run (%s)", path, err)
+            continue
+        if run.exit_code == 0:
+            return run
+    return None
+
+
+def read_job(job_dir: Path, seed_key: str = "seed", read_wandb: bool = True) -> RunRecord:
+    """One job folder as a record: `metrics.json`, else a finished W&B run, else unfinished."""
     metrics_file = job_dir / "metrics.json"
     metrics = json.loads(metrics_file.read_text()) if metrics_file.is_file() else None
+    source = "metrics.json"
+    if metrics is None and read_wandb:
+        run = finished_wandb_run(job_dir)
+        if run is not None:
+            metrics = {**run.config, **run.summary, "provenance": {"seed": run.config.get(seed_key)}}
+            source = str(run.path)
     overrides = _read_overrides(job_dir, metrics)
     seed = (metrics or {}).get("provenance", {}).get("seed") if metrics else None
     if seed is None:
         seed = overrides.get(seed_key)
     if metrics is None:
         return RunRecord(job_dir, overrides, seed, finished=False)
-    return RunRecord(job_dir, overrides, seed, scores_from_metrics(metrics))
+    return RunRecord(job_dir, overrides, seed, scores_from_metrics(metrics), source=source)
 
 
-def collect_runs(folders: Sequence[str | Path], seed_key: str = "seed") -> list[RunRecord]:
+def collect_runs(folders: Sequence[str | Path], seed_key: str = "seed", read_wandb: bool = True) -> list[RunRecord]:
     """Every job under the given multirun folders (several folders are pooled: e.g. more seeds run later)."""
     records = []
     for folder in folders:
         root = Path(folder)
         if not root.is_dir():
             raise ConfigError(f"report: {root} is not a folder")
-        jobs = find_job_dirs(root)
+        jobs = find_job_dirs(root, read_wandb)
         if not jobs:
-            raise ConfigError(f"report: no multirun job folders (.hydra/overrides.yaml or metrics.json) under {root}")
-        records += [read_job(job, seed_key) for job in jobs]
+            raise ConfigError(
+                f"report: no multirun job folders (.hydra/overrides.yaml, metrics.json or wandb runs) under {root}"
+            )
+        records += [read_job(job, seed_key, read_wandb) for job in jobs]
     return records
 
 

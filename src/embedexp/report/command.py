@@ -1,7 +1,8 @@
 """The sweep report: `python -m embedexp.report <multirun folder> [more folders] [overrides]` (Hydra, conf/report.yaml).
 
-Reads every job of the multirun(s) (`metrics.json`, `.hydra/overrides.yaml`), groups jobs by their overrides minus
-the seed, and writes into `out_dir` (default `<first folder>/report`):
+Reads every job of the multirun(s) (`metrics.json`, `.hydra/overrides.yaml`; a finished W&B offline run where
+`metrics.json` is missing), groups jobs by their overrides minus the seed, and writes into `out_dir` (default
+`<first folder>/report`):
 
 | file | content |
 |---|---|
@@ -42,13 +43,14 @@ def build_report(
     stages: Sequence[str] = ("fine_tuned", "zero_shot"),
     title: str | None = None,
     plot: bool = True,
+    read_wandb: bool = True,
 ) -> dict[str, Path]:
     """Write the report files for the jobs under `sweep_dirs`; returns their paths by name."""
     if not 0 < confidence < 1:
         raise ConfigError(f"confidence must be in (0, 1), got {confidence}")
     folders = [Path(d) for d in sweep_dirs]
     out = Path(out_dir) if out_dir else folders[0] / "report"
-    records = collect_runs(folders, seed_key)
+    records = collect_runs(folders, seed_key, read_wandb)
     runs, constant = runs_frame(records, exclude_keys)
     runs = runs[runs["stage"].isin(list(stages))]
     if runs.empty:
@@ -83,12 +85,14 @@ def _shared(constant: dict[str, str]) -> str:
 def report_markdown(folders, constant, summary, best, records, unfinished, confidence, heading) -> str:
     """The Markdown report: sources, the table, the best configuration per metric, notes."""
     finished = sum(r.finished for r in records)
+    from_wandb = sum(r.finished and r.source != "metrics.json" for r in records)
     level = f"{confidence:.0%}"
     lines = [
         f"# Sweep report: {heading}",
         "",
         "Sources: " + ", ".join(f"`{f}`" for f in folders),
-        f"Jobs: {finished} finished, {len(unfinished)} unfinished (no metrics.json).",
+        f"Jobs: {finished} finished ({from_wandb} read from W&B offline runs), {len(unfinished)} unfinished "
+        "(no metrics.json, no finished W&B run).",
         "Shared overrides: " + (f"`{_shared(constant)}`" if constant else "none"),
         "",
         f"## V-measure, mean ± {level} CI over seeds",
@@ -138,6 +142,7 @@ def hydra_main(cfg: DictConfig) -> None:
             list(cfg.stages),
             cfg.get("title"),
             cfg.plot,
+            cfg.get("read_wandb", True),
         )
     except EmbedexpError as err:
         log.error("%s", err)
