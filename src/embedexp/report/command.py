@@ -110,6 +110,14 @@ def report_markdown(folders, constant, summary, best, records, unfinished, confi
         "",
         "`CIs disjoint: no` means the seeds do not separate the best configuration from the runner-up.",
     ]
+    degenerate = summary[(summary["n"] >= 2) & (summary["ci"] == 0)]
+    if not degenerate.empty:
+        lines += [
+            "",
+            f"{len(degenerate)} of {len(summary)} cells have a zero-width interval: every seed gave the same score "
+            "(k-means on few texts is discrete, and a short fine-tuning may not move any assignment). That is no "
+            "evidence of precision; more seeds, texts or training are.",
+        ]
     duplicated = _duplicate_seeds(summary)
     if duplicated:
         lines += ["", "Warning: some configurations repeat a seed (not independent samples): " + ", ".join(duplicated)]
