@@ -76,8 +76,8 @@ def test_offline_tasks_instantiate(tmp_path):
 @pytest.mark.parametrize("group", ["logger", "callbacks", "trainer"])
 def test_runtime_groups_instantiate(group, tmp_path):
     for name in options(group):
-        if group == "trainer" and name == "gpu":
-            continue  # needs a GPU; composes below
+        if group == "trainer" and name in GPU_TRAINERS:
+            continue  # need GPUs; compose in tests/test_sweeps.py
         cfg = compose_config("train", TINY_OVERRIDES + [f"{group}={name}"], tmp_path)
         node = cfg[group]
         if group == "trainer":
@@ -86,6 +86,9 @@ def test_runtime_groups_instantiate(group, tmp_path):
             built = [instantiate(v) for v in (node or {}).values()]
             assert all(obj is not None for obj in built)
     assert compose_config("train", ["trainer=gpu"], tmp_path).trainer.accelerator == "gpu"
+
+
+GPU_TRAINERS = {"gpu", "ddp", "fsdp", "deepspeed"}
 
 
 @pytest.mark.parametrize("name", options("experiment"))

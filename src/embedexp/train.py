@@ -22,7 +22,7 @@ from embedexp.evaluation.callback import ClusteringEvalCallback
 from embedexp.factory import build_embedder
 from embedexp.module import EmbeddingModule
 from embedexp.provenance import provenance
-from embedexp.report import print_before_after
+from embedexp.report.console import print_before_after
 
 log = logging.getLogger(__name__)
 
@@ -35,11 +35,13 @@ def instantiate_group(group: DictConfig | None) -> list:
 
 
 def resolve_ckpt_path(cfg: DictConfig) -> str | None:
-    """`ckpt_path=last`: the newest of this run folder's checkpoints/{last,on_exception}.ckpt; else a path."""
+    """`ckpt_path=last`: the newest of checkpoints/{last,on_exception}.ckpt in this run folder; `auto`: the same, or none."""
     path = cfg.get("ckpt_path")
-    if path == "last":
+    if path in ("last", "auto"):
         folder = Path(cfg.paths.output_dir) / "checkpoints"
         found = [p for p in (folder / "last.ckpt", folder / "on_exception.ckpt") if p.is_file()]
+        if path == "auto" and not found:
+            return None
         path = str(max(found, key=lambda p: p.stat().st_mtime_ns)) if found else str(folder / "last.ckpt")
     if path and not Path(path).is_file():
         raise ConfigError(f"ckpt_path: no checkpoint at {path}")
@@ -63,14 +65,23 @@ def train(cfg: DictConfig) -> dict:
         cfg.run_name = run_name(cfg)
     embedder = build_embedder(cfg)
     datamodule = instantiate(cfg.data)
+    chunk_size, trainer_overrides, clipping = grad_cache_settings(cfg)
     module = EmbeddingModule(
-        embedder, loss=instantiate(cfg.loss), optimizer=instantiate(cfg.optimizer), warmup_ratio=cfg.warmup_ratio
+        embedder,
+        loss=instantiate(cfg.loss),
+        optimizer=instantiate(cfg.optimizer),
+        warmup_ratio=cfg.warmup_ratio,
+        grad_cache_chunk_size=chunk_size,
+        **clipping,
     )
     callbacks = instantiate_group(cfg.get("callbacks"))
     loggers = instantiate_group(cfg.get("logger"))
-    trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+    trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False, **trainer_overrides)
+    hyperparams = OmegaConf.to_container(cfg, resolve=True)
+    if HydraConfig.initialized():  # the sweep report groups W&B runs by these, like .hydra/overrides.yaml
+        hyperparams["overrides"] = list(HydraConfig.get().overrides.task)
     for logger in loggers:
-        logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
+        logger.log_hyperparams(hyperparams)
     try:
         trainer.fit(module, datamodule=datamodule, ckpt_path=resolve_ckpt_path(cfg))
         metrics = collect_metrics(cfg, trainer, callbacks, start)
@@ -80,6 +91,28 @@ def train(cfg: DictConfig) -> dict:
     finally:
         finish_loggers(loggers)
     return metrics
+
+
+def grad_cache_settings(cfg: DictConfig) -> tuple[int | None, dict, dict]:
+    """GradCache chunk size, Trainer overrides and the module's clipping arguments.
+
+    GradCache runs under manual optimization, where Lightning refuses `gradient_clip_val` and gradient accumulation:
+    the trainer's clipping moves into the module (which clips before each step), and accumulation is an error (a
+    larger `data.batch_size` is what GradCache is for).
+    """
+    chunk_size = (cfg.get("grad_cache") or {}).get("chunk_size")
+    if not chunk_size:
+        return None, {}, {}
+    if (cfg.trainer.get("accumulate_grad_batches") or 1) != 1:
+        raise ConfigError(
+            "grad_cache.chunk_size is set: trainer.accumulate_grad_batches must be 1 "
+            "(GradCache already fits the whole batch; raise data.batch_size instead)"
+        )
+    clipping = {
+        "gradient_clip_val": cfg.trainer.get("gradient_clip_val"),
+        "gradient_clip_algorithm": cfg.trainer.get("gradient_clip_algorithm") or "norm",
+    }
+    return int(chunk_size), {"gradient_clip_val": None}, clipping
 
 
 def collect_metrics(cfg: DictConfig, trainer: L.Trainer, callbacks: list, start: float) -> dict:

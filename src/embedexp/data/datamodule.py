@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterator
 
 import lightning as L
 import torch
-from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 
 from embedexp.data.pairs import Pair
 from embedexp.errors import ConfigError, DataError
@@ -169,11 +169,21 @@ class PairDataModule(L.LightningDataModule):
         log.info("pairs: %d train, %d validation", len(train), n_val)
 
     def train_dataloader(self) -> DataLoader:
-        """Shuffled (optionally length-grouped) batches; incomplete last batch dropped."""
+        """Shuffled (optionally length-grouped) batches; incomplete last batch dropped.
+
+        Under DDP each process gets its own batches (this module shards them itself: a Lightning-injected
+        DistributedSampler would break the length-grouped batch sampler, hence `trainer.use_distributed_sampler:
+        false`); the global batch is world_size × batch_size pairs.
+        """
+        trainer = self.trainer
+        replicas, rank = (trainer.world_size, trainer.global_rank) if trainer else (1, 0)
+        if replicas > 1 and getattr(getattr(trainer, "_accelerator_connector", None), "use_distributed_sampler", False):
+            raise ConfigError(
+                "trainer.use_distributed_sampler must be false: PairDataModule already gives each process its own "
+                "batches (conf/trainer/default.yaml sets it)"
+            )
         if self.length_grouped:
             lengths = [len(a) + len(b) for a, b in self.train_set.pairs]
-            trainer = self.trainer
-            replicas, rank = (trainer.world_size, trainer.global_rank) if trainer else (1, 0)
             sampler = LengthGroupedBatchSampler(lengths, self.batch_size, self.seed, num_replicas=replicas, rank=rank)
             return ResumableDataLoader(
                 self.train_set,
@@ -184,10 +194,14 @@ class PairDataModule(L.LightningDataModule):
                 epoch=lambda: trainer.current_epoch if trainer else sampler.epoch,
                 seed=self.seed,
             )
+        sampler = None
+        if replicas > 1:
+            sampler = DistributedSampler(self.train_set, replicas, rank, shuffle=True, seed=self.seed, drop_last=True)
         return DataLoader(
             self.train_set,
             batch_size=self.batch_size,
-            shuffle=True,
+            shuffle=sampler is None,
+            sampler=sampler,
             drop_last=True,
             collate_fn=collate_pairs,
             num_workers=self.num_workers,

