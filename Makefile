@@ -9,7 +9,7 @@ export TRANSFORMERS_OFFLINE ?= 1
 export WANDB_MODE ?= offline
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: install run test test-fast eval clean
+.PHONY: install run test test-fast eval synth clean
 
 install: $(VENV)/.installed
 
@@ -35,6 +35,9 @@ test-fast: install
 
 eval: install
 	$(PY) -m embedexp.eval
+
+synth: install
+	$(PY) -m embedexp.synth
 
 clean:
 	rm -rf outputs .pytest_cache

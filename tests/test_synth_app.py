@@ -167,9 +167,21 @@ def test_missing_text_column_names_the_file_and_the_column(tmp_path, text_file):
         synthesize(cfg)
 
 
+def test_hf_dataset_source_reads_a_column(tmp_path):
+    from embedexp.synth.sources import HFTextSource
+
+    path = tmp_path / "data.parquet"
+    pd.DataFrame({"sentence": sentences(12), "label": range(12)}).to_parquet(path)
+    source = HFTextSource("parquet", text_column="sentence", data_files=str(path), max_texts=5)
+    assert source.load() == sentences(12)[:5] and source.name == "hf:parquet:train:sentence"
+    with pytest.raises(DataError, match="no text column 'text'; columns are \\['sentence', 'label'\\]"):
+        HFTextSource("parquet", data_files=str(path)).load()
+
+
 def test_changed_config_is_refused_and_overwrite_starts_again(tmp_path, text_file):
     out = tmp_path / "out"
     synthesize(synth_cfg(out, text_file, "synth/generator=noise", "num_pairs=10"))
+    (out / "manifest.json").unlink()  # the shards themselves record the config they were written with
     with pytest.raises(ConfigError, match="different synthesis config"):
         synthesize(synth_cfg(out, text_file, "synth/generator=dropout", "num_pairs=10"))
     manifest = synthesize(synth_cfg(out, text_file, "synth/generator=dropout", "num_pairs=10", "overwrite=true"))

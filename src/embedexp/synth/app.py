@@ -31,7 +31,6 @@ from embedexp.synth.writer import (
     ShardInfo,
     clear_output,
     list_shards,
-    read_manifest,
     read_pairs,
     remove_staging,
     shard_name,
@@ -101,12 +100,13 @@ def build_parts(cfg: DictConfig) -> tuple[object, Generator, Filters, list[str]]
 def prepare(cfg: DictConfig, out: Path) -> Run:
     """Check the folder, build the parts, filter the source texts, and restore the state of complete shards."""
     remove_staging(out)
-    key, previous = fingerprint(cfg), read_manifest(out)
+    key = fingerprint(cfg)
     if cfg.get("overwrite"):
         clear_output(out)
-    elif previous and previous.get("fingerprint") != key and list_shards(out):
+    foreign = sorted({info.fingerprint for info in list_shards(out)} - {key})
+    if foreign:
         raise ConfigError(
-            f"{out} holds shards of a different synthesis config (fingerprint {previous.get('fingerprint')} != {key}); "
+            f"{out} holds shards of a different synthesis config (fingerprint {foreign[0]} != {key}); "
             "use another hydra.run.dir, or overwrite=true"
         )
     source, generator, filters, task_names = build_parts(cfg)
@@ -175,7 +175,7 @@ def write_next_shard(cfg: DictConfig, run: Run, out: Path, progress: ShardProgre
     if run.filters.false_negatives.enabled:
         frame = flag_false_negatives(run, frame, counts)
     seconds, stats = time.perf_counter() - tick, stats_delta(before, run.generator.stats_dict())
-    info = ShardInfo(index, shard_name(index), len(frame), run.start, end, seed, seconds, dict(counts), stats)
+    info = ShardInfo(index, shard_name(index), len(frame), run.start, end, seed, seconds, dict(counts), stats, run.key)
     write_shard(out, frame, info)
     run.infos.append(info)
     run.counts.update(counts)

@@ -95,7 +95,7 @@ def build_manifest(cfg: DictConfig, run, status: str) -> dict:
             "pairs_per_s": round(run.n_pairs / generation_s, 4) if generation_s else None,
             "this_run_s": round(time.perf_counter() - run.started, 1),
         },
-        "shards": [{k: v for k, v in vars(i).items() if k != "generator"} for i in infos],
+        "shards": [{k: v for k, v in vars(i).items() if k not in ("generator", "fingerprint")} for i in infos],
         "config": OmegaConf.to_container(cfg, resolve=True),
         "provenance": provenance(cfg.seed),
     }

@@ -90,12 +90,14 @@ class TextFileSource:
 
 @dataclass
 class HFTextSource:
-    """Texts from a column of a Hugging Face dataset (needs the hub or its local cache)."""
+    """Texts from a column of a Hugging Face dataset: a hub id (needs the hub or its cache), or a builder such as
+    `parquet` / `json` / `csv` with local `data_files`."""
 
     dataset: str
     text_column: str = "text"
     split: str = "train"
     subset: str | None = None
+    data_files: str | list[str] | None = None
     max_texts: int | None = None
     shuffle: bool = False
     seed: int = 0
@@ -109,7 +111,10 @@ class HFTextSource:
         """Download (or read from cache) the split and take the column."""
         import datasets
 
-        data = datasets.load_dataset(self.dataset, self.subset, split=self.split)
+        try:
+            data = datasets.load_dataset(self.dataset, self.subset, split=self.split, data_files=self.data_files)
+        except (OSError, ValueError, FileNotFoundError) as err:
+            raise DataError(f"dataset {self.dataset}: cannot load split {self.split!r}: {err}") from err
         if self.text_column not in data.column_names:
             raise DataError(
                 f"dataset {self.dataset} ({self.split}): no text column '{self.text_column}'; "

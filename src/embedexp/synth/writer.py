@@ -39,6 +39,7 @@ class ShardInfo:
     seconds: float
     counts: dict[str, int] = field(default_factory=dict)
     generator: dict = field(default_factory=dict)
+    fingerprint: str = ""  # of the config that wrote it: a resume must match
 
 
 def shard_name(index: int) -> str:
