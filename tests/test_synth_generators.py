@@ -193,6 +193,18 @@ def test_backtranslate_retries_untranslated_and_empty_pivots():
     assert generator.stats.rejected == {"pivot_untranslated": 1, "pivot_empty": 2}
 
 
+def test_round_trips_left_in_the_pivot_language_are_rejected():
+    from embedexp.synth.generators.backtranslate import still_in_pivot
+
+    assert still_in_pivot("Werkzeug für die Größe der Partitionen", "German")
+    assert not still_in_pivot("A tool for the size of the partitions", "German")
+    assert not still_in_pivot("Werkzeug für die Größe der Partitionen", "Finnish")  # no word list: not judged
+    translator = ScriptedTranslator()
+    translator.back["Werkzeug zum Ändern von Partitionen"] = "Werkzeug für die Partitionen"
+    generator = BackTranslateGenerator(translator, "German", max_retries=0)
+    assert generator.generate(TEXTS[:1], seed=0) == [None] and generator.stats.rejected == {"still_in_pivot": 1}
+
+
 def test_seq2seq_translator_code_path_on_a_tiny_bart(tokenizer):
     config = BartConfig(
         vocab_size=len(tokenizer),

@@ -16,10 +16,27 @@ from embedexp.errors import ConfigError
 from embedexp.synth.generators.base import Generator, OutputCheck, Progress, clean_output, run_with_retries
 from embedexp.synth.generators.chat import ChatLM, pick_device
 from embedexp.synth.generators.paraphrase import few_shot, load_lm
-from embedexp.synth.text import normalise
+from embedexp.synth.text import normalise, words
 
 log = logging.getLogger(__name__)
 Translation = list[tuple[str, bool]]
+
+# frequent function words, to tell a round trip that came back in the pivot language from one that came back in English
+FUNCTION_WORDS = {
+    "english": set("the a an and of for to in on with is are from by this that which".split()),
+    "german": set("der die das und für mit von zu den des dem ist ein eine einer auf im sich nicht".split()),
+    "french": set("le la les et pour avec des du un une est dans sur au aux qui".split()),
+    "spanish": set("el la los las y para con del un una es en por que al".split()),
+}
+
+
+def still_in_pivot(text: str, language: str) -> bool:
+    """More function words of the pivot language than of English (False for pivots without a word list)."""
+    pivot = FUNCTION_WORDS.get(language.lower())
+    if not pivot:
+        return False
+    tokens = words(text)
+    return sum(t in pivot for t in tokens) > sum(t in FUNCTION_WORDS["english"] for t in tokens)
 
 
 class InstructTranslator:
@@ -178,7 +195,8 @@ class BackTranslateGenerator(Generator):
                     good.append((i, pivot))
             back = self.translator.translate([p for _, p in good], "from_pivot") if good else []
             for (i, _), (output, done) in zip(good, back):
-                results[i] = (output, self.check.reason(batch[i], output, done))
+                reason = "still_in_pivot" if still_in_pivot(output, self.pivot_language) else None
+                results[i] = (output, reason or self.check.reason(batch[i], output, done))
             return results
 
         return run_with_retries(texts, attempt, self.stats, self.batch_size, self.max_retries, progress)
