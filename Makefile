@@ -9,7 +9,7 @@ export TRANSFORMERS_OFFLINE ?= 1
 export WANDB_MODE ?= offline
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: install run test test-fast eval export bench clean
+.PHONY: install run test test-fast eval export synth bench clean
 
 install: $(VENV)/.installed
 
@@ -43,6 +43,9 @@ eval: install
 
 export: install  # the newest `make run` model in all three forms, each self-checked, into its run folder's export/
 	$(PY) -m embedexp.export run_dir=latest
+
+synth: install
+	$(PY) -m embedexp.synth
 
 clean:
 	rm -rf outputs .pytest_cache

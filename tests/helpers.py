@@ -19,3 +19,23 @@ class KillAtStep(L.Callback):
         """Signal ourselves at the chosen step."""
         if trainer.global_step == self.step:
             os.kill(os.getpid(), self.signal)
+
+
+class KillableNoise:
+    """A noise generator that SIGKILLs its own process on its Nth shard, N = $EMBEDEXP_TEST_KILL_AT_CALL."""
+
+    def __new__(cls, **kwargs):
+        """Build a NoiseGenerator subclass instance (imported lazily: only synthesis subprocesses need it)."""
+        from embedexp.synth.generators import NoiseGenerator
+
+        class _Killable(NoiseGenerator):
+            calls = 0
+
+            def generate(self, texts, seed, progress=None):
+                """Die like a preempted job (no cleanup possible) when the chosen call comes."""
+                self.calls += 1
+                if str(self.calls) == os.environ.get("EMBEDEXP_TEST_KILL_AT_CALL"):
+                    os.kill(os.getpid(), signal.SIGKILL)
+                return super().generate(texts, seed, progress)
+
+        return _Killable(**kwargs)

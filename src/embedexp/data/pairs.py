@@ -67,6 +67,32 @@ class PairFile:
 
 
 @dataclass
+class SyntheticPairs:
+    """Pairs written by `python -m embedexp.synth`: the Parquet shards (`pairs-*.parquet`) of its output folder."""
+
+    folder: str
+    max_pairs: int | None = None
+    drop_flagged: bool = False  # skip pairs the false-negative filter flagged (column fn_flag)
+
+    def load(self) -> list[Pair]:
+        """Read the shards in order and validate them."""
+        folder = Path(self.folder)
+        shards = sorted(folder.glob("pairs-*.parquet"))
+        if not shards:
+            raise DataError(
+                f"{folder}: no synthetic pair shards (pairs-*.parquet); run `python -m embedexp.synth` first"
+            )
+        manifest = folder / "manifest.json"
+        if manifest.is_file() and '"status": "running"' in manifest.read_text(encoding="utf-8"):
+            log.warning("%s: the synthesis run has not finished; using its %d complete shard(s)", folder, len(shards))
+        frame = pd.concat([read_table(path) for path in shards], ignore_index=True)
+        if self.drop_flagged and "fn_flag" in frame.columns:
+            frame = frame[~frame["fn_flag"].astype(bool)]
+        frame = frame.head(self.max_pairs) if self.max_pairs else frame
+        return validate_pairs(frame.reset_index(drop=True), "text", "text_pos", str(folder))
+
+
+@dataclass
 class HFPairs:
     """Pairs from a Hugging Face dataset id (needs the hub, or its local cache)."""
 
