@@ -82,6 +82,31 @@ def dequantize_gguf_to_cache(folder: str, gguf_file: str, cache_dir: str | os.Pa
     return target
 
 
+def load_pretrained(
+    model_class: type,
+    name_or_path: str,
+    gguf_file: str | None,
+    cache_dir: str,
+    config_key: str,
+    trust_remote_code: bool = False,
+    revision: str | None = None,
+    **model_kwargs,
+):
+    """(model, tokenizer) from a hub id, folder or `pkg:` GGUF (dequantized once); errors name `config_key`."""
+    source = resolve_source(name_or_path)
+    if gguf_file:
+        source = str(dequantize_gguf_to_cache(source, gguf_file, cache_dir))
+    elif name_or_path.startswith(PACKAGE_SCHEME):
+        raise ConfigError(f"{config_key}={name_or_path!r}: a gguf_file is required with a pkg: source")
+    kwargs = dict(revision=revision, trust_remote_code=trust_remote_code)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(source, **kwargs)
+        model = model_class.from_pretrained(source, **kwargs, **model_kwargs)
+    except OSError as err:
+        raise ConfigError(f"{config_key}={name_or_path!r}: cannot load model: {err}") from err
+    return model, tokenizer
+
+
 def load_backbone(
     name_or_path: str,
     gguf_file: str | None = None,
@@ -92,19 +117,17 @@ def load_backbone(
     trust_remote_code: bool = False,
 ) -> Backbone:
     """Load a decoder (hub id, folder or `pkg:` GGUF) as a base model without LM head, plus its tokenizer."""
-    source = resolve_source(name_or_path)
-    if gguf_file:
-        source = str(dequantize_gguf_to_cache(source, gguf_file, cache_dir))
-    elif name_or_path.startswith(PACKAGE_SCHEME):
-        raise ConfigError(f"model.backbone.gguf_file is required with name_or_path={name_or_path!r}")
-    kwargs = dict(revision=revision, trust_remote_code=trust_remote_code)
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(source, **kwargs)
-        model = AutoModel.from_pretrained(
-            source, dtype=torch_dtype(dtype), attn_implementation=attn_implementation, **kwargs
-        )
-    except OSError as err:
-        raise ConfigError(f"model.backbone.name_or_path={name_or_path!r}: cannot load model: {err}") from err
+    model, tokenizer = load_pretrained(
+        AutoModel,
+        name_or_path,
+        gguf_file,
+        cache_dir,
+        "model.backbone.name_or_path",
+        trust_remote_code,
+        revision,
+        dtype=torch_dtype(dtype),
+        attn_implementation=attn_implementation,
+    )
     return Backbone(model=model, tokenizer=tokenizer, name=name_or_path)
 
 

@@ -35,7 +35,7 @@ def instantiate_group(group: DictConfig | None) -> list:
 
 
 def resolve_ckpt_path(cfg: DictConfig) -> str | None:
-    """`ckpt_path=last`: the newest of checkpoints/{last,on_exception}.ckpt in this run folder; `auto`: the same, or none."""
+    """`ckpt_path=last`: the newest of this run's checkpoints/{last,on_exception}.ckpt; `auto`: the same, or none."""
     path = cfg.get("ckpt_path")
     if path in ("last", "auto"):
         folder = Path(cfg.paths.output_dir) / "checkpoints"

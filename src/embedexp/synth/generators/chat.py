@@ -10,10 +10,9 @@ import logging
 from contextlib import nullcontext
 
 import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer
+from transformers import AutoModelForCausalLM
 
-from embedexp.backbone import PACKAGE_SCHEME, dequantize_gguf_to_cache, resolve_source, torch_dtype
-from embedexp.errors import ConfigError
+from embedexp.backbone import load_pretrained, torch_dtype
 
 log = logging.getLogger(__name__)
 
@@ -60,17 +59,16 @@ class ChatLM:
         **options,
     ) -> ChatLM:
         """Load a hub id, a local folder, or `pkg:<package>` + `gguf_file` (dequantized once into `cache_dir`)."""
-        source = resolve_source(name_or_path)
-        if gguf_file:
-            source = str(dequantize_gguf_to_cache(source, gguf_file, cache_dir))
-        elif name_or_path.startswith(PACKAGE_SCHEME):
-            raise ConfigError(f"generator model {name_or_path!r}: gguf_file is required with a pkg: source")
-        kwargs = dict(revision=revision, trust_remote_code=trust_remote_code)
-        try:
-            tokenizer = AutoTokenizer.from_pretrained(source, **kwargs)
-            model = AutoModelForCausalLM.from_pretrained(source, dtype=torch_dtype(dtype), **kwargs)
-        except OSError as err:
-            raise ConfigError(f"generator model {name_or_path!r}: cannot load: {err}") from err
+        model, tokenizer = load_pretrained(
+            AutoModelForCausalLM,
+            name_or_path,
+            gguf_file,
+            cache_dir,
+            "generator.model.name_or_path",
+            trust_remote_code,
+            revision,
+            dtype=torch_dtype(dtype),
+        )
         return cls(model.to(pick_device(device)), tokenizer, name_or_path, **options)
 
     def _stop_ids(self, stop_at_newline: bool) -> list[int]:
