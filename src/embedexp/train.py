@@ -60,6 +60,7 @@ def run_name(cfg: DictConfig) -> str:
 def train(cfg: DictConfig) -> dict:
     """Fit the embedder contrastively and return the metrics (also written to <output_dir>/metrics.json)."""
     start = time.perf_counter()
+    run_provenance = provenance(cfg.seed)  # the code as it was when the run started
     L.seed_everything(cfg.seed, workers=True)
     with open_dict(cfg):
         cfg.run_name = run_name(cfg)
@@ -84,7 +85,7 @@ def train(cfg: DictConfig) -> dict:
         logger.log_hyperparams(hyperparams)
     try:
         trainer.fit(module, datamodule=datamodule, ckpt_path=resolve_ckpt_path(cfg))
-        metrics = collect_metrics(cfg, trainer, callbacks, start)
+        metrics = collect_metrics(cfg, trainer, callbacks, start, run_provenance)
         if trainer.is_global_zero:
             save_adapter(embedder, Path(cfg.paths.output_dir) / "adapter")
             atomic_write_text(Path(cfg.paths.output_dir) / "metrics.json", json.dumps(metrics, indent=2))
@@ -115,7 +116,7 @@ def grad_cache_settings(cfg: DictConfig) -> tuple[int | None, dict, dict]:
     return int(chunk_size), {"gradient_clip_val": None}, clipping
 
 
-def collect_metrics(cfg: DictConfig, trainer: L.Trainer, callbacks: list, start: float) -> dict:
+def collect_metrics(cfg: DictConfig, trainer: L.Trainer, callbacks: list, start: float, run_provenance: dict) -> dict:
     """Final logged metrics, zero-shot and final clustering scores, wall time and peak memory."""
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
     evaluator = next((c for c in callbacks if isinstance(c, ClusteringEvalCallback)), None)
@@ -129,7 +130,7 @@ def collect_metrics(cfg: DictConfig, trainer: L.Trainer, callbacks: list, start:
     metrics["time/total_s"] = time.perf_counter() - start
     metrics["memory/peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     metrics["run_name"] = cfg.run_name
-    metrics["provenance"] = provenance(cfg.seed)
+    metrics["provenance"] = run_provenance
     return metrics
 
 
