@@ -10,10 +10,12 @@ from pathlib import Path
 import pandas as pd
 
 from embedexp.data.debian import corpus_texts, load_corpus
+from embedexp.data.pairs import READERS
 from embedexp.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
 
+TEXT_READERS = {**READERS, ".json": pd.read_json}  # the pair-file readers, plus whole-file JSON
 SUFFIXES = (".csv", ".jsonl", ".json", ".parquet", ".txt")
 
 
@@ -50,14 +52,8 @@ def read_text_column(path: str | Path, text_column: str) -> list[str]:
         opener = gzip.open if path.name.endswith(".gz") else open
         with opener(path, "rt", encoding="utf-8") as handle:
             return _clean(handle.read().splitlines(), str(path))
-    readers = {
-        ".csv": pd.read_csv,
-        ".jsonl": lambda p: pd.read_json(p, lines=True),
-        ".json": pd.read_json,
-        ".parquet": pd.read_parquet,
-    }
     try:
-        frame = readers[suffix](path)
+        frame = TEXT_READERS[suffix](path)
     except Exception as err:  # pandas/pyarrow raise many types for malformed files
         raise DataError(f"{path}: cannot read: {err}") from err
     if text_column not in frame.columns:
