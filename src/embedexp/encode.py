@@ -19,7 +19,7 @@ from omegaconf import DictConfig
 
 from embedexp.atomic import atomic_file
 from embedexp.config import CONFIG_DIR
-from embedexp.errors import ConfigError, DataError, EmbedexpError
+from embedexp.errors import ConfigError, DataError, exit_on_error
 
 log = logging.getLogger(__name__)
 TABLE_READERS = {
@@ -122,11 +122,8 @@ def encode(cfg: DictConfig) -> Path:
 @hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="encode")
 def main(cfg: DictConfig) -> None:
     """Hydra entry point."""
-    try:
+    with exit_on_error(log):
         print(encode(cfg))
-    except EmbedexpError as err:
-        log.error("%s", err)
-        raise SystemExit(f"error: {err}") from None
 
 
 if __name__ == "__main__":

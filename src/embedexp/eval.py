@@ -12,7 +12,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from embedexp.atomic import atomic_write_text
 from embedexp.config import CONFIG_DIR
-from embedexp.errors import EmbedexpError
+from embedexp.errors import exit_on_error
 from embedexp.evaluation.run import evaluate_clustering, score_tasks, write_results_table
 from embedexp.factory import build_embedder, build_tasks
 from embedexp.provenance import provenance
@@ -59,11 +59,8 @@ def evaluate_export(cfg: DictConfig) -> dict[str, float]:
 @hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="eval")
 def main(cfg: DictConfig) -> float:
     """Hydra entry point; returns the mean V-measure."""
-    try:
+    with exit_on_error(log):
         return evaluate(cfg)["clustering_mean"]
-    except EmbedexpError as err:
-        log.error("%s", err)
-        raise SystemExit(f"error: {err}") from None
 
 
 if __name__ == "__main__":

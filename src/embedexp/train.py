@@ -17,7 +17,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from embedexp.atomic import atomic_write_text
 from embedexp.config import CONFIG_DIR
-from embedexp.errors import ConfigError, EmbedexpError
+from embedexp.errors import ConfigError, exit_on_error
 from embedexp.evaluation.callback import ClusteringEvalCallback
 from embedexp.factory import build_embedder
 from embedexp.module import EmbeddingModule
@@ -154,10 +154,8 @@ def finish_loggers(loggers: list) -> None:
 def main(cfg: DictConfig) -> float | None:
     """Hydra entry point; returns the optimised metric for sweepers."""
     try:
-        metrics = train(cfg)
-    except EmbedexpError as err:
-        log.error("%s", err)
-        raise SystemExit(f"error: {err}") from None
+        with exit_on_error(log):
+            metrics = train(cfg)
     except SIGTERMException:
         folder = cfg.paths.output_dir
         log.error("stopped by SIGTERM; checkpoint saved. Resume: hydra.run.dir=%s ckpt_path=last", folder)

@@ -19,7 +19,7 @@ from embedexp.attention.analysis import ModelAttention, analyse, load_texts
 from embedexp.attention.plots import plot_heatmap, plot_shares_by_layer
 from embedexp.attention.tables import share_frame, summary_frame, summary_markdown, token_frame, top_frame
 from embedexp.config import CONFIG_DIR
-from embedexp.errors import EmbedexpError
+from embedexp.errors import exit_on_error
 from embedexp.factory import build_embedder
 
 log = logging.getLogger("embedexp.attention")
@@ -131,8 +131,5 @@ def run_analysis(cfg: DictConfig) -> pd.DataFrame:
 @hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="attention")
 def main(cfg: DictConfig) -> None:
     """Hydra entry point."""
-    try:
+    with exit_on_error(log):
         run_analysis(cfg)
-    except EmbedexpError as err:
-        log.error("%s", err)
-        raise SystemExit(f"error: {err}") from None

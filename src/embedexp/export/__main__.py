@@ -8,7 +8,7 @@ import hydra
 from omegaconf import DictConfig
 
 from embedexp.config import CONFIG_DIR
-from embedexp.errors import EmbedexpError
+from embedexp.errors import exit_on_error
 from embedexp.export.core import export_from_config
 
 log = logging.getLogger(__name__)
@@ -17,11 +17,8 @@ log = logging.getLogger(__name__)
 @hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="export")
 def main(cfg: DictConfig) -> None:
     """Hydra entry point: export, print where each form went and its self-check cosine."""
-    try:
+    with exit_on_error(log):
         results = export_from_config(cfg)
-    except EmbedexpError as err:
-        log.error("%s", err)
-        raise SystemExit(f"error: {err}") from None
     for form, result in results.items():
         print(f"{form:22s} {result['path']}  self-check min cosine {result['min_cosine']:.7f}")
 

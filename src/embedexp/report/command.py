@@ -25,7 +25,7 @@ from omegaconf import DictConfig, ListConfig
 
 from embedexp.atomic import atomic_file, atomic_write_text
 from embedexp.config import CONFIG_DIR
-from embedexp.errors import ConfigError, EmbedexpError
+from embedexp.errors import ConfigError, exit_on_error
 from embedexp.report.collect import DEFAULT_EXCLUDE, collect_runs, config_keys, runs_frame
 from embedexp.report.plots import plot_report
 from embedexp.report.stats import best_per_metric, summarize
@@ -140,7 +140,7 @@ def _duplicate_seeds(summary) -> list[str]:
 def hydra_main(cfg: DictConfig) -> None:
     """Hydra entry point: build the report and print the Markdown table."""
     dirs = list(cfg.sweep_dir) if isinstance(cfg.sweep_dir, ListConfig | list) else [cfg.sweep_dir]
-    try:
+    with exit_on_error(log):
         paths = build_report(
             dirs,
             cfg.get("out_dir"),
@@ -152,9 +152,6 @@ def hydra_main(cfg: DictConfig) -> None:
             cfg.plot,
             cfg.get("read_wandb", True),
         )
-    except EmbedexpError as err:
-        log.error("%s", err)
-        raise SystemExit(f"error: {err}") from None
     print(paths["md"].read_text())
     print("report written to " + ", ".join(str(p) for p in paths.values()))
 

@@ -22,7 +22,7 @@ from omegaconf import DictConfig, OmegaConf
 from tqdm.auto import tqdm
 
 from embedexp.config import CONFIG_DIR
-from embedexp.errors import ConfigError, EmbedexpError
+from embedexp.errors import ConfigError, exit_on_error
 from embedexp.synth.filters import Filters, TextStage, task_texts
 from embedexp.synth.generators.base import Generator
 from embedexp.synth.manifest import build_manifest, fingerprint, stats_delta, summary, summed
@@ -225,11 +225,8 @@ def expand_shorthands(argv: list[str]) -> list[str]:
 @hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="synth")
 def _main(cfg: DictConfig) -> None:
     """Hydra entry point."""
-    try:
+    with exit_on_error(log):
         manifest = synthesize(cfg)
-    except EmbedexpError as err:
-        log.error("%s", err)
-        raise SystemExit(f"error: {err}") from None
     print(summary(manifest, cfg.paths.output_dir))
 
 
