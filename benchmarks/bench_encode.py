@@ -14,11 +14,11 @@ import argparse
 import numpy as np
 import torch
 import torch.nn.functional as F
-from common import EOL, header, median_seconds, real_texts, smollm2, smollm2_folder
+from common import EOL, auto_label, header, median_seconds, real_texts, smollm2, smollm2_folder
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from embedexp.embedder import Embedder
-from embedexp.evaluation.encoder import autocast_for
+from embedexp.hardware import autocast_for
 from embedexp.pooling import build_pooling
 from embedexp.prompts import PromptTemplate
 
@@ -87,8 +87,8 @@ def main() -> None:
         "naive reference (fp32)": naive_encoder(folder, args.max_length),
         "sentence-transformers (fp32)": sentence_transformers_encoder(folder, args.max_length),
         "embedexp (fp32)": embedexp_encode("32"),
-        "embedexp (bf16 autocast, default)": embedexp_encode("bf16"),
-        "embedexp (bf16, 2048-token batches)": embedexp_encode("bf16", 2048),
+        "embedexp (bf16 autocast)": embedexp_encode("bf16"),
+        "embedexp (auto, 2048-token batches)": embedexp_encode("auto", 2048),
     }
     reference = encoders["naive reference (fp32)"](texts[:16])
     for name, encode in encoders.items():
@@ -101,6 +101,9 @@ def main() -> None:
     print(f"\n{'encoder':40s} {'texts/s':>9s} {'vs naive':>9s} {'vs ST':>7s}")
     for name, speed in speeds.items():
         print(f"{name:40s} {speed:9.1f} {speed / naive:8.2f}x {speed / st:6.2f}x")
+    default = "embedexp (bf16 autocast)" if auto_label() == "bf16" else "embedexp (fp32)"
+    speed = speeds[default]
+    print(f"default (precision auto) here: {default}: {speed / naive:.2f}x naive, {speed / st:.2f}x ST")
     print("(median of", args.repeats, "repeats after 1 warm-up; goal: embedexp default >= 2x naive and >= 1.2x ST)")
 
 

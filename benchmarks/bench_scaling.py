@@ -10,7 +10,7 @@ import argparse
 from common import PeakRSS, header, median_seconds, smollm2
 
 from embedexp.embedder import Embedder
-from embedexp.evaluation.encoder import autocast_for
+from embedexp.hardware import autocast_for
 from embedexp.pooling import build_pooling
 from embedexp.prompts import PromptTemplate
 
@@ -29,7 +29,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
-    header("encode scaling, SmolLM2-135M, mean pooling, bf16 autocast")
+    header("encode scaling, SmolLM2-135M, mean pooling, precision auto")
     backbone = smollm2()
     embedder = Embedder(backbone.model, backbone.tokenizer, build_pooling("mean"), PromptTemplate("none"), 4096)
     settings = [(length, 4) for length in (64, 128, 256, 512, 1024, 2048)] + [(128, b) for b in (1, 16, 64)]
@@ -38,7 +38,7 @@ def main() -> None:
         texts = [text_of(backbone.tokenizer, length)] * batch
 
         def run(texts=texts, batch=batch):
-            with autocast_for("bf16", embedder.device):
+            with autocast_for("auto", embedder.device):
                 embedder.encode(texts, batch_size=batch)
 
         with PeakRSS() as memory:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import gzip
 import json
 import os
-import platform
 import statistics
 import threading
 import time
@@ -17,6 +16,7 @@ import torch
 
 from embedexp.backbone import dequantize_gguf_to_cache, load_backbone, resolve_source
 from embedexp.config import PROJECT_ROOT
+from embedexp.hardware import configure_threads, cpu_capability, cpu_model, cpu_probe, resolve_precision
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 CACHE_DIR = os.environ.get("EMBEDEXP_CACHE_DIR", str(PROJECT_ROOT / ".cache" / "embedexp"))
@@ -93,11 +93,22 @@ class PeakRSS:
 
 
 def machine() -> str:
-    """One line describing where the numbers come from."""
+    """Where the numbers come from: CPU model and capability, threads, and what `precision: auto` resolves to."""
+    configure_threads("auto")
+    probe = cpu_probe()
+    auto = resolve_precision("auto", "eval.precision")
     return (
-        f"{platform.processor() or platform.machine()}, {psutil.cpu_count(logical=True)} CPUs, "
-        f"torch {torch.__version__} ({torch.get_num_threads()} threads)"
+        f"{cpu_model()} ({cpu_capability()}), {psutil.cpu_count(logical=True)} CPUs, "
+        f"torch {torch.__version__} ({torch.get_num_threads()} threads)\n"
+        f"precision probe ({'x'.join(map(str, probe.shape))} matmul): fp32 {probe.gflops(probe.fp32_s):.1f} GFLOP/s, "
+        f"bf16 autocast {probe.gflops(probe.bf16_s):.1f} GFLOP/s ({probe.speedup:.2f}x) -> auto = "
+        f"{'bf16' if auto == 'bf16' else 'fp32'}"
     )
+
+
+def auto_label() -> str:
+    """`bf16` or `32`: what `precision: auto` picks on this machine."""
+    return resolve_precision("auto", "eval.precision")
 
 
 def header(title: str) -> None:

@@ -27,7 +27,7 @@ def test_encode_text_file_to_npy_and_csv_column_to_parquet(st_folder, tmp_path):
     (tmp_path / "texts.txt").write_text("\n".join(TEXTS[:2]) + "\n\n" + "\n".join(TEXTS[2:]) + "\n")
     cfg = compose_config(
         "encode",
-        [f"model_path={st_folder}", f"input={tmp_path / 'texts.txt'}", f"output={tmp_path / 'v.npy'}"],
+        [f"model_path={st_folder}", f"input={tmp_path / 'texts.txt'}", f"output={tmp_path / 'v.npy'}", "precision=32"],
         tmp_path,
     )
     vectors = np.load(encode(cfg))
@@ -36,7 +36,7 @@ def test_encode_text_file_to_npy_and_csv_column_to_parquet(st_folder, tmp_path):
     assert np.allclose(vectors, expected, atol=1e-6)
 
     pd.DataFrame({"id": [10, 11, 12, 13], "title": TEXTS}).to_csv(tmp_path / "items.csv", index=False)
-    overrides = [f"model_path={st_folder}", f"input={tmp_path / 'items.csv'}", "text_column=title"]
+    overrides = [f"model_path={st_folder}", f"input={tmp_path / 'items.csv'}", "text_column=title", "precision=32"]
     overrides += [f"output={tmp_path / 'items.parquet'}", "keep_columns=[id]", "batch_size=3"]
     table = pq.read_table(encode(compose_config("encode", overrides, tmp_path))).to_pandas()
     assert list(table.columns) == ["id", "text", "embedding"] and table["id"].tolist() == [10, 11, 12, 13]

@@ -12,6 +12,8 @@ CONFIG_DIR = PROJECT_ROOT / "conf"
 
 # Offline by default: W&B writes runs locally unless the user sets WANDB_MODE=online.
 os.environ.setdefault("WANDB_MODE", "offline")
+# Rust tokenizers' own thread pool deadlocks in forked DataLoader workers; torch's threads do the parallel work.
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 if not OmegaConf.has_resolver("project_root"):
     OmegaConf.register_new_resolver("project_root", lambda: str(PROJECT_ROOT))

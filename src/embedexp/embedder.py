@@ -7,11 +7,11 @@ import logging
 import numpy as np
 import torch
 import torch.nn.functional as F
-from tqdm.auto import tqdm
 
 from embedexp.attention.capture import FinalTokenAttention, final_token_attention
 from embedexp.encoding import FrozenPrefixCache, plan_batches
 from embedexp.pooling import Pooling
+from embedexp.progress import Progress
 from embedexp.prompts import PromptTemplate, TokenizedPrompts, pad_rows, pad_token_id
 
 log = logging.getLogger(__name__)
@@ -101,11 +101,13 @@ class Embedder(torch.nn.Module):
         show_progress: bool = False,
         sort_by_length: bool = True,
         max_batch_tokens: int | None = None,
+        progress: str | None = None,
     ) -> np.ndarray:
         """Embed many texts, returned in input order.
 
         All texts are tokenized once and sorted by token count (longest first), so each batch pads little;
-        batches hold at most `batch_size` texts and, if set, `max_batch_tokens` padded tokens.
+        batches hold at most `batch_size` texts and, if set, `max_batch_tokens` padded tokens. `progress` (or
+        `show_progress`) names the phase whose progress is shown (`embedexp.progress`).
         """
         was_training = self.model.training
         self.model.eval()
@@ -114,13 +116,17 @@ class Embedder(torch.nn.Module):
         batches = plan_batches([len(rows[i]) for i in order], batch_size, max_batch_tokens)
         pad_id = pad_token_id(self.tokenizer)
         chunks = []
+        desc = progress or ("encode" if show_progress else None)
+        meter = Progress(len(rows), desc, "texts", mode=None if desc else "off")
         try:
-            for positions in tqdm(batches, disable=not show_progress, desc="encode"):
+            for positions in batches:
                 picked = [int(order[p]) for p in positions]
                 batch = pad_rows([rows[i] for i in picked], [spans[i] for i in picked], pad_id, self.padding_side)
                 vectors = self(batch).float()
                 chunks.append(F.normalize(vectors, dim=-1) if normalize else vectors)
+                meter.update(len(picked))
         finally:
+            meter.close()
             self.model.train(was_training)
         if n_truncated:
             log.warning("%d of %d texts truncated to model.max_length=%d", n_truncated, len(texts), self.max_length)

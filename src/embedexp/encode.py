@@ -15,11 +15,14 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
+import torch
 from omegaconf import DictConfig
 
 from embedexp.atomic import atomic_file
 from embedexp.config import CONFIG_DIR
 from embedexp.errors import ConfigError, DataError, exit_on_error
+from embedexp.hardware import autocast_for, configure_threads
+from embedexp.progress import encode_with_progress
 
 log = logging.getLogger(__name__)
 TABLE_READERS = {
@@ -111,9 +114,15 @@ def encode(cfg: DictConfig) -> Path:
         raise ConfigError("set input=<texts file> and output=<vectors .npy or .parquet>")
     if Path(cfg.output).suffix not in OUTPUTS:
         raise ConfigError(f"output={cfg.output!r}: use a {' or '.join(OUTPUTS)} file name")
+    configure_threads(cfg.get("num_threads", "auto"))
     texts, frame = read_texts(cfg.input, cfg.text_column)
     encoder = load_encoder(cfg)
-    vectors = encoder.encode(texts, batch_size=int(cfg.batch_size), show_progress=bool(cfg.show_progress))
+    batch_size = int(cfg.batch_size)
+    with autocast_for(cfg.get("precision", "auto"), torch.device("cpu"), "precision"):
+        if cfg.show_progress:
+            vectors = encode_with_progress(lambda chunk: encoder.encode(chunk, batch_size=batch_size), texts, "encode")
+        else:
+            vectors = encoder.encode(texts, batch_size=batch_size)
     path = write_vectors(vectors, cfg.output, frame, cfg.text_column, list(cfg.get("keep_columns") or []))
     log.info("wrote %d x %d embeddings to %s", *vectors.shape, path)
     return path

@@ -15,6 +15,7 @@ from embedexp.config import CONFIG_DIR
 from embedexp.errors import exit_on_error
 from embedexp.evaluation.run import evaluate_clustering, score_tasks, write_results_table
 from embedexp.factory import build_embedder, build_tasks
+from embedexp.hardware import configure_threads, resolve_config_precisions
 from embedexp.provenance import provenance
 
 log = logging.getLogger(__name__)
@@ -23,6 +24,8 @@ log = logging.getLogger(__name__)
 def evaluate(cfg: DictConfig) -> dict[str, float]:
     """Score the configured model (plus adapter), or an exported folder, on the configured tasks; write tables."""
     L.seed_everything(cfg.seed)
+    configure_threads(cfg.get("num_threads", "auto"))
+    precision = resolve_config_precisions(cfg)
     if cfg.get("model_path"):
         return evaluate_export(cfg)
     embedder = build_embedder(cfg, adapter_path=cfg.get("adapter_path"), trainable=False, new_lora=False)
@@ -36,7 +39,8 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
         **scores,
     }
     md_path, _ = write_results_table([row], cfg.paths.output_dir, stem="eval_results")
-    atomic_write_text(Path(cfg.paths.output_dir) / "provenance.json", json.dumps(provenance(cfg.seed), indent=2))
+    run_provenance = provenance(cfg.seed, precision)
+    atomic_write_text(Path(cfg.paths.output_dir) / "provenance.json", json.dumps(run_provenance, indent=2))
     print(md_path.read_text())
     return scores
 
@@ -46,7 +50,9 @@ def evaluate_export(cfg: DictConfig) -> dict[str, float]:
     from embedexp.evaluation.exported import ExportedEncoder
 
     prompts = OmegaConf.to_container(cfg.prompts) if cfg.get("prompts") else None
-    encoder = ExportedEncoder(cfg.model_path, prompts=prompts, batch_size=cfg.eval.batch_size)
+    encoder = ExportedEncoder(
+        cfg.model_path, prompts=prompts, batch_size=cfg.eval.batch_size, precision=cfg.eval.precision
+    )
     scores = score_tasks(encoder, build_tasks(cfg.tasks))
     manifest = encoder.export.manifest
     row = {"model": cfg.model_path, "pooling": manifest["pooling"]["target"].rsplit(".", 1)[-1], **scores}

@@ -36,6 +36,13 @@ def library_versions() -> dict[str, str | None]:
     return versions
 
 
-def provenance(seed: int | None) -> dict:
-    """Seed, versions and commit as one JSON-ready dict."""
-    return {"seed": seed, "git_commit": git_commit(), "versions": library_versions()}
+def provenance(seed: int | None, precision: dict[str, str] | None = None) -> dict:
+    """Seed, versions, commit and the machine (CPU, threads, resolved `precision` per phase) as one JSON-ready dict."""
+    from embedexp.hardware import machine_info
+
+    return {
+        "seed": seed,
+        "git_commit": git_commit(),
+        "versions": library_versions(),
+        "machine": machine_info(**(precision or {})),
+    }

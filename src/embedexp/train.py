@@ -20,7 +20,9 @@ from embedexp.config import CONFIG_DIR
 from embedexp.errors import ConfigError, exit_on_error
 from embedexp.evaluation.callback import ClusteringEvalCallback
 from embedexp.factory import build_embedder
+from embedexp.hardware import configure_threads, resolve_config_precisions
 from embedexp.module import EmbeddingModule
+from embedexp.progress import progress_mode
 from embedexp.provenance import provenance
 from embedexp.report.console import print_before_after
 
@@ -60,7 +62,10 @@ def run_name(cfg: DictConfig) -> str:
 def train(cfg: DictConfig) -> dict:
     """Fit the embedder contrastively and return the metrics (also written to <output_dir>/metrics.json)."""
     start = time.perf_counter()
-    run_provenance = provenance(cfg.seed)  # the code as it was when the run started
+    configure_threads(cfg.get("num_threads", "auto"))
+    precision = resolve_config_precisions(cfg)  # `auto`: bf16 only where it is faster on this machine
+    run_provenance = provenance(cfg.seed, precision)  # the code and machine as they were when the run started
+    atomic_write_text(Path(cfg.paths.output_dir) / "provenance.json", json.dumps(run_provenance, indent=2))
     L.seed_everything(cfg.seed, workers=True)
     with open_dict(cfg):
         cfg.run_name = run_name(cfg)
@@ -77,8 +82,11 @@ def train(cfg: DictConfig) -> dict:
     )
     callbacks = instantiate_group(cfg.get("callbacks"))
     loggers = instantiate_group(cfg.get("logger"))
+    if cfg.trainer.get("enable_progress_bar") is None and progress_mode() != "bar":
+        trainer_overrides["enable_progress_bar"] = False  # off a terminal the ProgressLog callback writes lines
     trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False, **trainer_overrides)
     hyperparams = OmegaConf.to_container(cfg, resolve=True)
+    hyperparams["machine"] = run_provenance["machine"]  # runs from different CPUs can be told apart
     if HydraConfig.initialized():  # the sweep report groups W&B runs by these, like .hydra/overrides.yaml
         hyperparams["overrides"] = list(HydraConfig.get().overrides.task)
     for logger in loggers:

@@ -21,6 +21,7 @@ from embedexp.attention.tables import share_frame, summary_frame, summary_markdo
 from embedexp.config import CONFIG_DIR
 from embedexp.errors import exit_on_error
 from embedexp.factory import build_embedder
+from embedexp.hardware import configure_threads
 
 log = logging.getLogger("embedexp.attention")
 
@@ -112,6 +113,7 @@ def log_to_wandb(cfg: DictConfig, frames: dict[str, pd.DataFrame], images: list[
 
 def run_analysis(cfg: DictConfig) -> pd.DataFrame:
     """Analyse, write every output, log to W&B if asked; return the summary table."""
+    configure_threads(cfg.get("num_threads", "auto"))
     texts = load_texts(cfg.get("texts"), cfg.get("texts_file"), cfg.text_column, cfg.get("max_texts"))
     results, backbone_name = analyse_models(cfg, texts)
     meta = {

@@ -11,6 +11,7 @@ from lightning.pytorch.utilities import rank_zero_only
 
 from embedexp.evaluation.run import MEAN_KEY, evaluate_clustering, write_results_table
 from embedexp.evaluation.score_cache import ZeroShotScoreCache, configuration_key
+from embedexp.hardware import resolve_precision
 
 log = logging.getLogger(__name__)
 
@@ -24,7 +25,7 @@ class ClusteringEvalCallback(L.Callback):
         every_n_epochs: int = 1,
         at_start: bool = True,
         batch_size: int = 32,
-        precision: str = "bf16",
+        precision: str = "auto",
         output_dir: str | None = None,
         zero_shot_cache_dir: str | None = None,
         cache_frozen_prefix: bool = True,
@@ -32,6 +33,7 @@ class ClusteringEvalCallback(L.Callback):
         """`tasks`: mteb task objects (a dict's values are used; None entries, i.e. unavailable tasks, skipped).
 
         `zero_shot_cache_dir`: reuse the untrained model's scores of an identical configuration from disk.
+        `precision`: autocast while encoding (auto, 32 or bf16; `auto` is resolved here, once).
         `cache_frozen_prefix`: keep the frozen layers' outputs for the evaluation texts, so evaluations after
         the first run only the trainable (LoRA) layers.
         """
@@ -41,7 +43,8 @@ class ClusteringEvalCallback(L.Callback):
         if not self.tasks:
             raise ValueError("callbacks.clustering_eval.tasks: no clustering task could be built on this machine")
         self.every_n_epochs, self.at_start = every_n_epochs, at_start
-        self.batch_size, self.precision = batch_size, precision
+        self.batch_size = batch_size
+        self.precision = resolve_precision(precision, "eval.precision", "autocast")
         self.output_dir = output_dir
         self.score_cache = ZeroShotScoreCache(zero_shot_cache_dir) if zero_shot_cache_dir else None
         self.cache_frozen_prefix = cache_frozen_prefix
@@ -62,6 +65,7 @@ class ClusteringEvalCallback(L.Callback):
         """Score all tasks, remember the row, and write the results table."""
         start = time.perf_counter()
         embedder = module.embedder
+        log.info("clustering evaluation (%s, %s): %d tasks", stage, self.precision, len(self.tasks))
         if self.cache_frozen_prefix and embedder.prefix_cache is None:
             embedder.enable_prefix_cache()
         key = (

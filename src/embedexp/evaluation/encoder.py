@@ -2,27 +2,15 @@
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import numpy as np
-import torch
 from mteb.models.abs_encoder import AbsEncoder
 from mteb.models.model_meta import ModelMeta
 
 from embedexp.embedder import Embedder
-
-PRECISIONS = {"32": None, "fp32": None, "bf16": torch.bfloat16, "bf16-mixed": torch.bfloat16}
-
-
-def autocast_for(precision: str, device: torch.device) -> contextlib.AbstractContextManager:
-    """Autocast context for encoding ('bf16' runs matmuls in bfloat16, '32' leaves float32)."""
-    precision = str(precision)  # `eval.precision=32` on the command line arrives as an int
-    if precision not in PRECISIONS:
-        raise ValueError(f"evaluation precision must be one of {sorted(PRECISIONS)}, got {precision!r}")
-    dtype = PRECISIONS[precision]
-    return torch.autocast(device.type, dtype=dtype) if dtype is not None else contextlib.nullcontext()
+from embedexp.hardware import autocast_for, resolve_precision
 
 
 def build_model_meta(
@@ -75,17 +63,18 @@ class MtebEncoder(AbsEncoder):
     """Encodes every text mteb passes with the wrapped embedder (length-sorted batches, L2-normalised)."""
 
     def __init__(
-        self, embedder: Embedder, name: str = "embedexp-model", batch_size: int = 32, precision: str = "bf16"
+        self, embedder: Embedder, name: str = "embedexp-model", batch_size: int = 32, precision: str = "auto"
     ) -> None:
-        """`precision` is the autocast used while encoding."""
-        self.embedder, self.batch_size, self.precision = embedder, batch_size, precision
+        """`precision` is the autocast used while encoding (auto, 32 or bf16)."""
+        self.embedder, self.batch_size = embedder, batch_size
+        self.precision = resolve_precision(precision, "eval.precision", "autocast", embedder.device.type)
         probe = embedder.encode(["probe"], batch_size=1)
         self.mteb_model_meta = model_meta(embedder, name, int(probe.shape[1]))
 
     def encode(
         self, inputs, *, task_metadata, hf_split: str, hf_subset: str, prompt_type=None, **kwargs: Any
     ) -> np.ndarray:
-        """Collect all texts of the dataloader, then embed them in one length-sorted pass."""
+        """Collect all texts of the dataloader, then embed them in one length-sorted pass (progress per task)."""
         texts = [text for batch in inputs for text in batch["text"]]
         with autocast_for(self.precision, self.embedder.device):
-            return self.embedder.encode(texts, batch_size=self.batch_size)
+            return self.embedder.encode(texts, batch_size=self.batch_size, progress=f"embed {task_metadata.name}")

@@ -11,10 +11,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 from mteb.models.abs_encoder import AbsEncoder, get_prompt_name
 
 from embedexp.evaluation.encoder import build_model_meta
 from embedexp.export.load import LoadedExport, load_export
+from embedexp.hardware import autocast_for, resolve_precision
+from embedexp.progress import encode_with_progress
 from embedexp.prompts import PromptTemplate
 
 
@@ -28,10 +31,13 @@ class ExportedEncoder(AbsEncoder):
         batch_size: int = 32,
         device: str = "cpu",
         name: str | None = None,
+        precision: str = "32",
     ) -> None:
-        """`path`: an exported folder (or an already loaded one); `prompts`: mteb prompt key -> template."""
+        """`path`: an exported folder (or an already loaded one); `prompts`: mteb prompt key -> template;
+        `precision`: autocast while encoding (32, bf16 or auto)."""
         self.export = path if isinstance(path, LoadedExport) else load_export(path, device=device)
-        self.batch_size = batch_size
+        self.batch_size, self.device = batch_size, torch.device(device)
+        self.precision = resolve_precision(precision, "eval.precision", "autocast", self.device.type)
         self.prompts = {key: PromptTemplate(name=key, template=template) for key, template in (prompts or {}).items()}
         manifest = self.export.manifest
         self.mteb_model_meta = build_model_meta(
@@ -58,9 +64,15 @@ class ExportedEncoder(AbsEncoder):
     def encode(
         self, inputs, *, task_metadata, hf_split: str, hf_subset: str, prompt_type=None, **kwargs: Any
     ) -> np.ndarray:
-        """Embed all texts of the dataloader with the task's template."""
+        """Embed all texts of the dataloader with the task's template (progress per task)."""
         texts = [text for batch in inputs for text in batch["text"]]
-        return self.export.encode(texts, batch_size=self.batch_size, prompt=self.prompt_for(task_metadata, prompt_type))
+        prompt = self.prompt_for(task_metadata, prompt_type)
+        with autocast_for(self.precision, self.device):
+            return encode_with_progress(
+                lambda chunk: self.export.encode(chunk, batch_size=self.batch_size, prompt=prompt),
+                texts,
+                f"embed {task_metadata.name}",
+            )
 
 
 def load_exported_encoder(model_name: str, revision: str | None = None, **kwargs: Any) -> ExportedEncoder:

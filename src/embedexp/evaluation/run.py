@@ -21,7 +21,7 @@ LABEL_COLUMNS = ("model", "pooling", "prompt", "stage", "epoch", "step")
 
 
 def evaluate_clustering(
-    embedder: Embedder, tasks: list, name: str | None = None, batch_size: int = 32, precision: str = "bf16"
+    embedder: Embedder, tasks: list, name: str | None = None, batch_size: int = 32, precision: str = "auto"
 ) -> dict[str, float]:
     """V-measure of every task (mteb's main score) and their mean under `clustering_mean`.
 

@@ -45,7 +45,7 @@ def configuration_key(embedder: Embedder, tasks: list, precision: str) -> str:
         repr(embedder.pooling),
         str(embedder.max_length),
         embedder.padding_side,
-        precision,
+        str(precision),  # resolved (32 or bf16); an int from the command line must not break the join
         metadata.version("mteb"),
         metadata.version("torch"),
         *sorted(task_fingerprint(task) for task in tasks),

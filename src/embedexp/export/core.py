@@ -21,6 +21,8 @@ from embedexp.export.merged import merge_lora, write_merged
 from embedexp.export.selfcheck import PROBE_TEXTS, check_export, reference_vectors
 from embedexp.export.sentence_transformers import pooling_spec, write_sentence_transformers
 from embedexp.export.source import ExportSource, resolve_source
+from embedexp.hardware import configure_threads
+from embedexp.progress import Progress
 
 log = logging.getLogger(__name__)
 
@@ -73,8 +75,12 @@ def _export_one(
     texts: list[str],
     min_cosine: float,
     overwrite: bool,
+    progress: Progress | None = None,
 ) -> dict[str, Any]:
     """Write one form into staging, reload and check it there; only a passing folder is renamed to `target`."""
+    log.info("export: writing and self-checking the %s form", form)
+    if progress is not None:
+        progress.describe(form)
     with atomic_folder(target, replace=overwrite) as staging:
         manifest = {**manifest, "format": form, **write(staging)}
         write_manifest(staging, manifest)
@@ -83,6 +89,8 @@ def _export_one(
         (staging / "README.md").write_text(model_card(manifest, source.records, str(target)), encoding="utf-8")
         make_readable(staging)
     log.info("exported %s to %s (self-check min cosine %.7f)", form, target, manifest["selfcheck"]["min_cosine"])
+    if progress is not None:
+        progress.update(1)
     return {"path": str(target), "min_cosine": manifest["selfcheck"]["min_cosine"], "selfcheck": manifest["selfcheck"]}
 
 
@@ -115,7 +123,10 @@ def export_model(
     embedder = source.embedder
     reference = reference_vectors(embedder, texts)
     manifest = base_manifest(source, int(reference["right"].shape[1]), training_datasets)
-    common = dict(source=source, reference=reference, texts=texts, min_cosine=min_cosine, overwrite=overwrite)
+    progress = Progress(len(forms), "export", "forms")
+    common = dict(
+        source=source, reference=reference, texts=texts, min_cosine=min_cosine, overwrite=overwrite, progress=progress
+    )
     results: dict[str, dict[str, Any]] = {}
     if "adapter" in forms:
         write = lambda folder: write_adapter(embedder.model, embedder.tokenizer, folder)  # noqa: E731
@@ -140,6 +151,7 @@ def export_model(
         results["sentence_transformers"] = _export_one(
             "sentence_transformers", targets["sentence_transformers"], write, manifest, **common
         )
+    progress.close()
     summary = {form: {"path": r["path"], "min_cosine": r["min_cosine"]} for form, r in results.items()}
     atomic_write_text(output_dir / "export_summary.json", json.dumps(summary, indent=2) + "\n")
     return results
@@ -147,6 +159,7 @@ def export_model(
 
 def export_from_config(cfg: DictConfig) -> dict[str, dict[str, Any]]:
     """`python -m embedexp.export`: resolve the source from the config and export the requested forms."""
+    configure_threads(cfg.get("num_threads", "auto"))
     source = resolve_source(cfg)
     output_dir = cfg.get("output_dir") or (
         source.run_dir / "export" if source.run_dir is not None else Path(cfg.paths.output_dir)

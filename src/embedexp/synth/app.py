@@ -16,13 +16,13 @@ from pathlib import Path
 
 import hydra
 import pandas as pd
-import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
-from tqdm.auto import tqdm
 
 from embedexp.config import CONFIG_DIR
 from embedexp.errors import ConfigError, exit_on_error
+from embedexp.hardware import configure_threads
+from embedexp.progress import Progress
 from embedexp.synth.filters import Filters, TextStage, task_texts
 from embedexp.synth.generators.base import Generator
 from embedexp.synth.manifest import build_manifest, fingerprint, stats_delta, summary, summed
@@ -65,8 +65,8 @@ class Run:
 class ShardProgress:
     """The progress callback generators report to: texts done in the current shard, shown beside the pair bar."""
 
-    def __init__(self, bar: tqdm) -> None:
-        """Wrap the pair progress bar."""
+    def __init__(self, bar: Progress) -> None:
+        """Wrap the pair progress (a bar on a terminal, log lines elsewhere)."""
         self.bar, self.shard, self.done, self.total = bar, 0, 0, 0
 
     def start(self, shard: int, total: int) -> ShardProgress:
@@ -77,7 +77,7 @@ class ShardProgress:
     def __call__(self, n: int) -> None:
         """`n` more texts of this shard were tried."""
         self.done += n
-        self.bar.set_postfix_str(f"shard {self.shard}: {self.done}/{self.total} texts")
+        self.bar.describe(f"shard {self.shard}: {self.done}/{self.total} texts")
 
 
 def build_parts(cfg: DictConfig) -> tuple[object, Generator, Filters, list[str]]:
@@ -186,20 +186,13 @@ def write_next_shard(cfg: DictConfig, run: Run, out: Path, progress: ShardProgre
 
 def synthesize(cfg: DictConfig) -> dict:
     """Run (or resume) the synthesis into `paths.output_dir`; returns the manifest."""
-    if cfg.get("num_threads"):
-        torch.set_num_threads(int(cfg.num_threads))
+    configure_threads(cfg.get("num_threads", "auto"))
     out = Path(cfg.paths.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     run = prepare(cfg, out)
     target = int(cfg.num_pairs)
-    bar = tqdm(
-        total=target,
-        initial=min(run.n_pairs, target),
-        unit="pair",
-        desc=f"synth {run.generator.name}",
-        disable=not cfg.get("progress", True),
-        dynamic_ncols=True,
-    )
+    mode = None if cfg.get("progress", True) else "off"
+    bar = Progress(target, f"synth {run.generator.name}", "pairs", initial=min(run.n_pairs, target), mode=mode)
     progress = ShardProgress(bar)
     while run.n_pairs < target and (written := write_next_shard(cfg, run, out, progress)) >= 0:
         bar.update(written)

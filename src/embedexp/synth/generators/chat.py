@@ -13,6 +13,7 @@ import torch
 from transformers import AutoModelForCausalLM
 
 from embedexp.backbone import load_pretrained, torch_dtype
+from embedexp.hardware import resolve_precision
 
 log = logging.getLogger(__name__)
 
@@ -34,13 +35,15 @@ class ChatLM:
         model,
         tokenizer,
         name: str,
-        autocast: str | None = "bf16",
+        autocast: str | None = "auto",
         prefix_cache: bool = True,
         stop_at_newline: bool = True,
     ) -> None:
-        """Wrap a loaded model; `autocast`: 'bf16' or None (full precision)."""
+        """Wrap a loaded model; `autocast`: auto (bf16 where faster here), bf16, or None (full precision)."""
         self.model, self.tokenizer, self.name = model.eval(), tokenizer, name
-        self.autocast, self.prefix_cache = autocast, prefix_cache
+        key, device = "generator.model.autocast", model.device.type
+        chosen = resolve_precision(autocast, key, "autocast", device) if autocast else None
+        self.autocast, self.prefix_cache = ("bf16" if chosen == "bf16" else None), prefix_cache
         self.tokenizer.padding_side = "left"  # generation continues after the last real token of every row
         if self.tokenizer.pad_token is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
