@@ -79,7 +79,7 @@ def main() -> None:
     )
     auto = auto_label()
     print(f"{len(tasks)} tasks, {n_texts} texts")
-    print(f"\n{'precision / evaluation':60s} {'seconds':>8s} {'of epoch':>9s}")
+    print(f"\n{'precision / evaluation':64s} {'seconds':>8s} {'of epoch':>9s}")
     for precision in ("32", "bf16"):
         step = statistics.median(
             embedexp_step_times(source, 6, cfg.data.batch_size, cfg.model.max_length, precision)[1:]
@@ -94,7 +94,7 @@ def main() -> None:
             (f"{label}: later evaluation, LoRA layers only (every epoch)", costs["tail"]),
         ]
         for name, seconds in rows:
-            print(f"{name:60s} {seconds:8.1f} {seconds / epoch:8.1%}")
+            print(f"{name:64s} {seconds:8.1f} {seconds / epoch:8.1%}")
         print(f"{label}: per-epoch evaluation speed-up vs baseline {costs['full'] / costs['tail']:.2f}x (goal <= 10%)")
         if precision == auto:
             baseline_scores = costs["scores"]

@@ -26,6 +26,8 @@ def test_multirun_writes_one_result_per_job(tmp_path):
         "experiment=smoke",
         "pooling=mean,last",
         "trainer.max_epochs=1",
+        "trainer.precision=32",  # ints on the command line, as a user types them
+        "eval.precision=32",
         f"hydra.sweep.dir={sweep_dir}",
         cwd=tmp_path,
     )
@@ -38,7 +40,9 @@ def test_multirun_writes_one_result_per_job(tmp_path):
         assert 0.0 <= metrics["val/clustering_mean"] <= 1.0
         assert (job / "clustering_results.md").is_file()
         names.add(metrics["run_name"])
-    assert names == {f"experiment=smoke,pooling={p},trainer.max_epochs=1" for p in ("mean", "last")}
+        assert metrics["provenance"]["machine"]["precision"] == {"train": "32-true", "eval": "32"}
+    expected = "eval.precision=32,experiment=smoke,pooling={},trainer.max_epochs=1,trainer.precision=32"
+    assert names == {expected.format(p) for p in ("mean", "last")}
 
 
 def test_bad_group_option_lists_valid_names(tmp_path):
