@@ -7,7 +7,6 @@ import logging
 
 import pytest
 import torch
-from omegaconf import open_dict
 
 from embedexp import hardware
 from embedexp.errors import ConfigError
@@ -176,15 +175,20 @@ def test_progress_counts_from_a_resumed_position_and_stays_quiet_when_off(caplog
     assert not caplog.records
 
 
-def test_train_with_int_precisions_from_the_command_line(tiny_train_cfg, tmp_path):
-    """`trainer.precision=32 eval.precision=32` arrive as ints (as from the CLI) and train end to end."""
+def test_train_with_int_precisions_from_the_command_line(tmp_path, monkeypatch, caplog):
+    """`trainer.precision=32 eval.precision=32` arrive as ints (as from the CLI) and train end to end; off a terminal
+    training and evaluation write progress lines."""
     from embedexp.train import train
+
+    monkeypatch.setenv("EMBEDEXP_PROGRESS", "log")
+    monkeypatch.setattr("embedexp.progress.LOG_INTERVAL_S", 0.0)  # evaluation's Progress default: a line per batch
+    caplog.set_level(logging.INFO, logger="embedexp.progress")
 
     cfg = compose_config(
         "train",
         ["model=tiny", "tasks=tiny", "logger=csv", "trainer=cpu", "trainer.precision=32", "eval.precision=32",
          "data.batch_size=8", "data.source.max_pairs=32", "data.source.text_field=short",
-         f"callbacks.clustering_eval.zero_shot_cache_dir={tmp_path / 'zero_shot'}"],
+         f"callbacks.clustering_eval.zero_shot_cache_dir={tmp_path / 'zero_shot'}", "callbacks.progress_log.interval_s=0"],
         tmp_path,
     )  # fmt: skip
     assert cfg.trainer.precision == 32 and cfg.eval.precision == 32
@@ -195,5 +199,7 @@ def test_train_with_int_precisions_from_the_command_line(tiny_train_cfg, tmp_pat
     saved = json.loads((tmp_path / "provenance.json").read_text())
     assert saved["machine"]["precision"] == {"train": "32-true", "eval": "32"}
     assert list((tmp_path / "zero_shot").glob("*.json")), "the zero-shot score cache key must accept the precision"
-    with open_dict(cfg):
-        assert cfg.trainer.precision == "32-true"
+    assert cfg.trainer.precision == "32-true"
+    lines = [r.getMessage() for r in caplog.records]
+    assert any(line.startswith("train: 4/4 steps (") for line in lines), lines
+    assert any(line.startswith("embed DebianShortDescSectionClustering: ") for line in lines), lines

@@ -43,12 +43,13 @@ class Progress:
         unit: str = "texts",
         initial: int = 0,
         mode: str | None = None,
-        interval_s: float = LOG_INTERVAL_S,
+        interval_s: float | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        """`mode`: bar, log or off (None: `progress_mode()`); `clock` is injectable for tests."""
+        """`mode`: bar, log or off (None: `progress_mode()`); `interval_s`: None = LOG_INTERVAL_S; `clock` for tests."""
         self.total, self.desc, self.unit, self.done = total, desc, unit, initial
-        self.initial, self.mode, self.interval_s, self.clock = initial, mode or progress_mode(), interval_s, clock
+        self.initial, self.mode, self.clock = initial, mode or progress_mode(), clock
+        self.interval_s = LOG_INTERVAL_S if interval_s is None else interval_s
         self.start = self.last_log = clock()
         self.note = ""
         self.lines = 0
