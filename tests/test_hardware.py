@@ -188,7 +188,8 @@ def test_train_with_int_precisions_from_the_command_line(tmp_path, monkeypatch, 
         "train",
         ["model=tiny", "tasks=tiny", "logger=csv", "trainer=cpu", "trainer.precision=32", "eval.precision=32",
          "data.batch_size=8", "data.source.max_pairs=32", "data.source.text_field=short",
-         f"callbacks.clustering_eval.zero_shot_cache_dir={tmp_path / 'zero_shot'}", "callbacks.progress_log.interval_s=0"],
+         f"callbacks.clustering_eval.zero_shot_cache_dir={tmp_path / 'zero_shot'}",
+         "callbacks.progress_log.interval_s=0"],
         tmp_path,
     )  # fmt: skip
     assert cfg.trainer.precision == 32 and cfg.eval.precision == 32
