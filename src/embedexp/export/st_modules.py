@@ -16,6 +16,7 @@ from sentence_transformers.base.modules.module import Module
 from sentence_transformers.base.modules.transformer import Transformer
 
 from embedexp.attention import final_token_attention
+from embedexp.bidirectional import set_attention
 from embedexp.pooling import Pooling
 
 TEXT_MASK = "text_mask"
@@ -29,14 +30,24 @@ class EmbedexpTransformer(Transformer):
     the text as template pieces, so every non-special token is a text token (as `PromptTemplate.text_mask`).
     """
 
-    config_keys = [*Transformer.config_keys, "attention_layers"]
+    config_keys = [*Transformer.config_keys, "attention_layers", "attention"]
 
-    def __init__(self, model_name_or_path: str, *, attention_layers: list[int] | None = None, **kwargs: Any) -> None:
-        """`attention_layers`: decoder layers whose final-token attention the pooling reads (None: not needed)."""
+    def __init__(
+        self,
+        model_name_or_path: str,
+        *,
+        attention_layers: list[int] | None = None,
+        attention: str = "causal",
+        **kwargs: Any,
+    ) -> None:
+        """`attention_layers`: decoder layers whose final-token attention the pooling reads (None: not needed);
+        `attention`: `causal` or `bidirectional` (`model.attention` of the run)."""
         super().__init__(model_name_or_path, **kwargs)
         self.attention_layers = [int(layer) for layer in attention_layers] if attention_layers else None
         if self.attention_layers and self.model.config._attn_implementation != "eager":
             self.model.set_attn_implementation("eager")
+        self.attention = attention
+        set_attention(self.model, attention)
 
     def forward(self, features: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
         """Run the decoder with position ids counted from the first real token; add the text mask and attention."""

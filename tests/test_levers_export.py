@@ -1,0 +1,44 @@
+"""Exports of the levers that change how the decoder runs or what it reads: bidirectional attention, echo prompts."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from sentence_transformers import SentenceTransformer
+
+from .export_helpers import TEXTS, export, make_run, reference
+
+FORMS = {"adapter", "merged", "sentence_transformers"}
+
+
+@pytest.fixture(scope="module")
+def bidirectional_export(tmp_path_factory):
+    """The mean_export recipe (mean pooling, eol prompt, same random LoRA) with bidirectional attention."""
+    root = tmp_path_factory.mktemp("bidirectional")
+    run = make_run(root / "run", ["pooling=mean", "prompt=eol", "model.attention=bidirectional"])
+    return run, export(run, root / "export"), root / "export"
+
+
+def test_bidirectional_export_passes_the_selfcheck_in_every_form(bidirectional_export):
+    run, results, output = bidirectional_export
+    assert set(results) == FORMS
+    for form, result in results.items():
+        manifest = json.loads((output / form / "embedexp_export.json").read_text())
+        assert manifest["attention"] == "bidirectional" and manifest["selfcheck"]["passed"]
+        assert result["min_cosine"] >= 0.9999
+    assert json.loads((output / "merged" / "config.json").read_text())["is_causal"] is False
+
+
+def test_bidirectional_sentence_transformers_folder_is_plain_and_not_causal(bidirectional_export, mean_export):
+    run, _, output = bidirectional_export
+    folder = output / "sentence_transformers"
+    modules = json.loads((folder / "modules.json").read_text())
+    assert all(m["type"].startswith("sentence_transformers.") for m in modules)
+    requirements = json.loads((folder / "config_sentence_transformers.json").read_text())["requirements"]
+    assert "transformers" in requirements
+    vectors = SentenceTransformer(str(folder), device="cpu").encode(TEXTS, convert_to_numpy=True)
+    np.testing.assert_allclose(vectors, reference(run)["right"], atol=1e-4)
+    causal = reference(mean_export[0])["right"]  # same weights, causal attention
+    assert np.abs(vectors - causal).max() > 1e-2
