@@ -42,3 +42,26 @@ def test_bidirectional_sentence_transformers_folder_is_plain_and_not_causal(bidi
     np.testing.assert_allclose(vectors, reference(run)["right"], atol=1e-4)
     causal = reference(mean_export[0])["right"]  # same weights, causal attention
     assert np.abs(vectors - causal).max() > 1e-2
+
+
+@pytest.fixture(scope="module")
+def echo_export(tmp_path_factory):
+    """Echo prompt, mean pooling over the second copy only: the exported tokenizer repeats the text."""
+    root = tmp_path_factory.mktemp("echo")
+    run = make_run(root / "run", ["pooling=mean", "pooling.exclude_prompt=true", "prompt=echo"])
+    return run, export(run, root / "export"), root / "export"
+
+
+def test_echo_export_passes_the_selfcheck_in_every_form(echo_export):
+    run, results, output = echo_export
+    assert set(results) == FORMS and all(r["min_cosine"] >= 0.9999 for r in results.values())
+    folder = output / "sentence_transformers"
+    model = SentenceTransformer(str(folder), device="cpu", trust_remote_code=True)
+    features = model[0].preprocess(TEXTS[:1])
+    ids = features["input_ids"][0].tolist()
+    copies = model[0].processor(TEXTS[0], add_special_tokens=False)["input_ids"]  # the template repeats $A
+    text = copies[: len(copies) // 2]
+    assert copies == text + text
+    assert sum(ids[i : i + len(text)] == text for i in range(len(ids))) == 2  # the text twice among the prompt
+    vectors = model.encode(TEXTS, convert_to_numpy=True)
+    np.testing.assert_allclose(vectors, reference(run)["right"], atol=1e-4)

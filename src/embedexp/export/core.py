@@ -49,6 +49,7 @@ def base_manifest(source: ExportSource, embed_dim: int, training_datasets: Any =
             "name": embedder.prompt.name,
             "template": embedder.prompt.template,
             "append_eos": embedder.prompt.append_eos,
+            "pool_copy": embedder.prompt.pool_copy,
         },
         "pooling": pooling_spec(embedder.pooling),
         "max_length": embedder.max_length,

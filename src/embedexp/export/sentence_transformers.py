@@ -82,7 +82,11 @@ def write_sentence_transformers(
         "model_kwargs": {"dtype": dtype},
     }
     if custom:
-        transformer_config["processing_kwargs"] = {"text": {"return_special_tokens_mask": True}}
+        text_kwargs = {"return_special_tokens_mask": True}
+        if prompt.n_copies > 1:  # echo: the pooled copy is marked by its token type ids
+            text_kwargs["return_token_type_ids"] = True
+            transformer_config["text_copies"] = prompt.n_copies
+        transformer_config["processing_kwargs"] = {"text": text_kwargs}
         transformer_config["attention_layers"] = (
             list(getattr(pooling, "layers", ())) if pooling.needs_attention else None
         )
