@@ -20,6 +20,7 @@ from embedexp.config import CONFIG_DIR
 from embedexp.errors import ConfigError, exit_on_error
 from embedexp.evaluation.callback import ClusteringEvalCallback
 from embedexp.factory import build_embedder
+from embedexp.mntp import build_mntp_module
 from embedexp.module import EmbeddingModule
 from embedexp.provenance import provenance
 from embedexp.report.console import print_before_after
@@ -58,7 +59,7 @@ def run_name(cfg: DictConfig) -> str:
 
 
 def train(cfg: DictConfig) -> dict:
-    """Fit the embedder contrastively and return the metrics (also written to <output_dir>/metrics.json)."""
+    """Fit the embedder (contrastive, or objective=mntp); return the metrics (also in <output_dir>/metrics.json)."""
     start = time.perf_counter()
     run_provenance = provenance(cfg.seed)  # the code as it was when the run started
     L.seed_everything(cfg.seed, workers=True)
@@ -67,14 +68,17 @@ def train(cfg: DictConfig) -> dict:
     embedder = build_embedder(cfg)
     datamodule = instantiate(cfg.data)
     chunk_size, trainer_overrides, clipping = grad_cache_settings(cfg)
-    module = EmbeddingModule(
-        embedder,
-        loss=instantiate(cfg.loss),
-        optimizer=instantiate(cfg.optimizer),
-        warmup_ratio=cfg.warmup_ratio,
-        grad_cache_chunk_size=chunk_size,
-        **clipping,
-    )
+    if (cfg.get("objective") or {}).get("name") == "mntp":
+        module = build_mntp_module(cfg, embedder, instantiate(cfg.optimizer), cfg.warmup_ratio)
+    else:
+        module = EmbeddingModule(
+            embedder,
+            loss=instantiate(cfg.loss),
+            optimizer=instantiate(cfg.optimizer),
+            warmup_ratio=cfg.warmup_ratio,
+            grad_cache_chunk_size=chunk_size,
+            **clipping,
+        )
     callbacks = instantiate_group(cfg.get("callbacks"))
     loggers = instantiate_group(cfg.get("logger"))
     trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False, **trainer_overrides)

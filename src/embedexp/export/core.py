@@ -45,6 +45,7 @@ def base_manifest(source: ExportSource, embed_dim: int, training_datasets: Any =
         "backbone": OmegaConf.to_container(source.cfg.model.backbone, resolve=True),
         "attn_implementation": embedder.model.config._attn_implementation,
         "attention": attention_mode(embedder.model),
+        "init_adapter": source.cfg.model.get("init_adapter"),
         "prompt": {
             "name": embedder.prompt.name,
             "template": embedder.prompt.template,

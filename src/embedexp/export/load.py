@@ -21,6 +21,7 @@ from embedexp.embedder import Embedder
 from embedexp.errors import ConfigError
 from embedexp.export.st_modules import import_pooling
 from embedexp.export.tokenizer import bake_template, unbake
+from embedexp.lora import load_adapter
 from embedexp.prompts import PromptTemplate
 
 MANIFEST = "embedexp_export.json"
@@ -58,10 +59,14 @@ def _base_model(manifest: dict[str, Any]) -> torch.nn.Module:
     """The base decoder an adapter belongs to: its saved folder if it exists here, else the recorded backbone spec."""
     base = manifest.get("base_model_name_or_path")
     if base and Path(base).is_dir():
-        return set_attention(AutoModel.from_pretrained(base, **_model_kwargs(manifest)), _attention(manifest))
-    backbone = instantiate(manifest["backbone"]).model
-    backbone.set_attn_implementation(_model_kwargs(manifest)["attn_implementation"])
-    return set_attention(backbone, _attention(manifest))
+        backbone = AutoModel.from_pretrained(base, **_model_kwargs(manifest))
+    else:
+        backbone = instantiate(manifest["backbone"]).model
+        backbone.set_attn_implementation(_model_kwargs(manifest)["attn_implementation"])
+    set_attention(backbone, _attention(manifest))
+    if manifest.get("init_adapter"):  # the run started from another adapter (e.g. MNTP), merged into its base
+        backbone = load_adapter(backbone, manifest["init_adapter"], config_key="init_adapter").merge_and_unload()
+    return backbone
 
 
 def _attention(manifest: dict[str, Any]) -> str:
