@@ -65,3 +65,14 @@ def test_echo_export_passes_the_selfcheck_in_every_form(echo_export):
     assert sum(ids[i : i + len(text)] == text for i in range(len(ids))) == 2  # the text twice among the prompt
     vectors = model.encode(TEXTS, convert_to_numpy=True)
     np.testing.assert_allclose(vectors, reference(run)["right"], atol=1e-4)
+
+
+def test_run_started_from_an_init_adapter_exports_in_every_form(tmp_path):
+    """model.init_adapter (e.g. an MNTP adapter) is merged into the base: the adapter form must rebuild that base."""
+    first = make_run(tmp_path / "mntp", ["pooling=mean", "prompt=none", "model.attention=bidirectional"])
+    overrides = ["pooling=mean", "prompt=none", "model.attention=bidirectional", f"model.init_adapter={first}/adapter"]
+    run = make_run(tmp_path / "run", overrides)
+    results = export(run, tmp_path / "export")
+    assert set(results) == FORMS and all(r["min_cosine"] >= 0.9999 for r in results.values())
+    manifest = json.loads((tmp_path / "export" / "adapter" / "embedexp_export.json").read_text())
+    assert manifest["init_adapter"] == f"{first}/adapter"
