@@ -59,7 +59,7 @@ def run_name(cfg: DictConfig) -> str:
 
 
 def train(cfg: DictConfig) -> dict:
-    """Fit the embedder (contrastive, or objective=mntp); return the metrics (also in <output_dir>/metrics.json)."""
+    """Fit the embedder contrastively and return the metrics (also written to <output_dir>/metrics.json)."""
     start = time.perf_counter()
     run_provenance = provenance(cfg.seed)  # the code as it was when the run started
     L.seed_everything(cfg.seed, workers=True)
