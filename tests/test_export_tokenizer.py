@@ -8,7 +8,7 @@ from omegaconf import OmegaConf
 from transformers import AutoTokenizer
 
 from embedexp.config import CONFIG_DIR
-from embedexp.export.tokenizer import bake_template, original_state, unbake
+from embedexp.export.tokenizer import bake_template, original_state, text_mask, unbake
 
 PROMPTS = sorted(path.stem for path in (CONFIG_DIR / "prompt").glob("*.yaml"))
 TEXTS = [
@@ -33,11 +33,18 @@ def test_baked_tokenizer_gives_the_embedders_token_ids(tiny_backbone, tmp_path, 
         baked.save_pretrained(tmp_path)
         baked = AutoTokenizer.from_pretrained(tmp_path)
     expected = prompt.tokenize(TEXTS, tokenizer, max_length, "right")
-    got = baked(TEXTS, padding=True, truncation=True, return_tensors="pt", return_special_tokens_mask=True)
+    echo = prompt.n_copies > 1  # the pooled copy is marked by token type ids
+    got = baked(
+        TEXTS,
+        padding=True,
+        truncation=True,
+        return_tensors="pt",
+        return_special_tokens_mask=True,
+        return_token_type_ids=echo,
+    )
     assert got["input_ids"].tolist() == expected.input_ids.tolist()
     assert got["attention_mask"].tolist() == expected.attention_mask.tolist()
-    text_mask = got["attention_mask"] * (1 - got["special_tokens_mask"])
-    assert text_mask.tolist() == expected.text_mask.tolist()
+    assert text_mask(got, prompt.n_copies).tolist() == expected.text_mask.tolist()
 
 
 def test_unbake_restores_the_plain_tokenizer(tiny_backbone):

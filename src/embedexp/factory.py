@@ -8,6 +8,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 
 from embedexp.backbone import Backbone
+from embedexp.bidirectional import set_attention
 from embedexp.embedder import Embedder
 from embedexp.errors import ConfigError
 from embedexp.lora import apply_lora, load_adapter
@@ -40,6 +41,10 @@ def build_embedder(
     if (pooling.needs_attention or eager_attention) and model.config._attn_implementation != "eager":
         log.info("attention weights are read: switching the backbone to eager attention")
         model.set_attn_implementation("eager")
+    set_attention(model, cfg.model.get("attention") or "causal")
+    if cfg.model.get("init_adapter"):  # LLM2Vec: the MNTP LoRA merged into the base, a fresh LoRA on top
+        model = load_adapter(model, cfg.model.init_adapter, config_key="model.init_adapter").merge_and_unload()
+        log.info("model.init_adapter=%s merged into the backbone", cfg.model.init_adapter)
     if cfg.model.get("gradient_checkpointing"):
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     if adapter_path:

@@ -59,11 +59,13 @@ def apply_lora(
     return get_peft_model(model, config)
 
 
-def load_adapter(model: torch.nn.Module, adapter_path: str, trainable: bool = False) -> PeftModel:
+def load_adapter(
+    model: torch.nn.Module, adapter_path: str, trainable: bool = False, config_key: str = "adapter_path"
+) -> PeftModel:
     """Attach a saved LoRA adapter folder to a base model; a missing or broken folder is a clear error."""
     if not (Path(adapter_path) / "adapter_config.json").is_file():
-        raise ConfigError(f"adapter_path={adapter_path!r}: no adapter_config.json there (not a saved LoRA adapter)")
+        raise ConfigError(f"{config_key}={adapter_path!r}: no adapter_config.json there (not a saved LoRA adapter)")
     try:
         return PeftModel.from_pretrained(model, adapter_path, is_trainable=trainable)
     except Exception as err:  # corrupt weights or config: peft/safetensors raise many types
-        raise ConfigError(f"adapter_path={adapter_path!r}: cannot load LoRA adapter: {err}") from err
+        raise ConfigError(f"{config_key}={adapter_path!r}: cannot load LoRA adapter: {err}") from err

@@ -1,4 +1,9 @@
-"""Prompt templates: a task prompt with one `{text}` slot, tokenized so the text span is known."""
+"""Prompt templates: a task prompt with `{text}` slots, tokenized so the span of the pooled text copy is known.
+
+One slot is the usual prompt. Several slots repeat the text (echo embeddings, Springer et al. 2024: "Rewrite the
+sentence: {text}, rewritten sentence: {text}"); the text mask then marks one copy only (`pool_copy`, default the last,
+whose tokens have seen the whole text even under causal attention), so `exclude_prompt` poolings pool over it.
+"""
 
 from __future__ import annotations
 
@@ -9,11 +14,12 @@ import torch
 from embedexp.errors import ConfigError
 
 TEXT_SLOT = "{text}"
+POOL_COPIES = ("first", "last")
 
 
 @dataclass(frozen=True)
 class TokenizedPrompts:
-    """A padded batch of prompted texts and the mask of the tokens that come from the text itself."""
+    """A padded batch of prompted texts and the mask of the tokens that come from the (pooled copy of the) text."""
 
     input_ids: torch.Tensor
     attention_mask: torch.Tensor
@@ -28,51 +34,77 @@ class PromptTemplate:
     name: str
     template: str = TEXT_SLOT
     append_eos: bool = False
+    pool_copy: str = "last"
     _cache: dict = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        """Refuse templates without exactly one `{text}` slot."""
-        if self.template.count(TEXT_SLOT) != 1:
+        """Refuse templates without a `{text}` slot and unknown `pool_copy` values."""
+        if TEXT_SLOT not in self.template:
             raise ConfigError(
-                f"prompt.template of prompt '{self.name}' must contain exactly one '{TEXT_SLOT}' slot, "
-                f"got: {self.template!r}"
+                f"prompt.template of prompt '{self.name}' must contain a '{TEXT_SLOT}' slot (exactly one "
+                f"'{TEXT_SLOT}', or several to repeat the text as echo embeddings do), got: {self.template!r}"
+            )
+        if self.pool_copy not in POOL_COPIES:
+            raise ConfigError(
+                f"prompt.pool_copy of prompt '{self.name}' must be one of {POOL_COPIES}, got {self.pool_copy!r}"
             )
 
     @property
-    def prefix(self) -> str:
-        """The prompt text before the slot, trailing whitespace moved onto the text (keeps BPE merges natural)."""
-        return self.template.split(TEXT_SLOT)[0].rstrip()
+    def n_copies(self) -> int:
+        """How many times the text appears in the prompt."""
+        return self.template.count(TEXT_SLOT)
 
     @property
-    def suffix(self) -> str:
-        """The prompt text after the slot."""
-        return self.template.split(TEXT_SLOT)[1]
+    def pooled_copy(self) -> int:
+        """Index of the text copy that the text mask marks."""
+        return 0 if self.pool_copy == "first" else self.n_copies - 1
+
+    @property
+    def segments(self) -> list[str]:
+        """The prompt text around the slots (n_copies + 1 pieces, possibly empty)."""
+        return self.template.split(TEXT_SLOT)
+
+    @property
+    def joints(self) -> list[str]:
+        """Whitespace before each slot, carried with that copy's text tokens (keeps BPE merges natural)."""
+        return [segment[len(segment.rstrip()) :] for segment in self.segments[:-1]]
 
     def format(self, text: str) -> str:
         """Return the prompted string (for display and for libraries that take whole strings)."""
         return self.template.replace(TEXT_SLOT, text)
 
-    def _joint(self) -> str:
-        """Whitespace between the prefix and the text, carried with the text tokens."""
-        head = self.template.split(TEXT_SLOT)[0]
-        return head[len(head.rstrip()) :]
+    def _pieces(self, tokenizer) -> tuple[list[int], list[list[int]], list[int]]:
+        """Token ids of (special prefix, prompt pieces around the slots, special suffix), cached per tokenizer.
 
-    def _pieces(self, tokenizer) -> tuple[list[int], list[int], list[int], list[int]]:
-        """Token ids of (special prefix, prompt prefix, prompt suffix, special suffix), cached per tokenizer."""
+        The pieces before a slot lose their trailing whitespace (it goes onto the text); the last one is kept whole.
+        """
         key = id(tokenizer)
         if key not in self._cache:
             specials_head, specials_tail = special_tokens_around(tokenizer)
-            prefix = tokenizer(self.prefix, add_special_tokens=False)["input_ids"] if self.prefix else []
-            suffix = tokenizer(self.suffix, add_special_tokens=False)["input_ids"] if self.suffix else []
+            texts = [segment.rstrip() for segment in self.segments[:-1]] + [self.segments[-1]]
+            pieces = [tokenizer(t, add_special_tokens=False)["input_ids"] if t else [] for t in texts]
             tail = list(specials_tail)
             if self.append_eos and tokenizer.eos_token_id is not None and tokenizer.eos_token_id not in tail:
                 tail.append(tokenizer.eos_token_id)
-            self._cache[key] = (list(specials_head), prefix, suffix, tail)
+            self._cache[key] = (list(specials_head), pieces, tail)
         return self._cache[key]
 
     def n_prompt_tokens(self, tokenizer) -> int:
-        """Number of tokens the prompt and special tokens add around the text."""
-        return sum(len(piece) for piece in self._pieces(tokenizer))
+        """Number of tokens the prompt and special tokens add around the text copies."""
+        head, pieces, tail = self._pieces(tokenizer)
+        return len(head) + sum(len(piece) for piece in pieces) + len(tail)
+
+    def text_budget(self, tokenizer, max_length: int) -> int:
+        """Most tokens of text per copy within `max_length` (every copy is truncated to the same length)."""
+        n_prompt = self.n_prompt_tokens(tokenizer)
+        budget = (max_length - n_prompt) // self.n_copies
+        if budget < 1:
+            copies = f", the text appearing {self.n_copies} times" if self.n_copies > 1 else ""
+            raise ConfigError(
+                f"model.max_length={max_length} leaves no room for text inside prompt '{self.name}' "
+                f"({n_prompt} prompt tokens{copies})"
+            )
+        return budget
 
     def tokenize(
         self,
@@ -88,23 +120,27 @@ class PromptTemplate:
     def token_rows(
         self, texts: list[str], tokenizer, max_length: int
     ) -> tuple[list[list[int]], list[tuple[int, int]], int]:
-        """Unpadded token ids of each prompted text, the (start, end) span of its text tokens, and #truncated."""
-        head, prefix, suffix, tail = self._pieces(tokenizer)
-        budget = max_length - (len(head) + len(prefix) + len(suffix) + len(tail))
-        if budget < 1:
-            raise ConfigError(
-                f"model.max_length={max_length} leaves no room for text inside prompt '{self.name}' "
-                f"({max_length - budget} prompt tokens)"
-            )
-        joint = self._joint()
-        encoded = tokenizer([joint + t for t in texts], add_special_tokens=False)["input_ids"]
+        """Unpadded token ids of each prompted text, the (start, end) span of its pooled copy, and #truncated."""
+        head, pieces, tail = self._pieces(tokenizer)
+        budget = self.text_budget(tokenizer, max_length)
+        joints = self.joints
+        encoded = {
+            joint: tokenizer([joint + t for t in texts], add_special_tokens=False)["input_ids"] for joint in set(joints)
+        }
         rows, spans, n_truncated = [], [], 0
-        start = len(head) + len(prefix)
-        for ids in encoded:
-            if len(ids) > budget:
-                ids, n_truncated = ids[:budget], n_truncated + 1
-            rows.append(head + prefix + ids + suffix + tail)
-            spans.append((start, start + len(ids)))
+        for i in range(len(texts)):
+            row, span, truncated = list(head), (0, 0), False
+            for copy, joint in enumerate(joints):
+                ids = encoded[joint][i]
+                if len(ids) > budget:
+                    ids, truncated = ids[:budget], True
+                row += pieces[copy]
+                if copy == self.pooled_copy:
+                    span = (len(row), len(row) + len(ids))
+                row += ids
+            rows.append(row + pieces[-1] + tail)
+            spans.append(span)
+            n_truncated += truncated
         return rows, spans, n_truncated
 
 

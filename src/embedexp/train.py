@@ -21,6 +21,7 @@ from embedexp.errors import ConfigError, exit_on_error
 from embedexp.evaluation.callback import ClusteringEvalCallback
 from embedexp.factory import build_embedder
 from embedexp.hardware import configure_threads, resolve_config_precisions
+from embedexp.mntp import build_mntp_module
 from embedexp.module import EmbeddingModule
 from embedexp.progress import progress_mode
 from embedexp.provenance import provenance
@@ -72,14 +73,17 @@ def train(cfg: DictConfig) -> dict:
     embedder = build_embedder(cfg)
     datamodule = instantiate(cfg.data)
     chunk_size, trainer_overrides, clipping = grad_cache_settings(cfg)
-    module = EmbeddingModule(
-        embedder,
-        loss=instantiate(cfg.loss),
-        optimizer=instantiate(cfg.optimizer),
-        warmup_ratio=cfg.warmup_ratio,
-        grad_cache_chunk_size=chunk_size,
-        **clipping,
-    )
+    if (cfg.get("objective") or {}).get("name") == "mntp":
+        module = build_mntp_module(cfg, embedder, instantiate(cfg.optimizer), cfg.warmup_ratio)
+    else:
+        module = EmbeddingModule(
+            embedder,
+            loss=instantiate(cfg.loss),
+            optimizer=instantiate(cfg.optimizer),
+            warmup_ratio=cfg.warmup_ratio,
+            grad_cache_chunk_size=chunk_size,
+            **clipping,
+        )
     callbacks = instantiate_group(cfg.get("callbacks"))
     loggers = instantiate_group(cfg.get("logger"))
     if cfg.trainer.get("enable_progress_bar") is None and progress_mode() != "bar":

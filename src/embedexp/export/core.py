@@ -13,6 +13,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from embedexp import __version__
 from embedexp.atomic import atomic_folder, atomic_write_text
+from embedexp.bidirectional import attention_mode
 from embedexp.errors import ConfigError
 from embedexp.export.adapter import write_adapter
 from embedexp.export.card import model_card
@@ -45,10 +46,13 @@ def base_manifest(source: ExportSource, embed_dim: int, training_datasets: Any =
         "embedexp_version": __version__,
         "backbone": OmegaConf.to_container(source.cfg.model.backbone, resolve=True),
         "attn_implementation": embedder.model.config._attn_implementation,
+        "attention": attention_mode(embedder.model),
+        "init_adapter": source.cfg.model.get("init_adapter"),
         "prompt": {
             "name": embedder.prompt.name,
             "template": embedder.prompt.template,
             "append_eos": embedder.prompt.append_eos,
+            "pool_copy": embedder.prompt.pool_copy,
         },
         "pooling": pooling_spec(embedder.pooling),
         "max_length": embedder.max_length,

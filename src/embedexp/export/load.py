@@ -16,10 +16,12 @@ import torch
 from hydra.utils import instantiate
 from transformers import AutoModel, AutoTokenizer
 
+from embedexp.bidirectional import set_attention
 from embedexp.embedder import Embedder
 from embedexp.errors import ConfigError
 from embedexp.export.st_modules import import_pooling
 from embedexp.export.tokenizer import bake_template, unbake
+from embedexp.lora import load_adapter
 from embedexp.prompts import PromptTemplate
 
 MANIFEST = "embedexp_export.json"
@@ -57,10 +59,19 @@ def _base_model(manifest: dict[str, Any]) -> torch.nn.Module:
     """The base decoder an adapter belongs to: its saved folder if it exists here, else the recorded backbone spec."""
     base = manifest.get("base_model_name_or_path")
     if base and Path(base).is_dir():
-        return AutoModel.from_pretrained(base, **_model_kwargs(manifest))
-    backbone = instantiate(manifest["backbone"]).model
-    backbone.set_attn_implementation(_model_kwargs(manifest)["attn_implementation"])
+        backbone = AutoModel.from_pretrained(base, **_model_kwargs(manifest))
+    else:
+        backbone = instantiate(manifest["backbone"]).model
+        backbone.set_attn_implementation(_model_kwargs(manifest)["attn_implementation"])
+    set_attention(backbone, _attention(manifest))
+    if manifest.get("init_adapter"):  # the run started from another adapter (e.g. MNTP), merged into its base
+        backbone = load_adapter(backbone, manifest["init_adapter"], config_key="init_adapter").merge_and_unload()
     return backbone
+
+
+def _attention(manifest: dict[str, Any]) -> str:
+    """`causal` or `bidirectional` (`model.attention` of the run; older manifests: causal)."""
+    return manifest.get("attention", "causal")
 
 
 class LoadedExport:
@@ -143,7 +154,7 @@ def load_export(path: str | Path, device: str = "cpu") -> LoadedExport:
         custom = bool(manifest["sentence_transformers"]["custom_modules"])
         return LoadedExport(path, manifest, SentenceTransformer(str(path), device=device, trust_remote_code=custom))
     if form == "merged":
-        model = AutoModel.from_pretrained(str(path), **_model_kwargs(manifest))
+        model = set_attention(AutoModel.from_pretrained(str(path), **_model_kwargs(manifest)), _attention(manifest))
     else:
         from peft import PeftModel
 

@@ -2,7 +2,8 @@
 
 mean / last / weighted-mean / max (without `exclude_prompt`) use sentence-transformers' own modules and load with a
 plain `SentenceTransformer(path)`. Other poolings use `embedexp.export.st_modules` (needs embedexp installed and
-`trust_remote_code=True`).
+`trust_remote_code=True`). Bidirectional attention travels in `config.json` (`is_causal: false`, which transformers
+reads when it builds the mask); the folder then requires the transformers version it was checked with.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import sentence_transformers
 import torch
 import transformers
 
+from embedexp.bidirectional import attention_mode
 from embedexp.export.tokenizer import bake_template, original_state
 from embedexp.pooling import LastTokenPooling, MaxPooling, MeanPooling, Pooling, WeightedMeanPooling
 from embedexp.prompts import PromptTemplate
@@ -67,6 +69,7 @@ def write_sentence_transformers(
 ) -> dict[str, Any]:
     """Write the folder for a merged (adapter-free) base decoder; returns the manifest entries describing it."""
     mode = st_pooling_mode(pooling)
+    attention = attention_mode(model)
     custom = mode is None
     dim = int(model.config.hidden_size)
     model.save_pretrained(folder, safe_serialization=True)
@@ -79,10 +82,15 @@ def write_sentence_transformers(
         "model_kwargs": {"dtype": dtype},
     }
     if custom:
-        transformer_config["processing_kwargs"] = {"text": {"return_special_tokens_mask": True}}
+        text_kwargs = {"return_special_tokens_mask": True}
+        if prompt.n_copies > 1:  # echo: the pooled copy is marked by its token type ids
+            text_kwargs["return_token_type_ids"] = True
+            transformer_config["text_copies"] = prompt.n_copies
+        transformer_config["processing_kwargs"] = {"text": text_kwargs}
         transformer_config["attention_layers"] = (
             list(getattr(pooling, "layers", ())) if pooling.needs_attention else None
         )
+        transformer_config["attention"] = attention
         if pooling.needs_attention:
             transformer_config["model_kwargs"]["attn_implementation"] = "eager"
         spec = pooling_spec(pooling)
@@ -120,8 +128,14 @@ def write_sentence_transformers(
             "prompt_applied_by": "tokenizer (post-processor and normalizer in tokenizer.json)",
         },
     }
+    requirements = {}
     if custom:
-        model_config["requirements"] = {"embedexp": {"specifier": ">=0.1", "reason": "custom pooling module"}}
+        requirements["embedexp"] = {"specifier": ">=0.1", "reason": "custom pooling module"}
+    if attention != "causal":
+        reason = "bidirectional attention through config.is_causal (checked with this version)"
+        requirements["transformers"] = {"specifier": f">={transformers.__version__}", "reason": reason}
+    if requirements:
+        model_config["requirements"] = requirements
     _write_json(folder / "config_sentence_transformers.json", model_config)
     return {
         "pooling_mode": mode,

@@ -16,6 +16,8 @@ from sentence_transformers.base.modules.module import Module
 from sentence_transformers.base.modules.transformer import Transformer
 
 from embedexp.attention import final_token_attention
+from embedexp.bidirectional import set_attention
+from embedexp.export.tokenizer import text_mask
 from embedexp.pooling import Pooling
 
 TEXT_MASK = "text_mask"
@@ -26,23 +28,37 @@ class EmbedexpTransformer(Transformer):
     """A Transformer that also emits the text-token mask, mask-based position ids and the final token's attention.
 
     The text mask comes from the tokenizer's `special_tokens_mask`: the exported tokenizer inserts the prompt around
-    the text as template pieces, so every non-special token is a text token (as `PromptTemplate.text_mask`).
+    the text as template pieces, so every non-special token is a text token (as `PromptTemplate.text_mask`); with
+    `text_copies` > 1 (echo) only the pooled copy's tokens, which carry token type id 1.
     """
 
-    config_keys = [*Transformer.config_keys, "attention_layers"]
+    config_keys = [*Transformer.config_keys, "attention_layers", "attention", "text_copies"]
 
-    def __init__(self, model_name_or_path: str, *, attention_layers: list[int] | None = None, **kwargs: Any) -> None:
-        """`attention_layers`: decoder layers whose final-token attention the pooling reads (None: not needed)."""
+    def __init__(
+        self,
+        model_name_or_path: str,
+        *,
+        attention_layers: list[int] | None = None,
+        attention: str = "causal",
+        text_copies: int = 1,
+        **kwargs: Any,
+    ) -> None:
+        """`attention_layers`: decoder layers whose final-token attention the pooling reads (None: not needed);
+        `attention`: `causal` or `bidirectional` (`model.attention` of the run); `text_copies`: `{text}` slots."""
         super().__init__(model_name_or_path, **kwargs)
         self.attention_layers = [int(layer) for layer in attention_layers] if attention_layers else None
         if self.attention_layers and self.model.config._attn_implementation != "eager":
             self.model.set_attn_implementation("eager")
+        self.attention, self.text_copies = attention, int(text_copies)
+        set_attention(self.model, attention)
 
     def forward(self, features: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
         """Run the decoder with position ids counted from the first real token; add the text mask and attention."""
         mask = features["attention_mask"]
-        special = features.pop("special_tokens_mask", None)
-        text_mask = mask * (1 - special) if special is not None else mask
+        pooled_text = text_mask(features, self.text_copies)
+        features.pop("special_tokens_mask", None)
+        if self.text_copies > 1:
+            features.pop("token_type_ids", None)
         features["position_ids"] = (mask.cumsum(dim=1) - 1).clamp_min(0)
         if self.attention_layers:
             with final_token_attention(self.model, mask, tuple(self.attention_layers)) as captured:
@@ -51,7 +67,7 @@ class EmbedexpTransformer(Transformer):
         else:
             features = super().forward(features, **kwargs)
         features.pop("position_ids", None)
-        features[TEXT_MASK] = text_mask
+        features[TEXT_MASK] = pooled_text
         return features
 
 

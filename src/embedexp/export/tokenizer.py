@@ -6,6 +6,10 @@ real texts. The Embedder tokenizes the pieces separately; this module reproduces
 post-processor inserts the prompt's prefix and suffix ids (as template pieces, so truncation reserves room for them
 and `special_tokens_mask` marks them), and a `Prepend` normalizer carries the whitespace between the prefix and
 `{text}` onto the text, as `PromptTemplate.tokenize` does.
+
+A template with several `{text}` slots (echo) repeats the sequence in the post-processor; the pooled copy gets
+token type id 1 (`text_mask` reads it), and `model_max_length` is lowered so that truncation leaves each copy
+`PromptTemplate.text_budget` tokens, as the Embedder does.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from __future__ import annotations
 import copy
 import json
 
+import torch
 from tokenizers import Tokenizer, normalizers, processors
 
 from embedexp.errors import ConfigError
@@ -31,9 +36,13 @@ def _backend(tokenizer) -> Tokenizer:
 
 def template_processor(tokenizer, prompt: PromptTemplate) -> processors.TemplateProcessing:
     """A post-processor producing [special head] + prompt prefix + text + prompt suffix + [special tail]."""
-    head, prefix, suffix, tail = prompt._pieces(tokenizer)
-    layout = [("EMBEDEXP_HEAD", head), ("EMBEDEXP_PREFIX", prefix), (SEQUENCE, None)]
-    layout += [("EMBEDEXP_SUFFIX", suffix), ("EMBEDEXP_TAIL", tail)]
+    head, pieces, tail = prompt._pieces(tokenizer)
+    echo = prompt.n_copies > 1
+    layout = [("EMBEDEXP_HEAD", head)]
+    for index, piece in enumerate(pieces[:-1]):
+        layout.append(("EMBEDEXP_PREFIX" if index == 0 else f"EMBEDEXP_PROMPT{index}", piece))
+        layout.append((f"{SEQUENCE}:{int(index == prompt.pooled_copy)}" if echo else SEQUENCE, None))
+    layout += [("EMBEDEXP_SUFFIX", pieces[-1]), ("EMBEDEXP_TAIL", tail)]
     single, specials = [], []
     for name, ids in layout:
         if ids is None or ids:
@@ -51,14 +60,22 @@ def original_state(tokenizer) -> dict:
 
 def bake_template(tokenizer, prompt: PromptTemplate, max_length: int):
     """A copy of `tokenizer` whose `tokenizer(texts, truncation=True)` equals `prompt.tokenize(texts, ...)`."""
+    if len(set(prompt.joints)) > 1:
+        raise ConfigError(
+            f"prompt.template of prompt '{prompt.name}': exporting needs the same whitespace before every "
+            f"'{{text}}' slot, got {prompt.joints}"
+        )
     processor = template_processor(tokenizer, prompt)  # from the unbaked pieces
     baked = copy.deepcopy(tokenizer)
     backend = _backend(baked)
-    joint = prompt._joint()
+    joint = prompt.joints[0]
     if joint:
         existing = [backend.normalizer] if backend.normalizer is not None else []
         backend.normalizer = normalizers.Sequence([normalizers.Prepend(joint), *existing])
     backend.post_processor = processor
+    # truncation reserves room for the template's own tokens, not for the repeated copies of the text
+    if prompt.n_copies > 1:
+        max_length = prompt.n_prompt_tokens(tokenizer) + prompt.text_budget(tokenizer, max_length)
     baked.model_max_length = max_length
     baked.padding_side = "right"
     return baked
@@ -71,3 +88,13 @@ def unbake(tokenizer, original: dict):
     plain = copy.deepcopy(tokenizer)
     plain._tokenizer = Tokenizer.from_str(json.dumps(state))
     return plain
+
+
+def text_mask(features: dict, text_copies: int = 1) -> torch.Tensor:
+    """The Embedder's text mask from a baked tokenizer's output: non-special tokens (of the pooled copy, for echo)."""
+    mask = features["attention_mask"]
+    special = features.get("special_tokens_mask")
+    text = mask * (1 - special) if special is not None else mask
+    if text_copies > 1:
+        text = text * features["token_type_ids"]
+    return text
