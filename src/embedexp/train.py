@@ -21,6 +21,7 @@ from embedexp.errors import ConfigError, exit_on_error
 from embedexp.evaluation.callback import ClusteringEvalCallback
 from embedexp.factory import build_embedder
 from embedexp.module import EmbeddingModule
+from embedexp.pooling import POOLING_WEIGHTS, save_pooling_weights
 from embedexp.provenance import provenance
 from embedexp.report.console import print_before_after
 
@@ -135,10 +136,12 @@ def collect_metrics(cfg: DictConfig, trainer: L.Trainer, callbacks: list, start:
 
 
 def save_adapter(embedder, folder: Path) -> None:
-    """Save the LoRA adapter (peft format) so `eval`/export can reload it."""
+    """Save the LoRA adapter (peft format) and any pooling weights so `eval`/export can reload them."""
     if hasattr(embedder.model, "peft_config"):
         embedder.model.save_pretrained(str(folder))
         embedder.tokenizer.save_pretrained(str(folder))
+        if save_pooling_weights(embedder.pooling, folder):
+            log.info("pooling weights saved to %s", folder / POOLING_WEIGHTS)
         log.info("LoRA adapter saved to %s", folder)
 
 

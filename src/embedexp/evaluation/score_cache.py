@@ -40,6 +40,7 @@ def configuration_key(embedder: Embedder, tasks: list, precision: str) -> str:
     parts = [
         embedder.name,
         weights_fingerprint(embedder.model),
+        *([weights_fingerprint(embedder.pooling)] if embedder.pooling.has_weights else []),
         repr(embedder.prompt.template),
         str(embedder.prompt.append_eos),
         repr(embedder.pooling),

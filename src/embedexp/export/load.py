@@ -20,6 +20,7 @@ from embedexp.embedder import Embedder
 from embedexp.errors import ConfigError
 from embedexp.export.st_modules import import_pooling
 from embedexp.export.tokenizer import bake_template, unbake
+from embedexp.pooling import load_pooling_weights
 from embedexp.prompts import PromptTemplate
 
 MANIFEST = "embedexp_export.json"
@@ -37,6 +38,14 @@ def read_manifest(folder: str | Path) -> dict[str, Any]:
 def write_manifest(folder: str | Path, manifest: dict[str, Any]) -> None:
     """Write the manifest (inside a staging folder, so no atomic rename is needed)."""
     (Path(folder) / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+
+
+def truncate_normalized(vectors: np.ndarray, dim: int | None) -> np.ndarray:
+    """The first `dim` dimensions of each row, L2-normalised again (Matryoshka truncation); None leaves them."""
+    if dim is None:
+        return vectors
+    head = np.ascontiguousarray(vectors[:, :dim], dtype=np.float32)
+    return head / np.maximum(np.linalg.norm(head, axis=1, keepdims=True), np.finfo(np.float32).tiny)
 
 
 def manifest_prompt(manifest: dict[str, Any]) -> PromptTemplate:
@@ -125,8 +134,9 @@ class LoadedExport:
                 vectors = self.model.encode(
                     texts, batch_size=batch_size, show_progress_bar=show_progress, convert_to_numpy=True
                 )
-            else:
+            else:  # the sentence-transformers folder truncates in its own Dense module
                 vectors = self.model.encode(texts, batch_size=batch_size, show_progress=show_progress)
+                vectors = truncate_normalized(vectors, self.manifest.get("truncate_dim"))
         return np.asarray(vectors, dtype=np.float32)
 
 
@@ -148,10 +158,12 @@ def load_export(path: str | Path, device: str = "cpu") -> LoadedExport:
         from peft import PeftModel
 
         model = PeftModel.from_pretrained(_base_model(manifest), str(path), is_trainable=False)
+    pooling = import_pooling(manifest["pooling"]["target"], manifest["pooling"]["options"])
+    load_pooling_weights(pooling, path)
     embedder = Embedder(
         model.to(device).eval(),
         AutoTokenizer.from_pretrained(str(path)),
-        import_pooling(manifest["pooling"]["target"], manifest["pooling"]["options"]),
+        pooling.to(device).eval(),
         manifest_prompt(manifest),
         max_length=int(manifest["max_length"]),
         padding_side=manifest.get("padding_side", "right"),
