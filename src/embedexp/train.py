@@ -21,7 +21,7 @@ from embedexp.errors import ConfigError, exit_on_error
 from embedexp.evaluation.callback import ClusteringEvalCallback
 from embedexp.factory import build_embedder
 from embedexp.module import EmbeddingModule
-from embedexp.pooling import POOLING_WEIGHTS, save_pooling_weights
+from embedexp.pooling import POOLING_WEIGHTS, pooled_dim, save_pooling_weights
 from embedexp.provenance import provenance
 from embedexp.report.console import print_before_after
 
@@ -68,9 +68,12 @@ def train(cfg: DictConfig) -> dict:
     embedder = build_embedder(cfg)
     datamodule = instantiate(cfg.data)
     chunk_size, trainer_overrides, clipping = grad_cache_settings(cfg)
+    loss = instantiate(cfg.loss)
+    if hasattr(loss, "check_dim"):  # Matryoshka prefixes must fit the embedding
+        loss.check_dim(pooled_dim(embedder.pooling, int(embedder.model.config.hidden_size)))
     module = EmbeddingModule(
         embedder,
-        loss=instantiate(cfg.loss),
+        loss=loss,
         optimizer=instantiate(cfg.optimizer),
         warmup_ratio=cfg.warmup_ratio,
         grad_cache_chunk_size=chunk_size,

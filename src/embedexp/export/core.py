@@ -16,11 +16,12 @@ from embedexp.atomic import atomic_folder, atomic_write_text
 from embedexp.errors import ConfigError
 from embedexp.export.adapter import write_adapter
 from embedexp.export.card import model_card
-from embedexp.export.load import FORMATS, truncate_normalized, write_manifest
+from embedexp.export.load import FORMATS, write_manifest
 from embedexp.export.merged import merge_lora, write_merged
 from embedexp.export.selfcheck import PROBE_TEXTS, check_export, reference_vectors
 from embedexp.export.sentence_transformers import pooling_spec, write_sentence_transformers
 from embedexp.export.source import ExportSource, resolve_source
+from embedexp.matryoshka import truncate_normalized
 from embedexp.pooling import save_pooling_weights
 
 log = logging.getLogger(__name__)

@@ -20,6 +20,7 @@ from embedexp.embedder import Embedder
 from embedexp.errors import ConfigError
 from embedexp.export.st_modules import import_pooling
 from embedexp.export.tokenizer import bake_template, unbake
+from embedexp.matryoshka import truncate_normalized
 from embedexp.pooling import load_pooling_weights
 from embedexp.prompts import PromptTemplate
 
@@ -38,14 +39,6 @@ def read_manifest(folder: str | Path) -> dict[str, Any]:
 def write_manifest(folder: str | Path, manifest: dict[str, Any]) -> None:
     """Write the manifest (inside a staging folder, so no atomic rename is needed)."""
     (Path(folder) / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
-
-
-def truncate_normalized(vectors: np.ndarray, dim: int | None) -> np.ndarray:
-    """The first `dim` dimensions of each row, L2-normalised again (Matryoshka truncation); None leaves them."""
-    if dim is None:
-        return vectors
-    head = np.ascontiguousarray(vectors[:, :dim], dtype=np.float32)
-    return head / np.maximum(np.linalg.norm(head, axis=1, keepdims=True), np.finfo(np.float32).tiny)
 
 
 def manifest_prompt(manifest: dict[str, Any]) -> PromptTemplate:

@@ -118,6 +118,7 @@ def write_sentence_transformers(
         truncation = Dense(embed_dim, truncate_dim, bias=False, activation_function=None)
         with torch.no_grad():
             truncation.linear.weight.copy_(torch.eye(embed_dim)[:truncate_dim])
+        (folder / "2_Dense").mkdir()
         truncation.save(str(folder / "2_Dense"))
         modules.append((ST_DENSE, "2_Dense"))
         embed_dim = truncate_dim
