@@ -12,6 +12,7 @@ from embedexp.export import export_from_config
 from embedexp.export.selfcheck import reference_vectors
 from embedexp.export.source import resolve_source
 from embedexp.factory import build_embedder
+from embedexp.pooling import save_pooling_weights
 
 from .conftest import TINY_OVERRIDES, compose_config
 
@@ -28,7 +29,10 @@ def make_run(folder, overrides: list[str]):
         for name, parameter in embedder.model.named_parameters():
             if "lora_B" in name:
                 parameter.copy_(0.5 * torch.randn(parameter.shape, generator=generator))
+        for parameter in embedder.pooling.parameters():  # trained-looking pooling weights (latent attention)
+            parameter.add_(0.3 * torch.randn(parameter.shape, generator=generator))
     embedder.model.save_pretrained(folder / "adapter")
+    save_pooling_weights(embedder.pooling, folder / "adapter")
     embedder.tokenizer.save_pretrained(folder / "adapter")
     (folder / ".hydra").mkdir(parents=True)
     OmegaConf.save(cfg, folder / ".hydra" / "config.yaml")

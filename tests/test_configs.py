@@ -21,7 +21,8 @@ def options(group: str) -> list[str]:
 
 @pytest.mark.parametrize("name", options("pooling"))
 def test_pooling_options_instantiate(name, tmp_path):
-    pooling = instantiate(compose_config("train", [f"pooling={name}"], tmp_path).pooling)
+    sized = {"hidden_size": 64} if name == "latent_attention" else {}
+    pooling = instantiate(compose_config("train", [f"pooling={name}"], tmp_path).pooling, **sized)
     assert isinstance(pooling, Pooling) and pooling.name == name
 
 

@@ -107,6 +107,7 @@ def test_pooling_never_nan_for_masks_with_a_token(data, batch_size, width, exclu
     )
     hidden = torch.randn(batch_size, width, 3)
     attention = torch.softmax(torch.randn(batch_size, width), dim=-1)
-    pooling = build_pooling(name, exclude_prompt=exclude_prompt)
+    sized = {"hidden_size": 3, "num_heads": 1, "num_latents": 4} if name == "latent_attention" else {}
+    pooling = build_pooling(name, exclude_prompt=exclude_prompt, **sized)
     out = pooling(hidden, mask, text, attention)
     assert torch.isfinite(out).all()

@@ -54,18 +54,21 @@ def test_ablation_sweeps_over_seeds_and_has_a_smoke_variant(name):
 
 
 def test_ablation_axes_cover_the_options():
+    paper_poolings = set(options("pooling")) - {"latent_attention"}  # a trained pooling: experiment=levers_smoke
     pooling = sweep_axes(hydra_compose(["experiment=pooling_ablation"]))
-    assert set(pooling["pooling"]) == set(options("pooling"))
+    assert set(pooling["pooling"]) == paper_poolings
     assert hydra_compose(["experiment=pooling_ablation"]).prompt.name == "eol"  # fixed prompt
     prompt = sweep_axes(hydra_compose(["experiment=prompt_ablation"]))
     assert set(prompt["prompt"]) == set(options("prompt"))
     versus = sweep_axes(hydra_compose(["experiment=finetune_vs_base"]))
-    assert set(versus["pooling"]) == set(options("pooling")) and set(versus["prompt"]) == {"none", "eol", "cluster"}
+    assert set(versus["pooling"]) == paper_poolings and set(versus["prompt"]) == {"none", "eol", "cluster"}
     paper = hydra_compose(["experiment=paper_table"])
     assert set(sweep_axes(paper)["model"]) == {"qwen3_0_6b", "llama3_2_1b"}
     for model in sweep_axes(paper)["model"]:
         assert "/" in compose_config("train", [f"model={model}"], ".").model.backbone.name_or_path  # hub ids
-    assert paper.trainer.precision == "bf16-mixed" and paper.trainer.accelerator == "gpu"
+    assert paper.trainer.precision == "auto" and paper.trainer.accelerator == "gpu"  # bf16 where the GPU has it
+    levers = sweep_axes(hydra_compose(["experiment=levers_smoke"]))
+    assert {"latent_attention", "matryoshka"} <= set(levers["lever"])  # the trained pooling and the loss group
 
 
 @needs_optuna

@@ -12,7 +12,7 @@ from embedexp.bidirectional import set_attention
 from embedexp.embedder import Embedder
 from embedexp.errors import ConfigError
 from embedexp.lora import apply_lora, load_adapter
-from embedexp.pooling import Pooling
+from embedexp.pooling import Pooling, load_pooling_weights
 from embedexp.prompts import PromptTemplate
 
 log = logging.getLogger(__name__)
@@ -30,14 +30,12 @@ def build_embedder(
     `eager_attention` switches the backbone to eager attention so attention weights can be read (the `attention`
     pooling does so by itself).
     """
-    pooling = instantiate(cfg.pooling)
     prompt = instantiate(cfg.prompt)
-    if not isinstance(pooling, Pooling):
-        raise ConfigError(f"pooling._target_ must build an embedexp.pooling.Pooling, got {type(pooling).__name__}")
     if not isinstance(prompt, PromptTemplate):
         raise ConfigError(f"prompt._target_ must build an embedexp.prompts.PromptTemplate, got {type(prompt).__name__}")
     backbone: Backbone = instantiate(cfg.model.backbone)
     model = backbone.model
+    pooling = build_configured_pooling(cfg.pooling, int(model.config.hidden_size))
     if (pooling.needs_attention or eager_attention) and model.config._attn_implementation != "eager":
         log.info("attention weights are read: switching the backbone to eager attention")
         model.set_attn_implementation("eager")
@@ -49,6 +47,8 @@ def build_embedder(
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     if adapter_path:
         model = load_adapter(model, adapter_path, trainable=trainable)
+        load_pooling_weights(pooling, adapter_path)
+        pooling.requires_grad_(trainable)
     elif new_lora and cfg.model.get("lora"):
         model = apply_lora(model, **cfg.model.lora)
     return Embedder(
@@ -60,6 +60,15 @@ def build_embedder(
         padding_side=cfg.model.padding_side,
         name=backbone.name,
     )
+
+
+def build_configured_pooling(pooling_cfg: DictConfig, hidden_size: int) -> Pooling:
+    """Instantiate `cfg.pooling`; a `hidden_size: null` key (poolings with weights) gets the backbone's size."""
+    extra = {"hidden_size": hidden_size} if "hidden_size" in pooling_cfg and pooling_cfg.hidden_size is None else {}
+    pooling = instantiate(pooling_cfg, **extra)
+    if not isinstance(pooling, Pooling):
+        raise ConfigError(f"pooling._target_ must build an embedexp.pooling.Pooling, got {type(pooling).__name__}")
+    return pooling
 
 
 def build_tasks(tasks_cfg: DictConfig) -> list:

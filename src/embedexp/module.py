@@ -1,4 +1,4 @@
-"""LightningModule: contrastive (InfoNCE) fine-tuning of an `Embedder` with in-batch negatives."""
+"""LightningModule: contrastive (InfoNCE) fine-tuning of an `Embedder` with in-batch (and hard) negatives."""
 
 from __future__ import annotations
 
@@ -96,16 +96,29 @@ class EmbeddingModule(L.LightningModule):
             positives = self.all_gather(positives, sync_grads=True).flatten(0, 1)
         return anchors, positives
 
-    def embed_pairs(self, batch: dict[str, list[str]]) -> tuple[torch.Tensor, torch.Tensor]:
-        """Embed texts and positives in one forward pass, gathered across processes (with gradients) under DDP."""
+    def gather_negatives(self, negatives: torch.Tensor | None) -> torch.Tensor | None:
+        """All ranks' hard negatives, differentiable; ranks may hold different numbers (padded for the all-gather)."""
+        if negatives is None or self._trainer is None or self.trainer.world_size == 1:
+            return negatives
+        counts = self.all_gather(torch.tensor(len(negatives), device=negatives.device))
+        width = int(counts.max())
+        padded = torch.nn.functional.pad(negatives, (0, 0, 0, width - len(negatives)))
+        gathered = self.all_gather(padded, sync_grads=True)
+        keep = torch.arange(width, device=negatives.device).unsqueeze(0) < counts.unsqueeze(1)
+        return gathered[keep]
+
+    def embed_pairs(self, batch: dict[str, list[str]]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """Embed texts, positives (and hard negatives) in one forward pass, gathered across processes under DDP."""
         n = len(batch["text"])
-        vectors = self.embedder.embed(batch["text"] + batch["text_pos"])
-        return self.gather(vectors[:n], vectors[n:])
+        negatives = batch.get("text_neg")
+        vectors = self.embedder.embed(batch["text"] + batch["text_pos"] + list(negatives or []))
+        anchors, positives = self.gather(vectors[:n], vectors[n : 2 * n])
+        return anchors, positives, self.gather_negatives(vectors[2 * n :] if negatives is not None else None)
 
     def shared_step(self, batch: dict[str, list[str]], stage: str) -> torch.Tensor:
         """Loss and in-batch top-1 accuracy, logged under `stage/`."""
-        anchors, positives = self.embed_pairs(batch)
-        loss = self.loss_fn(anchors, positives)
+        anchors, positives, negatives = self.embed_pairs(batch)
+        loss = self.loss_fn(anchors, positives, negatives)
         self.log_step(loss, anchors, positives, len(batch["text"]), stage)
         return loss
 
@@ -165,7 +178,8 @@ class EmbeddingModule(L.LightningModule):
         Returns the loss and the (gathered) anchors and positives, detached.
         """
         n, size = len(batch["text"]), self.grad_cache_chunk_size or len(batch["text"]) * 2
-        texts = batch["text"] + batch["text_pos"]
+        negative_texts = batch.get("text_neg")
+        texts = batch["text"] + batch["text_pos"] + list(negative_texts or [])
         chunks = [self.embedder.tokenize(texts[i : i + size]) for i in range(0, len(texts), size)]
         states, cached = [], []
         with torch.no_grad():
@@ -173,8 +187,9 @@ class EmbeddingModule(L.LightningModule):
                 states.append(RngState())
                 cached.append(self.embedder(chunk))
         vectors = torch.cat(cached).requires_grad_()
-        anchors, positives = self.gather(vectors[:n], vectors[n:])
-        loss = self.loss_fn(anchors, positives)
+        anchors, positives = self.gather(vectors[:n], vectors[n : 2 * n])
+        negatives = self.gather_negatives(vectors[2 * n :] if negative_texts is not None else None)
+        loss = self.loss_fn(anchors, positives, negatives)
         self.check_finite(loss, batch)
         (vector_grads,) = torch.autograd.grad(loss, vectors)
         attached = self._trainer is not None

@@ -23,6 +23,7 @@ from embedexp.factory import build_embedder
 from embedexp.hardware import configure_threads, resolve_config_precisions
 from embedexp.mntp import build_mntp_module
 from embedexp.module import EmbeddingModule
+from embedexp.pooling import POOLING_WEIGHTS, pooled_dim, save_pooling_weights
 from embedexp.progress import progress_mode
 from embedexp.provenance import provenance
 from embedexp.report.console import print_before_after
@@ -73,12 +74,15 @@ def train(cfg: DictConfig) -> dict:
     embedder = build_embedder(cfg)
     datamodule = instantiate(cfg.data)
     chunk_size, trainer_overrides, clipping = grad_cache_settings(cfg)
+    loss = instantiate(cfg.loss)
+    if hasattr(loss, "check_dim"):  # Matryoshka prefixes must fit the embedding
+        loss.check_dim(pooled_dim(embedder.pooling, int(embedder.model.config.hidden_size)))
     if (cfg.get("objective") or {}).get("name") == "mntp":
         module = build_mntp_module(cfg, embedder, instantiate(cfg.optimizer), cfg.warmup_ratio)
     else:
         module = EmbeddingModule(
             embedder,
-            loss=instantiate(cfg.loss),
+            loss=loss,
             optimizer=instantiate(cfg.optimizer),
             warmup_ratio=cfg.warmup_ratio,
             grad_cache_chunk_size=chunk_size,
@@ -147,10 +151,12 @@ def collect_metrics(cfg: DictConfig, trainer: L.Trainer, callbacks: list, start:
 
 
 def save_adapter(embedder, folder: Path) -> None:
-    """Save the LoRA adapter (peft format) so `eval`/export can reload it."""
+    """Save the LoRA adapter (peft format) and any pooling weights so `eval`/export can reload them."""
     if hasattr(embedder.model, "peft_config"):
         embedder.model.save_pretrained(str(folder))
         embedder.tokenizer.save_pretrained(str(folder))
+        if save_pooling_weights(embedder.pooling, folder):
+            log.info("pooling weights saved to %s", folder / POOLING_WEIGHTS)
         log.info("LoRA adapter saved to %s", folder)
 
 

@@ -123,9 +123,17 @@ class ResumableDataLoader(DataLoader):
         self.batch_sampler.skip = state["trained_batches"] % max(1, len(self.batch_sampler))
 
 
+def pair_length(pair: Pair) -> int:
+    """Characters of a pair's texts, hard negatives included (for length-grouped batches)."""
+    return len(pair[0]) + len(pair[1]) + (sum(len(n) for n in pair[2]) if len(pair) > 2 else 0)
+
+
 def collate_pairs(batch: list[Pair]) -> dict[str, list[str]]:
-    """Keep texts as strings: the model applies its prompt and tokenizer."""
-    return {"text": [a for a, _ in batch], "text_pos": [b for _, b in batch]}
+    """Keep texts as strings: the model applies its prompt and tokenizer; hard negatives of all pairs in one list."""
+    collated = {"text": [pair[0] for pair in batch], "text_pos": [pair[1] for pair in batch]}
+    if any(len(pair) > 2 for pair in batch):
+        collated["text_neg"] = [negative for pair in batch for negative in (pair[2] if len(pair) > 2 else ())]
+    return collated
 
 
 class PairDataModule(L.LightningDataModule):
@@ -183,7 +191,7 @@ class PairDataModule(L.LightningDataModule):
                 "batches (conf/trainer/default.yaml sets it)"
             )
         if self.length_grouped:
-            lengths = [len(a) + len(b) for a, b in self.train_set.pairs]
+            lengths = [pair_length(pair) for pair in self.train_set.pairs]
             sampler = LengthGroupedBatchSampler(lengths, self.batch_size, self.seed, num_replicas=replicas, rank=rank)
             return ResumableDataLoader(
                 self.train_set,

@@ -15,7 +15,9 @@ from embedexp.errors import DataError
 
 log = logging.getLogger(__name__)
 
-Pair = tuple[str, str]
+# (text, positive) or (text, positive, hard negatives): the negatives are extra wrong candidates in InfoNCE
+Pair = tuple[str, str] | tuple[str, str, tuple[str, ...]]
+NEG_COLUMN = "text_neg"
 READERS = {".csv": pd.read_csv, ".jsonl": lambda p: pd.read_json(p, lines=True), ".parquet": pd.read_parquet}
 
 
@@ -35,19 +37,67 @@ def read_table(path: str | Path) -> pd.DataFrame:
         raise DataError(f"{path}: cannot read: {err}") from err
 
 
-def validate_pairs(frame: pd.DataFrame, text_column: str, pos_column: str, origin: str) -> list[Pair]:
-    """Check columns and texts of a pair table and return its rows as (text, positive) tuples."""
+def negative_columns(frame: pd.DataFrame, neg_column: str | None, origin: str) -> list[str]:
+    """Columns holding hard negatives: `<neg>` and `<neg>_<i>` (i = 1, 2, ...), in that order.
+
+    `neg_column` None looks for `text_neg` columns and accepts a file without any; a name given explicitly must exist.
+    A column `<neg>_<x>` whose suffix is not a number is an error (a misspelt negative column would be ignored).
+    """
+    prefix = neg_column or NEG_COLUMN
+    found: list[tuple[int, str]] = []
+    for column in map(str, frame.columns):
+        if column == prefix:
+            found.append((0, column))
+        elif column.startswith(prefix + "_"):
+            suffix = column[len(prefix) + 1 :]
+            if not suffix.isdigit():
+                raise DataError(
+                    f"{origin}: column '{column}' looks like a hard-negative column but '{suffix}' is not a number; "
+                    f"name negative columns '{prefix}' or '{prefix}_1', '{prefix}_2', ..."
+                )
+            found.append((int(suffix), column))
+    if neg_column and not found:
+        raise DataError(
+            f"{origin}: no hard-negative column '{neg_column}' (neg_column); columns are {list(frame.columns)}"
+        )
+    return [column for _, column in sorted(found)]
+
+
+def _negatives(value, row: int, column: str, origin: str) -> list[str]:
+    """The negatives in one cell: a text, a list of texts (list column), or missing (None / NaN / empty list)."""
+    if value is None or (isinstance(value, float) and value != value):
+        return []
+    items = [value] if isinstance(value, str) else list(value) if hasattr(value, "__iter__") else [value]
+    for item in items:
+        if not isinstance(item, str) or not item.strip():
+            raise DataError(f"{origin}: row {row} column '{column}' holds an empty or non-text negative: {item!r}")
+    return items
+
+
+def validate_pairs(
+    frame: pd.DataFrame, text_column: str, pos_column: str, origin: str, neg_column: str | None = None
+) -> list[Pair]:
+    """Check columns and texts of a pair table and return its rows as (text, positive[, negatives]) tuples."""
     missing = [c for c in (text_column, pos_column) if c not in frame.columns]
     if missing:
         raise DataError(f"{origin}: missing column(s) {missing}; columns are {list(frame.columns)}")
     if len(frame) == 0:
         raise DataError(f"{origin}: has zero rows")
+    neg_columns = negative_columns(frame, neg_column, origin)
+    negatives = [frame[c].tolist() for c in neg_columns]
     pairs = []
     for row, (text, positive) in enumerate(zip(frame[text_column], frame[pos_column])):
         for column, value in ((text_column, text), (pos_column, positive)):
             if not isinstance(value, str) or not value.strip():
                 raise DataError(f"{origin}: row {row} column '{column}' is empty or not text: {value!r}")
-        pairs.append((text, positive))
+        if neg_columns:
+            cells = zip(neg_columns, negatives)
+            row_negatives = tuple(n for c, values in cells for n in _negatives(values[row], row, c, origin))
+            pairs.append((text, positive, row_negatives))
+        else:
+            pairs.append((text, positive))
+    if neg_columns:
+        log.info("%s: %d hard negatives from columns %s", origin, sum(len(p[2]) for p in pairs), neg_columns)
     return pairs
 
 
@@ -59,10 +109,12 @@ class PairFile:
     text_column: str = "text"
     pos_column: str = "text_pos"
     max_pairs: int | None = None
+    neg_column: str | None = None  # hard negatives: null = `text_neg`, `text_neg_1`, ... if the file has them
 
     def load(self) -> list[Pair]:
         """Read and validate the file."""
-        pairs = validate_pairs(read_table(self.path), self.text_column, self.pos_column, str(self.path))
+        frame = read_table(self.path)
+        pairs = validate_pairs(frame, self.text_column, self.pos_column, str(self.path), self.neg_column)
         return pairs[: self.max_pairs] if self.max_pairs else pairs
 
 
@@ -102,6 +154,7 @@ class HFPairs:
     text_column: str = "text"
     pos_column: str = "text_pos"
     max_pairs: int | None = None
+    neg_column: str | None = None  # hard negatives: null = `text_neg`, `text_neg_1`, ... if the dataset has them
 
     def load(self) -> list[Pair]:
         """Download (or read from cache) and validate."""
@@ -109,7 +162,7 @@ class HFPairs:
 
         split = f"{self.split}[:{self.max_pairs}]" if self.max_pairs else self.split
         frame = datasets.load_dataset(self.dataset, self.subset, split=split).to_pandas()
-        return validate_pairs(frame, self.text_column, self.pos_column, f"dataset {self.dataset}")
+        return validate_pairs(frame, self.text_column, self.pos_column, f"dataset {self.dataset}", self.neg_column)
 
 
 @dataclass

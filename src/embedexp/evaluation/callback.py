@@ -29,13 +29,15 @@ class ClusteringEvalCallback(L.Callback):
         output_dir: str | None = None,
         zero_shot_cache_dir: str | None = None,
         cache_frozen_prefix: bool = True,
+        dims: list | None = None,
     ) -> None:
         """`tasks`: mteb task objects (a dict's values are used; None entries, i.e. unavailable tasks, skipped).
 
         `zero_shot_cache_dir`: reuse the untrained model's scores of an identical configuration from disk.
         `precision`: autocast while encoding (auto, 32 or bf16; `auto` is resolved here, once).
         `cache_frozen_prefix`: keep the frozen layers' outputs for the evaluation texts, so evaluations after
-        the first run only the trainable (LoRA) layers.
+        the first run only the trainable (LoRA) layers. `dims` (Matryoshka, default `loss.dims`): also score the
+        first `d` dimensions of the embedding, re-normalised, as `val/<task>@<d>` and `val/clustering_mean@<d>`.
         """
         super().__init__()
         values = tasks.values() if isinstance(tasks, Mapping) else tasks
@@ -48,6 +50,7 @@ class ClusteringEvalCallback(L.Callback):
         self.output_dir = output_dir
         self.score_cache = ZeroShotScoreCache(zero_shot_cache_dir) if zero_shot_cache_dir else None
         self.cache_frozen_prefix = cache_frozen_prefix
+        self.dims = list(dims) if dims else []
         self.history: list[dict] = []
         self.seconds: list[float] = []
 
@@ -69,13 +72,13 @@ class ClusteringEvalCallback(L.Callback):
         if self.cache_frozen_prefix and embedder.prefix_cache is None:
             embedder.enable_prefix_cache()
         key = (
-            configuration_key(embedder, self.tasks, self.precision)
+            configuration_key(embedder, self.tasks, self.precision, self.dims)
             if stage == "zero_shot" and self.score_cache
             else None
         )
         scores = self.score_cache.get(key) if key else None
         if scores is None:
-            scores = evaluate_clustering(embedder, self.tasks, None, self.batch_size, self.precision)
+            scores = evaluate_clustering(embedder, self.tasks, None, self.batch_size, self.precision, self.dims)
             if key:
                 self.score_cache.put(key, scores)
         else:

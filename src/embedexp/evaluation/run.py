@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import random
+from collections.abc import Sequence
 from pathlib import Path
 
 import mteb
@@ -14,6 +15,7 @@ import pandas as pd
 from embedexp.atomic import atomic_write_text
 from embedexp.embedder import Embedder
 from embedexp.evaluation.encoder import MtebEncoder
+from embedexp.evaluation.prefix import PrefixEncoder, dim_key, usable_dims
 
 log = logging.getLogger(__name__)
 MEAN_KEY = "clustering_mean"
@@ -21,17 +23,37 @@ LABEL_COLUMNS = ("model", "pooling", "prompt", "stage", "epoch", "step")
 
 
 def evaluate_clustering(
-    embedder: Embedder, tasks: list, name: str | None = None, batch_size: int = 32, precision: str = "auto"
+    embedder: Embedder,
+    tasks: list,
+    name: str | None = None,
+    batch_size: int = 32,
+    precision: str = "auto",
+    dims: Sequence[int | str | None] | None = None,
 ) -> dict[str, float]:
     """V-measure of every task (mteb's main score) and their mean under `clustering_mean`.
 
     Each task's bootstrap RNG is reset first, so a score depends on the embeddings alone, not on how many
-    evaluations ran before (a resumed run scores exactly like an uninterrupted one).
+    evaluations ran before (a resumed run scores exactly like an uninterrupted one). `dims` (Matryoshka): also
+    score the first `d` dimensions, re-normalised, as `<task>@<d>` and `clustering_mean@<d>` (texts embedded once).
     """
+    if not dims:
+        reset_task_rngs(tasks)
+        encoder = MtebEncoder(embedder, name=name or embedder.name, batch_size=batch_size, precision=precision)
+        return score_tasks(encoder, tasks)
+    encoder = PrefixEncoder(embedder, name=name or embedder.name, batch_size=batch_size, precision=precision)
+    reset_task_rngs(tasks)
+    scores = score_tasks(encoder, tasks)
+    for dim in usable_dims(dims, int(encoder.mteb_model_meta.embed_dim)):
+        encoder.dim = dim
+        reset_task_rngs(tasks)
+        scores.update({dim_key(key, dim): value for key, value in score_tasks(encoder, tasks).items()})
+    return scores
+
+
+def reset_task_rngs(tasks: list) -> None:
+    """Each task's bootstrap RNGs from its seed."""
     for task in tasks:
         task.rng_state, task.np_rng = random.Random(task.seed), np.random.default_rng(task.seed)
-    encoder = MtebEncoder(embedder, name=name or embedder.name, batch_size=batch_size, precision=precision)
-    return score_tasks(encoder, tasks)
 
 
 def score_tasks(encoder, tasks: list) -> dict[str, float]:

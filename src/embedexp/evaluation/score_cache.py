@@ -35,11 +35,13 @@ def weights_fingerprint(model) -> str:
     return digest.hexdigest()
 
 
-def configuration_key(embedder: Embedder, tasks: list, precision: str) -> str:
-    """Hash of model, prompt, pooling, tokenization settings, precision, task data and library versions."""
+def configuration_key(embedder: Embedder, tasks: list, precision: str, dims: list | None = None) -> str:
+    """Hash of model, prompt, pooling, tokenization settings, precision, task data, library versions (and the
+    Matryoshka evaluation sizes, when there are any)."""
     parts = [
         embedder.name,
         weights_fingerprint(embedder.model),
+        *([weights_fingerprint(embedder.pooling)] if embedder.pooling.has_weights else []),
         repr(embedder.prompt.template),
         str(embedder.prompt.append_eos),
         repr(embedder.pooling),
@@ -49,6 +51,7 @@ def configuration_key(embedder: Embedder, tasks: list, precision: str) -> str:
         metadata.version("mteb"),
         metadata.version("torch"),
         *sorted(task_fingerprint(task) for task in tasks),
+        *([f"dims={[str(d) for d in dims]}"] if dims else []),
     ]
     return hashlib.sha1("\n".join(parts).encode()).hexdigest()[:16]
 

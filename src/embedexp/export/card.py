@@ -58,6 +58,11 @@ def _recipe(manifest: dict[str, Any]) -> str:
         f"| pooling | `{manifest['pooling']['target']}` {manifest['pooling']['options']} |",
         f"| max length | {manifest['max_length']} tokens; the text is truncated, never the prompt |",
         f"| embedding | {manifest['embed_dim']} dimensions, L2-normalised, cosine similarity |",
+        *(
+            [f"| Matryoshka truncation | the first {manifest['truncate_dim']} dimensions, re-normalised |"]
+            if manifest.get("truncate_dim")
+            else []
+        ),
         f"| parameters | {manifest['n_parameters']:,} |",
     ]
     if manifest["format"] == "sentence_transformers":

@@ -23,6 +23,8 @@ from embedexp.export.selfcheck import PROBE_TEXTS, check_export, reference_vecto
 from embedexp.export.sentence_transformers import pooling_spec, write_sentence_transformers
 from embedexp.export.source import ExportSource, resolve_source
 from embedexp.hardware import configure_threads
+from embedexp.matryoshka import truncate_normalized
+from embedexp.pooling import save_pooling_weights
 from embedexp.progress import Progress
 
 log = logging.getLogger(__name__)
@@ -37,10 +39,13 @@ def _formats(formats: Sequence[str] | str) -> list[str]:
     return [f for f in FORMATS if f in requested]
 
 
-def base_manifest(source: ExportSource, embed_dim: int, training_datasets: Any = None) -> dict[str, Any]:
+def base_manifest(
+    source: ExportSource, embed_dim: int, training_datasets: Any = None, truncate_dim: int | None = None
+) -> dict[str, Any]:
     """What every form records about the model: recipe, backbone, size, and where it came from."""
     embedder = source.embedder
     parameters = sum(p.numel() for name, p in embedder.model.named_parameters() if "lora_" not in name)
+    parameters += sum(p.numel() for p in embedder.pooling.parameters())
     return {
         "name": source.name,
         "embedexp_version": __version__,
@@ -58,6 +63,7 @@ def base_manifest(source: ExportSource, embed_dim: int, training_datasets: Any =
         "max_length": embedder.max_length,
         "padding_side": embedder.padding_side,
         "embed_dim": embed_dim,
+        "truncate_dim": truncate_dim,
         "n_parameters": parameters,
         "similarity_fn_name": "cosine",
         "training_datasets": training_datasets,
@@ -115,8 +121,13 @@ def export_model(
     min_cosine: float = 0.9999,
     overwrite: bool = False,
     training_datasets: Any = None,
+    truncate_dim: int | None = None,
 ) -> dict[str, dict[str, Any]]:
-    """Export `source` in each form to `<output_dir>/<form>/`; each is self-checked before it appears."""
+    """Export `source` in each form to `<output_dir>/<form>/`; each is self-checked before it appears.
+
+    `truncate_dim` (Matryoshka models): every form returns the first `truncate_dim` dimensions, re-normalised, and is
+    checked against the training module's embeddings truncated the same way.
+    """
     forms = _formats(formats)
     output_dir = Path(output_dir)
     targets = {form: output_dir / form for form in forms}
@@ -126,25 +137,47 @@ def export_model(
     texts = list(probe_texts or PROBE_TEXTS)
     embedder = source.embedder
     reference = reference_vectors(embedder, texts)
-    manifest = base_manifest(source, int(reference["right"].shape[1]), training_datasets)
+    full_dim = int(reference["right"].shape[1])
+    if truncate_dim is not None:
+        if not 1 <= int(truncate_dim) <= full_dim:
+            raise ConfigError(f"truncate_dim={truncate_dim} must be in 1..{full_dim} (this model's embedding size)")
+        truncate_dim = int(truncate_dim)
+        reference = {side: truncate_normalized(vectors, truncate_dim) for side, vectors in reference.items()}
+    manifest = base_manifest(source, truncate_dim or full_dim, training_datasets, truncate_dim)
     progress = Progress(len(forms), "export", "forms")
     common = dict(
         source=source, reference=reference, texts=texts, min_cosine=min_cosine, overwrite=overwrite, progress=progress
     )
     results: dict[str, dict[str, Any]] = {}
     if "adapter" in forms:
-        write = lambda folder: write_adapter(embedder.model, embedder.tokenizer, folder)  # noqa: E731
+
+        def write(folder: Path) -> dict:
+            entries = write_adapter(embedder.model, embedder.tokenizer, folder)
+            save_pooling_weights(embedder.pooling, folder)
+            return entries
+
         results["adapter"] = _export_one("adapter", targets["adapter"], write, manifest, **common)
     if {"merged", "sentence_transformers"} & set(forms):
         embedder.model = merge_lora(embedder.model)  # in place: the reference vectors are already computed
     if "merged" in forms:
-        write = lambda folder: write_merged(embedder.model, embedder.tokenizer, folder)  # noqa: E731
+
+        def write(folder: Path) -> dict:
+            entries = write_merged(embedder.model, embedder.tokenizer, folder)
+            save_pooling_weights(embedder.pooling, folder)
+            return entries
+
         results["merged"] = _export_one("merged", targets["merged"], write, manifest, **common)
     if "sentence_transformers" in forms:
 
         def write(folder: Path) -> dict:
             entries = write_sentence_transformers(
-                embedder.model, embedder.tokenizer, embedder.pooling, embedder.prompt, embedder.max_length, folder
+                embedder.model,
+                embedder.tokenizer,
+                embedder.pooling,
+                embedder.prompt,
+                embedder.max_length,
+                folder,
+                truncate_dim=truncate_dim,
             )
             return {
                 "embed_dim": entries.pop("embed_dim"),
@@ -178,4 +211,5 @@ def export_from_config(cfg: DictConfig) -> dict[str, dict[str, Any]]:
         float(cfg.min_cosine),
         bool(cfg.overwrite),
         training,
+        cfg.get("truncate_dim"),
     )

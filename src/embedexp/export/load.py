@@ -22,6 +22,8 @@ from embedexp.errors import ConfigError
 from embedexp.export.st_modules import import_pooling
 from embedexp.export.tokenizer import bake_template, unbake
 from embedexp.lora import load_adapter
+from embedexp.matryoshka import truncate_normalized
+from embedexp.pooling import load_pooling_weights
 from embedexp.prompts import PromptTemplate
 
 MANIFEST = "embedexp_export.json"
@@ -136,8 +138,9 @@ class LoadedExport:
                 vectors = self.model.encode(
                     texts, batch_size=batch_size, show_progress_bar=show_progress, convert_to_numpy=True
                 )
-            else:
+            else:  # the sentence-transformers folder truncates in its own Dense module
                 vectors = self.model.encode(texts, batch_size=batch_size, show_progress=show_progress)
+                vectors = truncate_normalized(vectors, self.manifest.get("truncate_dim"))
         return np.asarray(vectors, dtype=np.float32)
 
 
@@ -159,10 +162,12 @@ def load_export(path: str | Path, device: str = "cpu") -> LoadedExport:
         from peft import PeftModel
 
         model = PeftModel.from_pretrained(_base_model(manifest), str(path), is_trainable=False)
+    pooling = import_pooling(manifest["pooling"]["target"], manifest["pooling"]["options"])
+    load_pooling_weights(pooling, path)
     embedder = Embedder(
         model.to(device).eval(),
         AutoTokenizer.from_pretrained(str(path)),
-        import_pooling(manifest["pooling"]["target"], manifest["pooling"]["options"]),
+        pooling.to(device).eval(),
         manifest_prompt(manifest),
         max_length=int(manifest["max_length"]),
         padding_side=manifest.get("padding_side", "right"),

@@ -15,10 +15,20 @@ from typing import Any
 import sentence_transformers
 import torch
 import transformers
+from safetensors.torch import save_file
+from sentence_transformers.base.modules.dense import Dense
 
 from embedexp.bidirectional import attention_mode
 from embedexp.export.tokenizer import bake_template, original_state
-from embedexp.pooling import LastTokenPooling, MaxPooling, MeanPooling, Pooling, WeightedMeanPooling
+from embedexp.pooling import (
+    POOLING_WEIGHTS,
+    LastTokenPooling,
+    MaxPooling,
+    MeanPooling,
+    Pooling,
+    WeightedMeanPooling,
+    pooled_dim,
+)
 from embedexp.prompts import PromptTemplate
 
 # embedexp pooling class -> sentence-transformers pooling_mode (exact equivalents, see tests/test_export.py)
@@ -31,6 +41,7 @@ ST_POOLING_MODES = {
 ST_TRANSFORMER = "sentence_transformers.base.modules.transformer.Transformer"
 ST_POOLING = "sentence_transformers.sentence_transformer.modules.pooling.Pooling"
 ST_NORMALIZE = "sentence_transformers.base.modules.normalize.Normalize"
+ST_DENSE = "sentence_transformers.base.modules.dense.Dense"
 CUSTOM_TRANSFORMER = "embedexp.export.st_modules.EmbedexpTransformer"
 CUSTOM_POOLING = "embedexp.export.st_modules.EmbedexpPooling"
 TEXT_MODALITY = {"text": {"method": "forward", "method_output_name": "last_hidden_state"}}
@@ -45,12 +56,10 @@ def st_pooling_mode(pooling: Pooling) -> str | None:
 
 def pooling_spec(pooling: Pooling) -> dict[str, Any]:
     """Class path and constructor options of an embedexp pooling (for manifests and the custom module)."""
-    options = {"exclude_prompt": pooling.exclude_prompt}
-    for key in ("layers", "keep_sink"):
-        if hasattr(pooling, key):
-            value = getattr(pooling, key)
-            options[key] = list(value) if isinstance(value, tuple) else value
-    return {"target": f"{type(pooling).__module__}.{type(pooling).__qualname__}", "options": options}
+    spec = {"target": f"{type(pooling).__module__}.{type(pooling).__qualname__}", "options": pooling.options()}
+    if pooling.has_weights:
+        spec["weights"] = POOLING_WEIGHTS
+    return spec
 
 
 def _write_json(path: Path, data: dict) -> None:
@@ -66,8 +75,14 @@ def write_sentence_transformers(
     prompt: PromptTemplate,
     max_length: int,
     folder: Path,
+    truncate_dim: int | None = None,
 ) -> dict[str, Any]:
-    """Write the folder for a merged (adapter-free) base decoder; returns the manifest entries describing it."""
+    """Write the folder for a merged (adapter-free) base decoder; returns the manifest entries describing it.
+
+    `truncate_dim` (Matryoshka): a bias-free identity `Dense` module keeps the first `truncate_dim` dimensions of the
+    pooled vector before `Normalize`, so a plain `SentenceTransformer(path)` returns truncated, re-normalised vectors
+    (sentence-transformers' own `truncate_dim` is not saved with a model and truncates after normalising).
+    """
     mode = st_pooling_mode(pooling)
     attention = attention_mode(model)
     custom = mode is None
@@ -93,21 +108,34 @@ def write_sentence_transformers(
         transformer_config["attention"] = attention
         if pooling.needs_attention:
             transformer_config["model_kwargs"]["attn_implementation"] = "eager"
-        spec = pooling_spec(pooling)
-        pooling_config = {**spec, "embedding_dimension": _pooled_dim(pooling, dim)}
+        spec = {key: value for key, value in pooling_spec(pooling).items() if key != "weights"}
+        pooling_config = {**spec, "embedding_dimension": pooled_dim(pooling, dim)}
     else:
         pooling_config = {"embedding_dimension": dim, "pooling_mode": mode, "include_prompt": True}
     _write_json(folder / "sentence_bert_config.json", transformer_config)
     _write_json(folder / "1_Pooling" / "config.json", pooling_config)
-    _write_json(
-        folder / "2_Normalize" / "config.json",
-        {"module_input_name": "sentence_embedding", "module_output_name": "sentence_embedding"},
-    )
+    if pooling.has_weights:
+        weights = {f"pooling.{k}": v.detach().cpu().contiguous() for k, v in pooling.state_dict().items()}
+        save_file(weights, str(folder / "1_Pooling" / "model.safetensors"))
     modules = [
         (CUSTOM_TRANSFORMER if custom else ST_TRANSFORMER, ""),
         (CUSTOM_POOLING if custom else ST_POOLING, "1_Pooling"),
-        (ST_NORMALIZE, "2_Normalize"),
     ]
+    embed_dim = pooling_config["embedding_dimension"]
+    if truncate_dim is not None:
+        truncation = Dense(embed_dim, truncate_dim, bias=False, activation_function=None)
+        with torch.no_grad():
+            truncation.linear.weight.copy_(torch.eye(embed_dim)[:truncate_dim])
+        (folder / "2_Dense").mkdir()
+        truncation.save(str(folder / "2_Dense"))
+        modules.append((ST_DENSE, "2_Dense"))
+        embed_dim = truncate_dim
+    normalize = f"{len(modules)}_Normalize"
+    _write_json(
+        folder / normalize / "config.json",
+        {"module_input_name": "sentence_embedding", "module_output_name": "sentence_embedding"},
+    )
+    modules.append((ST_NORMALIZE, normalize))
     _write_json_list(
         folder / "modules.json", [{"idx": i, "name": str(i), "path": p, "type": t} for i, (t, p) in enumerate(modules)]
     )
@@ -140,7 +168,7 @@ def write_sentence_transformers(
     return {
         "pooling_mode": mode,
         "custom_modules": custom,
-        "embed_dim": pooling_config["embedding_dimension"],
+        "embed_dim": embed_dim,
         "tokenizer_original": original_state(tokenizer),
     }
 
@@ -148,11 +176,3 @@ def write_sentence_transformers(
 def _write_json_list(path: Path, rows: list[dict]) -> None:
     """Write a JSON list (modules.json)."""
     path.write_text(json.dumps(rows, indent=2) + "\n", encoding="utf-8")
-
-
-def _pooled_dim(pooling: Pooling, hidden: int) -> int:
-    """Output size of a pooling over `hidden`-sized states (probed with a one-token input)."""
-    states = torch.zeros(1, 2, hidden)
-    mask = torch.ones(1, 2, dtype=torch.long)
-    attention = torch.full((1, 2), 0.5) if pooling.needs_attention else None
-    return int(pooling(states, mask, mask, attention).shape[-1])

@@ -136,7 +136,6 @@ def resolve_source(cfg: DictConfig, require_weights: bool = True) -> ExportSourc
     embedder = build_embedder(model_cfg, adapter_path=adapter_path, trainable=False, new_lora=bool(ckpt_path))
     if ckpt_path:
         load_checkpoint(embedder, ckpt_path)
-    embedder.model.eval()
-    for parameter in embedder.model.parameters():
-        parameter.requires_grad_(False)
+    embedder.eval()
+    embedder.requires_grad_(False)
     return ExportSource(model_cfg, embedder, run_dir, adapter_path, ckpt_path, run_records(run_dir))

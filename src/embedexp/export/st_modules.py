@@ -81,7 +81,10 @@ def import_pooling(target: str, options: dict[str, Any]) -> Pooling:
 
 
 class EmbedexpPooling(Module):
-    """Any embedexp pooling (the same code as in training) as a sentence-transformers module."""
+    """Any embedexp pooling (the same code as in training) as a sentence-transformers module.
+
+    A pooling with trained weights (`latent_attention`) keeps them in `model.safetensors` beside its config.
+    """
 
     config_keys = ["target", "options", "embedding_dimension"]
 
@@ -106,5 +109,17 @@ class EmbedexpPooling(Module):
         return self.embedding_dimension
 
     def save(self, output_path: str, *args: Any, safe_serialization: bool = True, **kwargs: Any) -> None:
-        """Only the config: a pooling has no weights."""
+        """The config, and the weights of a pooling that has any."""
         self.save_config(output_path)
+        if self.pooling.has_weights:
+            self.save_torch_weights(output_path, safe_serialization=safe_serialization)
+
+    @classmethod
+    def load(cls, model_name_or_path: str, subfolder: str = "", **kwargs: Any) -> EmbedexpPooling:
+        """Rebuild the pooling from its config, then load its weights if it has any."""
+        hub = {k: kwargs[k] for k in ("token", "cache_folder", "revision", "local_files_only") if k in kwargs}
+        config = cls.load_config(model_name_or_path, subfolder=subfolder, **hub)
+        module = cls(**config)
+        if module.pooling.has_weights:
+            cls.load_torch_weights(model_name_or_path, subfolder=subfolder, model=module, **hub)
+        return module
