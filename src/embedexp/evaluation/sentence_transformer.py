@@ -70,7 +70,7 @@ class SentenceTransformerEncoder(AbsEncoder):
             name or self.path.name,
             n_parameters=sum(p.numel() for p in self.model.parameters()),
             max_tokens=int(self.model.max_seq_length or 512),
-            embed_dim=int(self.model.get_sentence_embedding_dimension()),
+            embed_dim=int(self.model.get_embedding_dimension()),
             use_instructions=bool(self.prompts),
             loader=load_sentence_transformer_encoder,
             loader_kwargs={"path": str(self.path), "prompts": self.prompts, "batch_size": batch_size},
