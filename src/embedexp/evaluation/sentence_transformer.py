@@ -18,7 +18,8 @@ from mteb.models.abs_encoder import AbsEncoder, get_prompt_name
 
 from embedexp.backbone import resolve_source
 from embedexp.errors import ConfigError
-from embedexp.evaluation.encoder import autocast_for, build_model_meta
+from embedexp.evaluation.encoder import build_model_meta
+from embedexp.hardware import autocast_for
 
 ST_MODULES = "modules.json"
 
@@ -51,7 +52,7 @@ class SentenceTransformerEncoder(AbsEncoder):
         path: str | Path,
         prompts: Mapping[str, str] | None = None,
         batch_size: int = 32,
-        precision: str = "32",
+        precision: str = "auto",
         name: str | None = None,
         device: str = "cpu",
     ) -> None:

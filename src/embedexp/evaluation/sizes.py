@@ -17,9 +17,10 @@ import pandas as pd
 from mteb.models.abs_encoder import AbsEncoder
 
 from embedexp.embedder import Embedder
-from embedexp.evaluation.encoder import autocast_for, model_meta
+from embedexp.evaluation.encoder import model_meta
 from embedexp.evaluation.run import MEAN_KEY, score_tasks
 from embedexp.evaluation.tasks import LocalClusteringTask, make_local_task
+from embedexp.hardware import autocast_for
 
 SIZE_COLUMNS = ["n_docs", "metric", "value", "seconds"]
 
@@ -56,7 +57,7 @@ def score_at_sizes(
     tasks: Sequence[LocalClusteringTask],
     sizes: Sequence[int],
     batch_size: int = 32,
-    precision: str = "bf16",
+    precision: str = "auto",
 ) -> pd.DataFrame:
     """Long table (n_docs, metric, value, seconds): every task's V-measure and `clustering_mean` at every size.
 

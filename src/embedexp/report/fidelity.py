@@ -45,7 +45,7 @@ def score_job(job_dir: Path, cfg: DictConfig) -> pd.DataFrame:
         raise ConfigError(f"fidelity: {job_dir} has no adapter/ (a finished embedexp.train job saves one)")
     run_cfg = load_run_config(job_dir, cfg.paths)
     embedder = build_embedder(run_cfg, adapter_path=str(adapter), trainable=False, new_lora=False)
-    precision = cfg.get("precision") or run_cfg.get("callbacks", {}).get("clustering_eval", {}).get("precision", "bf16")
+    precision = cfg.get("precision") or run_cfg.get("callbacks", {}).get("clustering_eval", {}).get("precision", "auto")
     sizes = sorted(int(n) for n in cfg.sizes)
     tasks = build_tasks(cfg.tasks)
     frame = score_at_sizes(embedder, tasks, sizes, cfg.batch_size, str(precision))
