@@ -43,7 +43,7 @@ def tiny_st_folder(tmp_path_factory):
 def test_encoder_gives_sentence_transformers_vectors_and_mteb_meta(tiny_st_folder):
     from sentence_transformers import SentenceTransformer
 
-    encoder = SentenceTransformerEncoder(tiny_st_folder, name="test/tiny-bert")
+    encoder = SentenceTransformerEncoder(tiny_st_folder, name="test/tiny-bert", precision="32")
     expected = SentenceTransformer(str(tiny_st_folder), device="cpu").encode(TEXTS, normalize_embeddings=True)
     assert np.allclose(encoder.encode_texts(TEXTS), expected, atol=1e-6)
     meta = encoder.mteb_model_meta
@@ -52,7 +52,7 @@ def test_encoder_gives_sentence_transformers_vectors_and_mteb_meta(tiny_st_folde
         p.numel() for p in encoder.model.parameters()
     )
     assert encoder.pooling == "mean"
-    prompted = SentenceTransformerEncoder(tiny_st_folder, prompts={"Clustering": "topic of {text}"})
+    prompted = SentenceTransformerEncoder(tiny_st_folder, prompts={"Clustering": "topic of {text}"}, precision="32")
     wrapped = encoder.encode_texts(["topic of " + t for t in TEXTS])
     assert np.allclose(prompted.encode_texts(TEXTS, "topic of {text}"), wrapped, atol=1e-6)
     assert not np.allclose(wrapped, encoder.encode_texts(TEXTS), atol=1e-3)
