@@ -14,6 +14,7 @@ from embedexp.atomic import atomic_write_text
 from embedexp.config import CONFIG_DIR
 from embedexp.errors import exit_on_error
 from embedexp.evaluation.run import evaluate_clustering, score_tasks, write_results_table
+from embedexp.evaluation.score_cache import task_set_record
 from embedexp.factory import build_embedder, build_tasks
 from embedexp.provenance import provenance
 
@@ -35,7 +36,7 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
         "prompt": cfg.prompt.name,
         **scores,
     }
-    md_path, _ = write_results_table([row], cfg.paths.output_dir, stem="eval_results")
+    md_path, _ = write_results_table([row], cfg.paths.output_dir, stem="eval_results", task_set=task_set_record(tasks))
     atomic_write_text(Path(cfg.paths.output_dir) / "provenance.json", json.dumps(provenance(cfg.seed), indent=2))
     print(md_path.read_text())
     return scores
@@ -47,11 +48,12 @@ def evaluate_export(cfg: DictConfig) -> dict[str, float]:
 
     prompts = OmegaConf.to_container(cfg.prompts) if cfg.get("prompts") else None
     encoder = ExportedEncoder(cfg.model_path, prompts=prompts, batch_size=cfg.eval.batch_size)
-    scores = score_tasks(encoder, build_tasks(cfg.tasks))
+    tasks = build_tasks(cfg.tasks)
+    scores = score_tasks(encoder, tasks)
     manifest = encoder.export.manifest
     row = {"model": cfg.model_path, "pooling": manifest["pooling"]["target"].rsplit(".", 1)[-1], **scores}
     row["prompt"] = manifest["prompt"]["name"]
-    md_path, _ = write_results_table([row], cfg.paths.output_dir, stem="eval_results")
+    md_path, _ = write_results_table([row], cfg.paths.output_dir, stem="eval_results", task_set=task_set_record(tasks))
     print(md_path.read_text())
     return scores
 
