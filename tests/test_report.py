@@ -142,6 +142,7 @@ def test_parse_overrides_and_positional_folders(tmp_path):
     assert argv == [f'sweep_dir=["{tmp_path.resolve()}"]', "confidence=0.9", "-cn", "report"]
 
 
+@pytest.mark.slow  # two subprocesses
 def test_report_entry_point(sweep, tmp_path):
     result = run_module("embedexp.report", str(sweep), "plot=false", f"hydra.run.dir={tmp_path / 'log'}", cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]

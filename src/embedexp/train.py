@@ -16,6 +16,7 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from embedexp.atomic import atomic_write_text
+from embedexp.checkpointing import AtomicCheckpointIO
 from embedexp.config import CONFIG_DIR
 from embedexp.errors import ConfigError, exit_on_error
 from embedexp.evaluation.callback import ClusteringEvalCallback
@@ -80,6 +81,8 @@ def train(cfg: DictConfig) -> dict:
     callbacks = instantiate_group(cfg.get("callbacks"), cfg.get("tasks"))
     loggers = instantiate_group(cfg.get("logger"))
     status = RunStatus(cfg.paths.output_dir)
+    if not cfg.trainer.get("plugins") and "deepspeed" not in str(cfg.trainer.get("strategy")).lower():
+        trainer_overrides["plugins"] = [AtomicCheckpointIO()]  # a kill mid-write keeps the previous checkpoint
     trainer: L.Trainer = instantiate(
         cfg.trainer, callbacks=[*callbacks, status], logger=loggers or False, **trainer_overrides
     )
