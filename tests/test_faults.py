@@ -29,8 +29,7 @@ def export_write(folder, version):
     if not run.is_dir():
         make_run(run, ["pooling=mean", "prompt=eol"])
     export(run, folder / "export", "formats=[adapter]", "overwrite=true")
-    adapter = folder / "export" / "adapter"
-    return sorted(p for p in adapter.rglob("*") if p.is_file())
+    return sorted(p for p in (folder / "export").rglob("*") if p.is_file())  # the adapter folder and the summary
 
 
 def export_read(path):
