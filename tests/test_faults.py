@@ -29,7 +29,8 @@ def export_write(folder, version):
     if not run.is_dir():
         make_run(run, ["pooling=mean", "prompt=eol"])
     export(run, folder / "export", "formats=[adapter]", "overwrite=true")
-    return sorted(p for p in (folder / "export").rglob("*") if p.is_file())  # the adapter folder and the summary
+    files = (p for p in (folder / "export").rglob("*") if p.is_file())  # the adapter folder and the summary
+    return sorted(p for p in files if not any(part.startswith(".") for part in p.relative_to(folder).parts))
 
 
 def export_read(path):
