@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -28,6 +29,9 @@ def compose_config(name: str, overrides: list[str], output_dir) -> DictConfig:
         cfg = compose(config_name=name, overrides=overrides)
     with open_dict(cfg):
         cfg.paths.output_dir = str(output_dir)
+        evaluator = (cfg.get("callbacks") or {}).get("clustering_eval")
+        if evaluator and evaluator.get("zero_shot_cache_dir"):  # hermetic: never the project-wide score cache
+            evaluator.zero_shot_cache_dir = str(Path(output_dir) / "zero_shot_cache")
     return cfg
 
 

@@ -39,3 +39,22 @@ class KillableNoise:
                 return super().generate(texts, seed, progress)
 
         return _Killable(**kwargs)
+
+
+class CountSteps(L.Callback):
+    """Record the global step a fit starts from and the training steps it runs (the latest instance: `last`)."""
+
+    last: CountSteps | None = None
+
+    def __init__(self) -> None:
+        """Nothing counted yet."""
+        self.entry_step, self.steps = None, 0
+        CountSteps.last = self
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        """The step restored from a checkpoint (0 for a fresh run)."""
+        self.entry_step = trainer.global_step
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        """One more step run by this process."""
+        self.steps += 1

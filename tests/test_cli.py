@@ -7,6 +7,9 @@ import os
 import subprocess
 import sys
 
+import pandas as pd
+import pytest
+
 from embedexp.config import PROJECT_ROOT
 
 
@@ -18,6 +21,7 @@ def run_module(module: str, *args: str, cwd) -> subprocess.CompletedProcess:
     )
 
 
+@pytest.mark.slow  # a training subprocess
 def test_multirun_writes_one_result_per_job(tmp_path):
     sweep_dir = tmp_path / "sweep"
     result = run_module(
@@ -28,6 +32,7 @@ def test_multirun_writes_one_result_per_job(tmp_path):
         "trainer.max_epochs=1",
         "trainer.precision=32",  # ints on the command line, as a user types them
         "eval.precision=32",
+        f"callbacks.clustering_eval.zero_shot_cache_dir={tmp_path / 'zero_shot'}",
         f"hydra.sweep.dir={sweep_dir}",
         cwd=tmp_path,
     )
@@ -37,7 +42,11 @@ def test_multirun_writes_one_result_per_job(tmp_path):
     names = set()
     for job in jobs:
         metrics = json.loads((job / "metrics.json").read_text())
-        assert 0.0 <= metrics["val/clustering_mean"] <= 1.0
+        table = pd.read_csv(job / "clustering_results.csv")  # the final metrics are the last evaluation's scores
+        tasks = [t["name"] for t in metrics["task_set"]["tasks"]]
+        assert sorted(c for c in table.columns if c.endswith("Clustering")) == sorted(tasks) and len(tasks) == 2
+        assert metrics["val/clustering_mean"] == sum(metrics[f"val/{t}"] for t in tasks) / 2
+        assert metrics["val/clustering_mean"] == table["clustering_mean"].iloc[-1]
         assert (job / "clustering_results.md").is_file()
         names.add(metrics["run_name"])
         assert metrics["provenance"]["machine"]["precision"] == {"train": "32-true", "eval": "32"}
@@ -45,6 +54,7 @@ def test_multirun_writes_one_result_per_job(tmp_path):
     assert names == {expected.format(p) for p in ("mean", "last")}
 
 
+@pytest.mark.slow  # a subprocess
 def test_bad_group_option_lists_valid_names(tmp_path):
     result = run_module("embedexp.train", "pooling=median", cwd=tmp_path)
     assert result.returncode != 0
@@ -53,6 +63,7 @@ def test_bad_group_option_lists_valid_names(tmp_path):
         assert valid in result.stderr
 
 
+@pytest.mark.slow  # a subprocess
 def test_eval_entry_writes_results_table(tmp_path):
     out = tmp_path / "eval"
     result = run_module("embedexp.eval", "model=tiny", "tasks=tiny", f"hydra.run.dir={out}", cwd=PROJECT_ROOT)

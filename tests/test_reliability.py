@@ -14,9 +14,10 @@ from safetensors.torch import load_file
 
 from embedexp.config import PROJECT_ROOT
 from embedexp.factory import build_embedder
-from embedexp.train import train
+from embedexp.train import resolve_ckpt_path, train
 
 from .conftest import compose_config
+from .helpers import CountSteps
 
 RUN = [
     "model=tiny",
@@ -48,6 +49,7 @@ def reference(tmp_path_factory):
     return metrics, adapter_weights(folder)
 
 
+@pytest.mark.slow  # a training subprocess
 @pytest.mark.parametrize("signal_name", ["SIGKILL", "SIGTERM"])
 def test_killed_run_resumes_to_the_same_result(reference, tmp_path, signal_name):
     run_dir = tmp_path / "run"
@@ -64,14 +66,19 @@ def test_killed_run_resumes_to_the_same_result(reference, tmp_path, signal_name)
         text=True,
         timeout=600,
     )
-    assert killed.returncode != 0, "the run should have been killed"
+    assert killed.returncode == (-9 if signal_name == "SIGKILL" else 143), killed.stderr[-3000:]
     saved = "last.ckpt" if signal_name == "SIGKILL" else "on_exception.ckpt"
     checkpoint = torch.load(run_dir / "checkpoints" / saved, weights_only=False)
-    assert checkpoint["global_step"] == (15 if signal_name == "SIGKILL" else 17)  # mid-epoch 2 (steps 13..24)
+    entry = 15 if signal_name == "SIGKILL" else 17  # mid-epoch 2 (steps 13..24)
+    assert checkpoint["global_step"] == entry
     assert not (run_dir / "metrics.json").exists()
 
-    cfg = compose_config("train", RUN + ["ckpt_path=last"], run_dir)
+    cfg = compose_config(
+        "train", RUN + ["ckpt_path=last", "+callbacks.count._target_=tests.helpers.CountSteps"], run_dir
+    )
     resumed = train(cfg)
+    # the resumed process started at the checkpoint's step and ran only the remaining ones (24 in all)
+    assert (CountSteps.last.entry_step, CountSteps.last.steps) == (entry, 24 - entry)
     expected_metrics, expected_weights = reference
     for key in FINAL_KEYS:
         assert resumed[key] == pytest.approx(expected_metrics[key], abs=1e-6), key
@@ -80,6 +87,22 @@ def test_killed_run_resumes_to_the_same_result(reference, tmp_path, signal_name)
     for name, tensor in weights.items():
         assert torch.allclose(tensor, expected_weights[name], atol=1e-6), name
     assert json.loads((run_dir / "metrics.json").read_text())["val/clustering_mean"] == resumed["val/clustering_mean"]
+
+
+def test_ckpt_path_last_picks_the_newer_checkpoint(tmp_path):
+    folder = tmp_path / "checkpoints"
+    folder.mkdir()
+    cfg = compose_config("train", RUN + ["ckpt_path=last"], tmp_path)
+    for newer, older in (("on_exception.ckpt", "last.ckpt"), ("last.ckpt", "on_exception.ckpt")):
+        (folder / newer).write_bytes(b"new")
+        (folder / older).write_bytes(b"old")
+        os.utime(folder / older, ns=(1_000_000_000, 1_000_000_000))
+        os.utime(folder / newer, ns=(2_000_000_000, 2_000_000_000))
+        assert resolve_ckpt_path(cfg) == str(folder / newer)
+    (folder / "last.ckpt").unlink()
+    assert resolve_ckpt_path(cfg) == str(folder / "on_exception.ckpt")
+    auto = compose_config("train", RUN + ["ckpt_path=auto"], tmp_path / "fresh")
+    assert resolve_ckpt_path(auto) is None
 
 
 def test_same_seed_same_embeddings_and_scores(tmp_path):

@@ -30,17 +30,21 @@ JOBS = {
 }
 
 
-def write_job(folder, num, overrides, scores=None, zero_shot=None, seed=None):
+def write_job(folder, num, overrides, scores=None, zero_shot=None, seed=None, task_set=None, status=None):
     """A multirun job folder as `embedexp.train` leaves it (metrics.json only when the job finished)."""
     job = folder / str(num)
     (job / ".hydra").mkdir(parents=True)
     (job / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump(overrides))
+    if status:
+        (job / "run_status.json").write_text(json.dumps(status))
     if scores is None:
         return job
     metrics = {"train/loss": 1.5, "val/loss": 2.0, "val/acc": 0.5}
     metrics.update({f"val/{k}": v for k, v in scores.items()})
     metrics.update({f"zero_shot/{k}": v for k, v in (zero_shot or {}).items()})
     metrics.update(run_name=",".join(overrides), provenance={"seed": seed})
+    if task_set:
+        metrics["task_set"] = task_set
     (job / "metrics.json").write_text(json.dumps(metrics))
     return job
 
@@ -138,6 +142,7 @@ def test_parse_overrides_and_positional_folders(tmp_path):
     assert argv == [f'sweep_dir=["{tmp_path.resolve()}"]', "confidence=0.9", "-cn", "report"]
 
 
+@pytest.mark.slow  # two subprocesses
 def test_report_entry_point(sweep, tmp_path):
     result = run_module("embedexp.report", str(sweep), "plot=false", f"hydra.run.dir={tmp_path / 'log'}", cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
@@ -147,41 +152,109 @@ def test_report_entry_point(sweep, tmp_path):
     assert missing.returncode != 0 and "is not a folder" in missing.stderr
 
 
-def write_wandb_job(folder, num, overrides, scores, seed):
-    """A job folder holding only a finished W&B offline run (as when metrics.json was lost), with a config larger
-    than one 32 KiB block of the run log so records span blocks."""
+def write_wandb_job(folder, num, overrides, scores, seed, status="finished", exit_code=0):
+    """A job folder holding only a W&B offline run (as when metrics.json was lost), closed like `embedexp.train`
+    closes it: `run/status` in the summary, and the exit code."""
     import wandb
 
     job = folder / str(num)
     job.mkdir(parents=True)
-    config = {"seed": seed, "overrides": overrides, "run_name": ",".join(overrides), "notes": "x" * 70_000}
+    config = {"seed": seed, "overrides": overrides, "run_name": ",".join(overrides)}
     run = wandb.init(project="embedexp-test", dir=str(job), mode="offline", config=config)
     run.log({f"val/{k}": v for k, v in scores.items()} | {"val/loss": 1.0})
-    run.finish()
-    # the W&B service may still be flushing the log when finish() returns: wait for its exit record
-    from embedexp.report.wandb_offline import find_runs, read_run
-
-    deadline = time.monotonic() + 120
-    while read_run(find_runs(job)[0]).exit_code is None and time.monotonic() < deadline:
-        time.sleep(0.5)
+    if status:
+        run.summary.update({"run/status": status, "run/reason": "" if status == "finished" else "SIGTERM"})
+        run.summary.update({"run/last_step": 7})
+    run.finish(exit_code=exit_code)
     return job
 
 
-def test_report_reads_finished_wandb_offline_runs(tmp_path):
-    from embedexp.report.wandb_offline import find_runs, read_run
+def wait_for_exit_record(job, timeout_s=120):
+    """The W&B service may still be flushing the log when finish() returns: wait until its reader sees the exit."""
+    from embedexp.report.wandb_runs import find_runs, read_run
 
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        runs = find_runs(job)
+        if runs and read_run(runs[0]).exit_code is not None:
+            return read_run(runs[0])
+        time.sleep(0.5)
+    raise AssertionError(f"{job}: no exit record after {timeout_s} s")
+
+
+@pytest.mark.slow
+def test_report_reads_wandb_runs_with_wandbs_reader_and_only_finished_ones(tmp_path):
     folder = tmp_path / "sweep"
     write_job(folder, 0, ["pooling=mean", "seed=1"], {"TaskA": 0.30, "clustering_mean": 0.30}, seed=1)
     write_wandb_job(folder, 1, ["pooling=mean", "seed=2"], {"TaskA": 0.34, "clustering_mean": 0.34}, seed=2)
-    (run_log,) = find_runs(folder)
-    run = read_run(run_log)
-    assert run.exit_code == 0 and run.config["seed"] == 2 and len(run.config["notes"]) == 70_000
-    assert run.summary["val/TaskA"] == pytest.approx(0.34)
+    # closed with exit code 0 but no run/status (how SIGTERM'd runs ended before): never read as finished
+    write_wandb_job(folder, 2, ["pooling=mean", "seed=3"], {"TaskA": 0.9, "clustering_mean": 0.9}, seed=3, status=None)
+    write_wandb_job(
+        folder, 3, ["pooling=mean", "seed=4"], {"TaskA": 0.9, "clustering_mean": 0.9}, 4, "interrupted", 143
+    )
+    runs = [wait_for_exit_record(folder / str(n)) for n in (1, 2, 3)]
+    assert [r.exit_code for r in runs] == [0, 0, 143] and [r.finished for r in runs] == [True, False, False]
+    assert runs[0].config["seed"] == 2 and runs[0].summary["val/TaskA"] == pytest.approx(0.34)
 
     paths = build_report([folder], tmp_path / "out", plot=False)
     row = pd.read_csv(paths["csv"]).set_index("config").loc["all runs"]
     assert row["n"] == 2 and row["seeds"] == "1 2" and row["TaskA mean"] == pytest.approx(0.32)
-    assert "1 read from W&B offline runs" in paths["md"].read_text()
+    markdown = paths["md"].read_text()
+    assert "Jobs: 2 finished (1 read from W&B offline runs), 2 unfinished" in markdown
+    assert f"`{folder / '3'}`: interrupted (SIGTERM), last step 7" in markdown
+    assert f"`{folder / '2'}`: W&B state finished (W&B exit code 0)" in markdown
     # the W&B-only job (no .hydra folder: its overrides came from the W&B config) is invisible without read_wandb
     without = build_report([folder], tmp_path / "out2", plot=False, read_wandb=False)
     assert pd.read_csv(without["csv"])["n"].tolist() == [1]
+
+
+def test_runner_up_shows_its_own_number_of_seeds(tmp_path):
+    folder = tmp_path / "sweep"
+    for num, (pooling, seed, value) in enumerate([("mean", 1, 0.5), ("mean", 2, 0.6), ("last", 1, 0.4)]):
+        write_job(folder, num, [f"pooling={pooling}", f"seed={seed}"], {"TaskA": value}, seed=seed)
+    paths = build_report([folder], tmp_path / "out", plot=False)
+    best = pd.read_csv(paths["best"]).set_index("metric").loc["TaskA"]
+    assert best["config"] == "pooling=mean" and best["runner_up_n"] == 1
+    assert "pooling=last (fine_tuned): 0.4000 (n=1)" in paths["md"].read_text()  # the main table's n, not n=2
+
+
+def test_failed_interrupted_and_killed_jobs_are_unfinished_with_reason_and_step(tmp_path):
+    folder = tmp_path / "sweep"
+    write_job(folder, 0, ["seed=1"], {"TaskA": 0.5}, seed=1, status={"status": "finished", "step": 60})
+    write_job(folder, 1, ["seed=2"], status={"status": "failed", "reason": "FloatingPointError: nan", "step": 3})
+    write_job(folder, 2, ["seed=3"], status={"status": "running", "reason": None, "step": 40})
+    # metrics.json written but the run did not reach its final status: not counted either
+    write_job(folder, 3, ["seed=4"], {"TaskA": 0.9}, seed=4, status={"status": "running", "step": 60})
+    write_job(folder, 4, ["seed=5"])
+    markdown = build_report([folder], tmp_path / "out", plot=False)["md"].read_text()
+    assert "Jobs: 1 finished (0 read from W&B offline runs), 4 unfinished" in markdown
+    assert f"`{folder / '1'}`: failed (FloatingPointError: nan), last step 3" in markdown
+    assert f"`{folder / '2'}`: running (no final status: killed without cleanup" in markdown
+    assert f"`{folder / '3'}`: running (metrics.json written, final status not" in markdown
+    assert f"`{folder / '4'}`: unknown (no metrics.json and no run_status.json), last step None" in markdown
+    assert "0.5000 (n=1)" in markdown and "0.9000" not in markdown
+
+
+def task_set(set_id, *names):
+    """A task set record as train writes it."""
+    return {"id": set_id, "tasks": [{"name": n, "n_texts": 300, "hash": f"h{n}"} for n in names]}
+
+
+def test_report_never_pools_or_ranks_runs_of_different_task_sets(tmp_path):
+    folder = tmp_path / "sweep"
+    five, two = task_set("aaaa", "TaskA", "TaskB", "TaskC"), task_set("bbbb", "TaskA")
+    write_job(folder, 0, ["pooling=mean", "seed=1"], {"clustering_mean": 0.40}, seed=1, task_set=five)
+    write_job(folder, 1, ["pooling=mean", "seed=2"], {"clustering_mean": 0.70}, seed=2, task_set=two)
+    write_job(folder, 2, ["pooling=last", "seed=1"], {"clustering_mean": 0.45}, seed=1, task_set=five)
+    paths = build_report([folder], tmp_path / "out", plot=False)
+    table = pd.read_csv(paths["csv"]).set_index("config")
+    assert table.loc["pooling=mean [tasks aaaa]", "n"] == 1 and table.loc["pooling=mean [tasks bbbb]", "n"] == 1
+    assert table.loc["pooling=mean [tasks aaaa]", "clustering_mean mean"] == pytest.approx(0.40)
+    best = pd.read_csv(paths["best"]).set_index("task_set")
+    assert best.loc["aaaa", "config"] == "pooling=last [tasks aaaa]"
+    assert best.loc["aaaa", "runner_up"] == "pooling=mean [tasks aaaa] (fine_tuned)"  # not the 0.70 of other tasks
+    assert best.loc["bbbb", "config"] == "pooling=mean [tasks bbbb]" and pd.isna(best.loc["bbbb", "runner_up"])
+    markdown = paths["md"].read_text()
+    assert "## Task sets differ (2)" in markdown and "- `bbbb`: TaskA (300 texts, hash hTaskA)" in markdown
+    runs = pd.read_csv(paths["runs"])
+    assert set(runs["task_set"]) == {"aaaa", "bbbb"}

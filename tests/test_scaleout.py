@@ -120,8 +120,17 @@ def test_grad_cache_replays_dropout_masks(tmp_path, monkeypatch):
     assert max((wrong[n] - reference[n]).abs().max().item() for n in reference) > 1e-4
 
 
-def test_grad_cache_training_matches_plain_training(tmp_path):
+def test_grad_cache_training_matches_plain_training(tmp_path, monkeypatch):
     """Through `train`: manual optimization, clipping moved into the module, LR schedule, same weights after 4 steps."""
+    calls = []
+    original = EmbeddingModule.grad_cache_backward
+
+    def counted(module, batch):
+        """Record every GradCache step and the chunk size it ran with."""
+        calls.append(module.grad_cache_chunk_size)
+        return original(module, batch)
+
+    monkeypatch.setattr(EmbeddingModule, "grad_cache_backward", counted)
     common = TINY_OVERRIDES + [
         "data.batch_size=8",
         "data.source.max_pairs=32",
@@ -135,6 +144,8 @@ def test_grad_cache_training_matches_plain_training(tmp_path):
         metrics = train(compose_config("train", common + extra, tmp_path / name))
         weights[name] = load_file(str(tmp_path / name / "adapter" / "adapter_model.safetensors"))
         assert metrics["train/loss"] > 0
+        # 32 pairs / batch 8 = 4 steps, each one a GradCache step of 5-text chunks; none in the plain run
+        assert calls == ([] if name == "plain" else [5, 5, 5, 5]), name
     assert weights["plain"].keys() == weights["cached"].keys()
     for key, tensor in weights["plain"].items():
         assert torch.allclose(weights["cached"][key], tensor, atol=1e-5), key
@@ -214,18 +225,23 @@ def test_ddp_gathered_loss_and_gradients_equal_single_process(tmp_path, chunk_si
         assert_same_grads({n.removeprefix("module."): g for n, g in rank["grads"].items()}, reference, atol=1e-6)
 
 
-def test_use_distributed_sampler_is_refused_under_ddp():
+def test_use_distributed_sampler_is_refused_under_ddp(tmp_path):
     from embedexp.errors import ConfigError
-
-    class FakeTrainer:
-        world_size, global_rank = 2, 0
-        _accelerator_connector = type("C", (), {"use_distributed_sampler": True})()
 
     datamodule = PairDataModule(ListPairs(PAIRS), batch_size=4)
     datamodule.setup()
-    datamodule.trainer = FakeTrainer()
-    with pytest.raises(ConfigError, match="use_distributed_sampler must be false"):
-        datamodule.train_dataloader()
+    for allowed in (False, True):  # the composed trainer=ddp_sim (2 CPU processes, not started), then the bad flag
+        cfg = compose_config("train", TINY_OVERRIDES + ["trainer=ddp_sim"], tmp_path)
+        with open_dict(cfg):
+            cfg.trainer.use_distributed_sampler = allowed
+        trainer = instantiate(cfg.trainer, logger=False, enable_checkpointing=False)
+        assert (trainer.world_size, trainer.global_rank) == (2, 0)
+        datamodule.trainer = trainer
+        if not allowed:
+            assert len(datamodule.train_dataloader()) == len(PAIRS) // 4 // 2  # this rank's half of the batches
+            continue
+        with pytest.raises(ConfigError, match="use_distributed_sampler must be false"):
+            datamodule.train_dataloader()
 
 
 def test_sampler_shards_are_disjoint_and_cover_the_epoch():

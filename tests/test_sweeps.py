@@ -128,6 +128,7 @@ def test_ckpt_path_auto_resumes_only_when_a_checkpoint_exists(tmp_path):
     assert resolve_ckpt_path(cfg) == str(tmp_path / "checkpoints" / "last.ckpt")
 
 
+@pytest.mark.slow  # a sweep subprocess
 @needs_optuna
 def test_optuna_sweep_of_two_trials_runs(tmp_path):
     sweep_dir = tmp_path / "optuna"

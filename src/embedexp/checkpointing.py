@@ -1,4 +1,5 @@
-"""A checkpoint written when training stops early (SIGTERM, Ctrl-C, an error), for `ckpt_path=last`."""
+"""Checkpoints: one written when training stops early (SIGTERM, Ctrl-C, an error), for `ckpt_path=last`; and an
+atomic checkpoint writer (a kill or a full disk mid-write leaves the previous checkpoint)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,9 @@ import logging
 from pathlib import Path
 
 import lightning as L
+from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
+
+from embedexp.atomic import atomic_file
 
 log = logging.getLogger(__name__)
 
@@ -25,3 +29,17 @@ class CheckpointOnInterrupt(L.Callback):
         """Write the checkpoint (every rank takes part; the strategy writes it once)."""
         trainer.save_checkpoint(self.path)
         log.warning("training stopped (%s); checkpoint saved to %s", type(exception).__name__, self.path)
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Lightning's torch checkpoint writer, but through a staging file renamed when complete.
+
+    Lightning writes `last.ckpt` in place (serialized in memory, then written to the final path): a kill or a full
+    disk during that write leaves a truncated checkpoint where the previous complete one was. Here the previous file
+    stays until the new one is complete (`embedexp.atomic.atomic_file`).
+    """
+
+    def save_checkpoint(self, checkpoint: dict, path, storage_options=None) -> None:
+        """Write `checkpoint` beside `path`, then rename it over `path`."""
+        with atomic_file(path) as staging:
+            super().save_checkpoint(checkpoint, staging, storage_options)

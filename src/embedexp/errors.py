@@ -19,6 +19,15 @@ class DataError(EmbedexpError, ValueError):
     """An input file or dataset is invalid; the message names the file and row or column."""
 
 
+class MissingTaskData(DataError):
+    """A clustering task's data file is absent (and the task is not marked `optional`)."""
+
+    def __init__(self, task_name: str, path: str, hint: str = "") -> None:
+        """Remember the task and file; `hint` says how to get the data."""
+        self.task_name, self.path, self.hint = task_name, path, hint
+        super().__init__(f"task {task_name}: data file {path} not found. {hint}".strip())
+
+
 def unknown_name(kind: str, name: str, valid: list[str] | tuple[str, ...]) -> ConfigError:
     """Build the error for an unknown registry name, listing the valid ones."""
     return ConfigError(f"unknown {kind} '{name}'; valid names: {', '.join(sorted(valid))}")

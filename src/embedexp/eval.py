@@ -15,6 +15,7 @@ from embedexp.backbone import PACKAGE_SCHEME, resolve_source
 from embedexp.config import CONFIG_DIR
 from embedexp.errors import exit_on_error
 from embedexp.evaluation.run import evaluate_clustering, score_tasks, write_results_table
+from embedexp.evaluation.score_cache import task_set_record
 from embedexp.factory import build_embedder, build_tasks
 from embedexp.hardware import configure_threads, resolve_config_precisions
 from embedexp.provenance import provenance
@@ -39,7 +40,7 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
         "prompt": cfg.prompt.name,
         **scores,
     }
-    md_path, _ = write_results_table([row], cfg.paths.output_dir, stem="eval_results")
+    md_path, _ = write_results_table([row], cfg.paths.output_dir, stem="eval_results", task_set=task_set_record(tasks))
     run_provenance = provenance(cfg.seed, precision)
     atomic_write_text(Path(cfg.paths.output_dir) / "provenance.json", json.dumps(run_provenance, indent=2))
     print(md_path.read_text())
@@ -57,11 +58,12 @@ def evaluate_export(cfg: DictConfig) -> dict[str, float]:
     if not (Path(folder) / MANIFEST).is_file():
         return evaluate_sentence_transformer(cfg, prompts)
     encoder = ExportedEncoder(folder, prompts=prompts, batch_size=cfg.eval.batch_size, precision=cfg.eval.precision)
-    scores = score_tasks(encoder, build_tasks(cfg.tasks))
+    tasks = build_tasks(cfg.tasks)
+    scores = score_tasks(encoder, tasks)
     manifest = encoder.export.manifest
     row = {"model": cfg.model_path, "pooling": manifest["pooling"]["target"].rsplit(".", 1)[-1], **scores}
     row["prompt"] = manifest["prompt"]["name"]
-    md_path, _ = write_results_table([row], cfg.paths.output_dir, stem="eval_results")
+    md_path, _ = write_results_table([row], cfg.paths.output_dir, stem="eval_results", task_set=task_set_record(tasks))
     print(md_path.read_text())
     return scores
 

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import logging
 
+from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
 from embedexp.backbone import Backbone
 from embedexp.bidirectional import set_attention
 from embedexp.embedder import Embedder
-from embedexp.errors import ConfigError
+from embedexp.errors import ConfigError, DataError, EmbedexpError, MissingTaskData
 from embedexp.lora import apply_lora, load_adapter
 from embedexp.pooling import Pooling, load_pooling_weights
 from embedexp.prompts import PromptTemplate
@@ -71,9 +72,37 @@ def build_configured_pooling(pooling_cfg: DictConfig, hidden_size: int) -> Pooli
     return pooling
 
 
+def instantiate_node(node, tasks_cfg: DictConfig | None = None):
+    """`instantiate(node)`, raising the project's own error (not Hydra's wrapper) when a target raises one.
+
+    A task whose data is missing is reported with its config key (`tasks.<key>`), found in `tasks_cfg` by name.
+    """
+    try:
+        return instantiate(node)
+    except InstantiationException as wrapper:
+        error = wrapper.__cause__
+        while isinstance(error, InstantiationException):  # nested targets (tasks inside the eval callback)
+            error = error.__cause__
+        if isinstance(error, MissingTaskData):
+            raise missing_task_error(error, tasks_cfg) from None
+        if isinstance(error, EmbedexpError):
+            raise error from None
+        raise
+
+
+def missing_task_error(error: MissingTaskData, tasks_cfg: DictConfig | None) -> DataError:
+    """The missing-data error naming the task's config key and how to mark it optional."""
+    keys = [key for key, node in (tasks_cfg or {}).items() if node and node.get("name") == error.task_name]
+    key = f"tasks.{keys[0]}" if keys else f"the tasks entry of {error.task_name}"
+    return DataError(
+        f"{key}: data file {error.path} not found (task {error.task_name}). {error.hint} "
+        f"To score without it, mark it optional: {key}.optional=true (the run then records the smaller task set)."
+    )
+
+
 def build_tasks(tasks_cfg: DictConfig) -> list:
-    """Instantiate the task list of a `tasks` config; tasks whose data is absent here are skipped."""
-    tasks = [task for task in (instantiate(node) for node in tasks_cfg.values()) if task is not None]
+    """Instantiate the task list of a `tasks` config; optional tasks whose data is absent here are left out."""
+    tasks = [task for task in (instantiate_node(node, tasks_cfg) for node in tasks_cfg.values()) if task is not None]
     if not tasks:
         raise ConfigError("tasks: none of the configured clustering tasks could be built on this machine")
     return tasks

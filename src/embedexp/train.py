@@ -16,10 +16,12 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from embedexp.atomic import atomic_write_text
+from embedexp.checkpointing import AtomicCheckpointIO
 from embedexp.config import CONFIG_DIR
 from embedexp.errors import ConfigError, exit_on_error
 from embedexp.evaluation.callback import ClusteringEvalCallback
-from embedexp.factory import build_embedder
+from embedexp.evaluation.score_cache import task_set_record
+from embedexp.factory import build_embedder, instantiate_node
 from embedexp.hardware import configure_threads, resolve_config_precisions
 from embedexp.mntp import build_mntp_module
 from embedexp.module import EmbeddingModule
@@ -27,15 +29,16 @@ from embedexp.pooling import POOLING_WEIGHTS, pooled_dim, save_pooling_weights
 from embedexp.progress import progress_mode
 from embedexp.provenance import provenance
 from embedexp.report.console import print_before_after
+from embedexp.run_status import FINISHED, RunStatus, classify
 
 log = logging.getLogger(__name__)
 
 
-def instantiate_group(group: DictConfig | None) -> list:
+def instantiate_group(group: DictConfig | None, tasks_cfg: DictConfig | None = None) -> list:
     """Instantiate every `_target_` entry of a callbacks/logger group (empty or missing groups give [])."""
     if not group:
         return []
-    return [instantiate(node) for node in group.values() if node and "_target_" in node]
+    return [instantiate_node(node, tasks_cfg) for node in group.values() if node and "_target_" in node]
 
 
 def resolve_ckpt_path(cfg: DictConfig) -> str | None:
@@ -88,26 +91,47 @@ def train(cfg: DictConfig) -> dict:
             grad_cache_chunk_size=chunk_size,
             **clipping,
         )
-    callbacks = instantiate_group(cfg.get("callbacks"))
+    callbacks = instantiate_group(cfg.get("callbacks"), cfg.get("tasks"))
     loggers = instantiate_group(cfg.get("logger"))
+    status = RunStatus(cfg.paths.output_dir)
+    if not cfg.trainer.get("plugins") and "deepspeed" not in str(cfg.trainer.get("strategy")).lower():
+        trainer_overrides["plugins"] = [AtomicCheckpointIO()]  # a kill mid-write keeps the previous checkpoint
     if cfg.trainer.get("enable_progress_bar") is None and progress_mode() != "bar":
         trainer_overrides["enable_progress_bar"] = False  # off a terminal the ProgressLog callback writes lines
-    trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False, **trainer_overrides)
+    trainer: L.Trainer = instantiate(
+        cfg.trainer, callbacks=[*callbacks, status], logger=loggers or False, **trainer_overrides
+    )
+    status.enabled = trainer.is_global_zero
     hyperparams = OmegaConf.to_container(cfg, resolve=True)
     hyperparams["machine"] = run_provenance["machine"]  # runs from different CPUs can be told apart
     if HydraConfig.initialized():  # the sweep report groups W&B runs by these, like .hydra/overrides.yaml
         hyperparams["overrides"] = list(HydraConfig.get().overrides.task)
+    hyperparams["task_set"] = scored_task_set(callbacks)
     for logger in loggers:
         logger.log_hyperparams(hyperparams)
+    status.start(cfg.run_name)
     try:
         trainer.fit(module, datamodule=datamodule, ckpt_path=resolve_ckpt_path(cfg))
         metrics = collect_metrics(cfg, trainer, callbacks, start, run_provenance)
+        metrics["task_set"] = hyperparams["task_set"]
+        metrics["run/status"] = FINISHED
         if trainer.is_global_zero:
             save_adapter(embedder, Path(cfg.paths.output_dir) / "adapter")
             atomic_write_text(Path(cfg.paths.output_dir) / "metrics.json", json.dumps(metrics, indent=2))
-    finally:
-        finish_loggers(loggers)
+    except BaseException as error:  # noqa: BLE001 - recorded, then re-raised
+        state, reason, exit_code = classify(error, trainer)
+        status.end(state, reason, trainer.global_step)
+        finish_loggers(loggers, state, reason, trainer.global_step, exit_code)
+        raise
+    status.end(FINISHED, None, trainer.global_step)
+    finish_loggers(loggers, FINISHED, None, trainer.global_step, 0)
     return metrics
+
+
+def scored_task_set(callbacks: list) -> dict | None:
+    """The exact clustering tasks the run scores (name, number of texts, hash of texts and labels), or None."""
+    evaluator = next((c for c in callbacks if isinstance(c, ClusteringEvalCallback)), None)
+    return None if evaluator is None else task_set_record(evaluator.tasks)
 
 
 def grad_cache_settings(cfg: DictConfig) -> tuple[int | None, dict, dict]:
@@ -160,12 +184,17 @@ def save_adapter(embedder, folder: Path) -> None:
         log.info("LoRA adapter saved to %s", folder)
 
 
-def finish_loggers(loggers: list) -> None:
-    """Close each logger's run (W&B runs must finish before the next multirun job starts)."""
+def finish_loggers(loggers: list, status: str, reason: str | None, step: int, exit_code: int) -> None:
+    """Close each logger's run with the run's status: W&B runs record `run/status`, `run/reason`, `run/last_step` in
+    their summary and end with `exit_code` (0 only when finished; the next multirun job then starts its own run)."""
     for logger in loggers:
-        experiment_finish = getattr(getattr(logger, "_experiment", None), "finish", None)
-        if callable(experiment_finish):
-            experiment_finish()
+        experiment = getattr(logger, "_experiment", None)
+        if experiment is None or not callable(getattr(experiment, "finish", None)):
+            continue
+        summary = getattr(experiment, "summary", None)
+        if summary is not None:
+            summary.update({"run/status": status, "run/reason": reason or "", "run/last_step": int(step)})
+        experiment.finish(exit_code=exit_code)
 
 
 @hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="train")

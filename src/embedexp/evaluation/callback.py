@@ -10,7 +10,7 @@ import lightning as L
 from lightning.pytorch.utilities import rank_zero_only
 
 from embedexp.evaluation.run import MEAN_KEY, evaluate_clustering, write_results_table
-from embedexp.evaluation.score_cache import ZeroShotScoreCache, configuration_key
+from embedexp.evaluation.score_cache import ZeroShotScoreCache, configuration_key, task_set_record
 from embedexp.hardware import resolve_precision
 
 log = logging.getLogger(__name__)
@@ -60,6 +60,13 @@ class ClusteringEvalCallback(L.Callback):
         return next((row for row in self.history if row["stage"] == "zero_shot"), None)
 
     @property
+    def task_set(self) -> dict:
+        """The tasks scored: names, numbers of texts, hashes of texts and labels, and their set's id."""
+        if getattr(self, "_task_set", None) is None:
+            self._task_set = task_set_record(self.tasks)
+        return self._task_set
+
+    @property
     def final(self) -> dict[str, float] | None:
         """Most recent scores."""
         return self.history[-1] if self.history else None
@@ -88,7 +95,7 @@ class ClusteringEvalCallback(L.Callback):
         self.seconds.append(time.perf_counter() - start)
         log.info("clustering (%s, %.0f s): %s", stage, self.seconds[-1], _format(scores))
         if self.output_dir:
-            write_results_table(self.history, self.output_dir)
+            write_results_table(self.history, self.output_dir, task_set=self.task_set)
         return scores
 
     def state_dict(self) -> dict:

@@ -19,7 +19,7 @@ from embedexp.evaluation.prefix import PrefixEncoder, dim_key, usable_dims
 
 log = logging.getLogger(__name__)
 MEAN_KEY = "clustering_mean"
-LABEL_COLUMNS = ("model", "pooling", "prompt", "stage", "epoch", "step")
+LABEL_COLUMNS = ("model", "pooling", "prompt", "stage", "epoch", "step", "task_set")
 
 
 def evaluate_clustering(
@@ -65,13 +65,26 @@ def score_tasks(encoder, tasks: list) -> dict[str, float]:
 
 
 def write_results_table(
-    rows: list[dict], folder: str | os.PathLike, stem: str = "clustering_results"
+    rows: list[dict], folder: str | os.PathLike, stem: str = "clustering_results", task_set: dict | None = None
 ) -> tuple[Path, Path]:
-    """Write rows (one per evaluation) as `<stem>.csv` and a Markdown table `<stem>.md`, task columns sorted."""
+    """Write rows (one per evaluation) as `<stem>.csv` and a Markdown table `<stem>.md`, task columns sorted.
+
+    `task_set` (`score_cache.task_set_record`): its id becomes a `task_set` column, and the Markdown lists its tasks.
+    """
     frame = pd.DataFrame(rows)
+    if task_set:
+        frame["task_set"] = task_set["id"]
     leading = [c for c in LABEL_COLUMNS if c in frame.columns]
     score_columns = sorted(c for c in frame.columns if c not in LABEL_COLUMNS and c != MEAN_KEY)
     frame = frame[leading + score_columns + ([MEAN_KEY] if MEAN_KEY in frame.columns else [])]
     csv_path = atomic_write_text(Path(folder) / f"{stem}.csv", frame.to_csv(index=False))
-    md_path = atomic_write_text(Path(folder) / f"{stem}.md", frame.to_markdown(index=False, floatfmt=".4f") + "\n")
+    markdown = frame.to_markdown(index=False, floatfmt=".4f") + "\n"
+    if task_set:
+        markdown += f"\nTask set {task_set['id']}: " + describe_tasks(task_set) + "\n"
+    md_path = atomic_write_text(Path(folder) / f"{stem}.md", markdown)
     return md_path, csv_path
+
+
+def describe_tasks(task_set: dict) -> str:
+    """`TaskA (300 texts, hash 1a2b…), TaskB (…)` of a task set record."""
+    return ", ".join(f"{t['name']} ({t['n_texts']} texts, hash {t['hash']})" for t in task_set["tasks"])

@@ -24,6 +24,23 @@ def task_fingerprint(task) -> str:
     return f"{task.metadata.name}:{task.seed}:{task.n_clusters}:{task.max_documents_per_cluster}:{digest.hexdigest()}"
 
 
+def task_identity(task) -> dict:
+    """What a task scores: its name, number of texts and a hash of its texts and labels (16 hex digits)."""
+    task.load_data()
+    split = task.dataset["test"]
+    digest = hashlib.sha1()
+    for column in ("sentences", "labels"):
+        digest.update(json.dumps(list(split[column])).encode())
+    return {"name": task.metadata.name, "n_texts": len(split["sentences"]), "hash": digest.hexdigest()[:16]}
+
+
+def task_set_record(tasks: list) -> dict:
+    """The task set of a run: its tasks (sorted by name) and an id hashing them all (12 hex digits)."""
+    identities = sorted((task_identity(task) for task in tasks), key=lambda t: t["name"])
+    joined = "\n".join(f"{t['name']}:{t['n_texts']}:{t['hash']}" for t in identities)
+    return {"id": hashlib.sha1(joined.encode()).hexdigest()[:12], "tasks": identities}
+
+
 def weights_fingerprint(model) -> str:
     """Hash of all trainable weights and of a sample of the frozen ones (tells random inits and adapters apart)."""
     digest = hashlib.sha1()

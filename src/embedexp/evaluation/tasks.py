@@ -14,9 +14,14 @@ from mteb.abstasks.clustering import AbsTaskClustering
 from mteb.abstasks.task_metadata import TaskMetadata
 
 from embedexp.data.debian import corpus_texts, load_corpus
-from embedexp.errors import ConfigError, DataError
+from embedexp.errors import ConfigError, DataError, MissingTaskData
 
 log = logging.getLogger(__name__)
+SHARED_DATA_HINT = (
+    "Build the shared clustering data once (needs internet): `python -m embedexp.data.fetch_shared --out <folder>` "
+    "and set EMBEDEXP_SHARED_DATA=<folder> (default: ../shared/clustering_data beside the checkout); or score the "
+    "Debian tasks only with `tasks=offline_debian`."
+)
 
 # Debian sections that describe packaging form (library, docs, debug symbols) rather than topic.
 FORM_SECTIONS = (
@@ -112,12 +117,18 @@ def debian_section_task(
     seed: int = 0,
     n_bootstrap: int = 10,
     cache_dir: str = ".cache/embedexp",
+    optional: bool = False,
 ) -> LocalClusteringTask | None:
-    """Debian package descriptions (`short` summary or `long` text) clustered by archive section, eval split only."""
+    """Debian package descriptions (`short` summary or `long` text) clustered by archive section, eval split only.
+
+    Without Debian package lists on this machine: an error, or None (the task is left out) when `optional`.
+    """
     records = corpus_texts(load_corpus(cache_dir), "eval", field)
     rows = [(r[field], r["section"]) for r in records if r["section"] not in set(exclude_sections)]
     if not rows:
-        log.warning("task %s skipped: no Debian %s descriptions on this machine", name, field)
+        if not optional:
+            raise MissingTaskData(name, "/var/lib/apt/lists/*_Packages", "This task needs a Debian or Ubuntu machine.")
+        log.warning("optional task %s left out: no Debian %s descriptions on this machine", name, field)
         return None
     rows = balanced_sample(rows, n_docs, n_sections, min_per_section, seed)
     return _task_from_rows(
@@ -136,11 +147,18 @@ def jsonl_task(
     seed: int = 0,
     n_bootstrap: int = 10,
     description: str = "",
+    optional: bool = False,
 ) -> LocalClusteringTask | None:
-    """A clustering task from a (gzipped) JSON Lines file of labelled texts; skipped when the file is absent."""
+    """A clustering task from a (gzipped) JSON Lines file of labelled texts.
+
+    An absent file is an error, unless `optional`: then the task is left out (None) with a warning, and the run
+    records the smaller task set it scored.
+    """
     file = Path(path)
     if not file.is_file():
-        log.warning("task %s skipped: %s not found", name, file)
+        if not optional:
+            raise MissingTaskData(name, str(file), SHARED_DATA_HINT)
+        log.warning("optional task %s left out: %s not found", name, file)
         return None
     opener = gzip.open if file.suffix == ".gz" else open
     rows = []

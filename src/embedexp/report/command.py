@@ -1,7 +1,9 @@
 """The sweep report: `python -m embedexp.report <multirun folder> [more folders] [overrides]` (Hydra, conf/report.yaml).
 
-Reads every job of the multirun(s) (`metrics.json`, `.hydra/overrides.yaml`; a finished W&B offline run where
-`metrics.json` is missing), groups jobs by their overrides minus the seed, and writes into `out_dir` (default
+Reads every job of the multirun(s) (`metrics.json`, `run_status.json`, `.hydra/overrides.yaml`; a finished W&B
+offline run where `metrics.json` is missing), groups jobs by their overrides minus the seed and by the task set they
+scored (configurations are compared only within one task set), lists unfinished jobs with reason and last step, and
+writes into `out_dir` (default
 `<first folder>/report`):
 
 | file | content |
@@ -26,7 +28,8 @@ from omegaconf import DictConfig, ListConfig
 from embedexp.atomic import atomic_file, atomic_write_text
 from embedexp.config import CONFIG_DIR
 from embedexp.errors import ConfigError, exit_on_error
-from embedexp.report.collect import DEFAULT_EXCLUDE, collect_runs, config_keys, runs_frame
+from embedexp.evaluation.run import describe_tasks
+from embedexp.report.collect import DEFAULT_EXCLUDE, collect_runs, config_keys, runs_frame, task_sets
 from embedexp.report.plots import plot_report
 from embedexp.report.stats import best_per_metric, summarize
 from embedexp.report.tables import best_markdown, markdown_table, wide_table
@@ -60,7 +63,7 @@ def build_report(
     keys, _ = config_keys(records, exclude_keys)
     summary = summarize(runs, confidence)
     best = best_per_metric(summary)
-    unfinished = [r.job_dir for r in records if not r.finished]
+    unfinished = [r for r in records if not r.finished]
     paths = {
         "runs": atomic_write_text(out / "runs.csv", runs.to_csv(index=False)),
         "csv": atomic_write_text(out / "report.csv", wide_table(summary, runs, keys).to_csv(index=False)),
@@ -92,7 +95,7 @@ def report_markdown(folders, constant, summary, best, records, unfinished, confi
         "",
         "Sources: " + ", ".join(f"`{f}`" for f in folders),
         f"Jobs: {finished} finished ({from_wandb} read from W&B offline runs), {len(unfinished)} unfinished "
-        "(no metrics.json, no finished W&B run).",
+        "(failed, interrupted, killed or still running: never counted).",
         "Shared overrides: " + (f"`{_shared(constant)}`" if constant else "none"),
         "",
         f"## V-measure, mean ± {level} CI over seeds",
@@ -121,9 +124,33 @@ def report_markdown(folders, constant, summary, best, records, unfinished, confi
     duplicated = _duplicate_seeds(summary)
     if duplicated:
         lines += ["", "Warning: some configurations repeat a seed (not independent samples): " + ", ".join(duplicated)]
+    lines += ["", *task_set_lines(records)]
     if unfinished:
-        lines += ["", "## Unfinished jobs", ""] + [f"- `{d}`" for d in unfinished]
+        lines += ["", "## Unfinished jobs (not in any table)", ""]
+        lines += [
+            f"- `{r.job_dir}`: {r.status}" + (f" ({r.reason})" if r.reason else "") + f", last step {r.last_step}"
+            for r in unfinished
+        ]
     return "\n".join(lines) + "\n"
+
+
+def task_set_lines(records) -> list[str]:
+    """The task set(s) scored; when they differ, a warning that `clustering_mean` is compared only within one."""
+    sets = task_sets(records)
+    if len(sets) == 1:
+        ((set_id, tasks),) = sets.items()
+        return [f"Task set {set_id}, scored by every finished job: " + (describe_tasks({"tasks": tasks}) or "?")]
+    lines = [
+        f"## Task sets differ ({len(sets)})",
+        "",
+        "These jobs scored different clustering tasks (or the same tasks on different texts): each configuration is "
+        "labelled with its task set, and `clustering_mean` and the best configuration are compared only within one "
+        "task set.",
+        "",
+    ]
+    for set_id, tasks in sets.items():
+        lines.append(f"- `{set_id}`: " + (describe_tasks({"tasks": tasks}) or "tasks not recorded (older run)"))
+    return lines
 
 
 def _duplicate_seeds(summary) -> list[str]:

@@ -44,7 +44,7 @@ def summarize(runs: pd.DataFrame, confidence: float = 0.95) -> pd.DataFrame:
 
     Configurations keep the order of their first job; stages go fine_tuned, zero_shot.
     """
-    columns = ["config", "stage", "metric", "n", "seeds", "mean", "ci", "ci_low", "ci_high", "std"]
+    columns = ["config", "stage", "metric", "n", "seeds", "mean", "ci", "ci_low", "ci_high", "std", "task_set"]
     if runs.empty:
         return pd.DataFrame(columns=columns)
     config_rank = {c: i for i, c in enumerate(dict.fromkeys(runs["config"]))}
@@ -65,6 +65,7 @@ def summarize(runs: pd.DataFrame, confidence: float = 0.95) -> pd.DataFrame:
                 ci_low=mean - half,
                 ci_high=mean + half,
                 std=std,
+                task_set=group["task_set"].iloc[0] if "task_set" in group else None,
             )
         )
     frame = pd.DataFrame(rows, columns=columns)
@@ -76,16 +77,27 @@ def summarize(runs: pd.DataFrame, confidence: float = 0.95) -> pd.DataFrame:
 
 
 def best_per_metric(summary: pd.DataFrame) -> pd.DataFrame:
-    """For each metric the (config, stage) with the highest mean, the runner-up, and whether their CIs are disjoint.
+    """For each task set and metric the (config, stage) with the highest mean, the runner-up, and whether their CIs
+    are disjoint.
 
-    `separated` is False when the intervals overlap or either is undefined (one seed): then the ranking is not
-    supported by the seeds' spread.
+    Configurations are ranked only against others that scored the same task set. `separated` is False when the
+    intervals overlap or either is undefined (one seed): then the ranking is not supported by the seeds' spread.
     """
+    task_set_column = summary["task_set"] if "task_set" in summary else pd.Series([None] * len(summary))
+    frames = [
+        _best_of(summary[task_set_column.values == task_set], task_set)
+        for task_set in dict.fromkeys(task_set_column.tolist())
+    ]
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def _best_of(summary: pd.DataFrame, task_set) -> pd.DataFrame:
+    """`best_per_metric` within one task set."""
     rows = []
     for metric in metric_order(list(summary["metric"].unique())):
         ranked = summary[summary["metric"] == metric].sort_values("mean", ascending=False, kind="stable")
         best = ranked.iloc[0]
-        row = dict(metric=metric, config=best["config"], stage=best["stage"], n=best["n"])
+        row = dict(metric=metric, task_set=task_set, config=best["config"], stage=best["stage"], n=best["n"])
         row.update(mean=best["mean"], ci=best["ci"])
         if len(ranked) > 1:
             second = ranked.iloc[1]
@@ -93,8 +105,8 @@ def best_per_metric(summary: pd.DataFrame) -> pd.DataFrame:
                 not math.isnan(best["ci"]) and not math.isnan(second["ci"]) and best["ci_low"] > second["ci_high"]
             )
             row.update(runner_up=f"{second['config']} ({second['stage']})", runner_up_mean=second["mean"])
-            row.update(runner_up_ci=second["ci"], separated=separated)
+            row.update(runner_up_ci=second["ci"], runner_up_n=second["n"], separated=separated)
         else:
-            row.update(runner_up=None, runner_up_mean=math.nan, runner_up_ci=math.nan, separated=False)
+            row.update(runner_up=None, runner_up_mean=math.nan, runner_up_ci=math.nan, runner_up_n=0, separated=False)
         rows.append(row)
     return pd.DataFrame(rows)

@@ -56,13 +56,16 @@ def markdown_table(summary: pd.DataFrame) -> str:
 
 def best_markdown(best: pd.DataFrame) -> str:
     """The best configuration per metric, its runner-up, and whether their intervals are disjoint."""
+    several_sets = "task_set" in best and best["task_set"].nunique(dropna=False) > 1
     rows = []
     for _, row in best.iterrows():
         runner_up = "–"
         if row["runner_up"] is not None:
-            runner_up = f"{row['runner_up']}: {format_score(row['runner_up_mean'], row['runner_up_ci'], 2)}"
+            score = format_score(row["runner_up_mean"], row["runner_up_ci"], int(row["runner_up_n"]))
+            runner_up = f"{row['runner_up']}: {score}"
         rows.append(
             {
+                **({"task set": row["task_set"]} if several_sets else {}),
                 "metric": row["metric"],
                 "best configuration": f"{row['config']} ({row['stage']})",
                 "mean ± CI": format_score(row["mean"], row["ci"], int(row["n"])),
