@@ -95,7 +95,9 @@ def test_wheel_trains_the_smoke_run_into_the_current_folder(installed):
     work = root / "work"
     work.mkdir()
     run(["embedexp-train", "experiment=smoke"], work, env)
-    (metrics_file,) = work.glob("outputs/smoke/runs/*/metrics.json")
+    runs = list(work.glob("outputs/smoke/runs/*/metrics.json"))
+    assert len(runs) == 1, f"no single run folder under {work / 'outputs'}: {runs}"
+    metrics_file = runs[0]
     metrics = json.loads(metrics_file.read_text())
     assert 0.0 <= metrics["val/clustering_mean"] <= 1.0
     assert (metrics_file.parent / "adapter").is_dir()
@@ -114,7 +116,9 @@ def test_wheel_uses_a_pooling_from_the_users_folder(installed):
     (user / "my_conf" / "pooling" / "min.yaml").write_text("_target_: my_poolings.MinPooling\nexclude_prompt: false\n")
     args = ["embedexp-eval", "model=tiny", "tasks=tiny", "pooling=min", "hydra.searchpath=[file://my_conf]"]
     run(args, user, dict(env, PYTHONPATH=str(user)))
-    (table,) = user.glob("outputs/eval/runs/*/eval_results.csv")
+    tables = list(user.glob("outputs/eval/runs/*/eval_results.csv"))
+    assert len(tables) == 1, f"no single eval run folder under {user / 'outputs'}: {tables}"
+    table = tables[0]
     assert "MinPooling" in table.read_text()
     assert snapshot(venv) == before
 
