@@ -47,8 +47,8 @@ for entry_point in metadata.distribution("embedexp").entry_points:
 """
 
 
-def run(args: list, cwd: Path, env: dict | None = None, timeout: int = 600) -> subprocess.CompletedProcess:
-    """Run a command; fail the test with its output when it fails."""
+def run(args: list, cwd: Path, env: dict | None = None, timeout: int = 1800) -> subprocess.CompletedProcess:
+    """Run a command; fail the test with its output when it fails (the timeout allows a heavily shared CPU)."""
     result = subprocess.run(
         [str(a) for a in args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout
     )
