@@ -8,6 +8,9 @@ export HF_HUB_OFFLINE ?= 1
 export TRANSFORMERS_OFFLINE ?= 1
 export WANDB_MODE ?= offline
 export TOKENIZERS_PARALLELISM ?= false
+# caches (dequantized GGUF, tokenizers, Debian corpus, zero-shot scores) stay in the checkout for make's commands;
+# an installed embedexp uses $EMBEDEXP_HOME or the user cache dir instead (see conf/paths/default.yaml)
+export EMBEDEXP_CACHE_DIR ?= $(CURDIR)/.cache/embedexp
 
 .PHONY: install run test test-fast eval baseline export synth bench clean
 
@@ -57,4 +60,4 @@ synth: install
 	$(PY) -m embedexp.synth
 
 clean:
-	rm -rf outputs .pytest_cache
+	rm -rf outputs .pytest_cache dist

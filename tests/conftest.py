@@ -13,6 +13,8 @@ os.environ.setdefault("WANDB_SILENT", "true")
 _WANDB_TMP = tempfile.mkdtemp(prefix="embedexp-wandb-")
 for _key in ("WANDB_CACHE_DIR", "WANDB_CONFIG_DIR", "WANDB_DATA_DIR", "WANDB_DIR"):
     os.environ.setdefault(_key, _WANDB_TMP)
+# the checkout's cache, as `make test` sets it: composed configs and the fixtures below then share one cache
+os.environ.setdefault("EMBEDEXP_CACHE_DIR", str(Path(__file__).resolve().parents[1] / ".cache" / "embedexp"))
 
 import pytest  # noqa: E402
 from hydra import compose, initialize_config_dir  # noqa: E402

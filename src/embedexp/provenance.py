@@ -5,24 +5,34 @@ from __future__ import annotations
 import platform
 import subprocess
 from importlib import metadata
+from pathlib import Path
 
-from embedexp.config import PROJECT_ROOT
+from embedexp.config import checkout_root
 
 LIBRARIES = ("embedexp", "torch", "transformers", "peft", "lightning", "hydra-core", "mteb", "sentence-transformers")
 
 
 def git_commit() -> str | None:
-    """The project's commit, suffixed `-dirty` when tracked files changed; None outside a git checkout."""
+    """The checkout's commit, suffixed `-dirty` when tracked files changed; None when installed (e.g. from a wheel)."""
+    root = checkout_root()
+    if root is None:  # an installed package may sit inside some other repository: never report that one's commit
+        return None
     try:
-        commit = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=PROJECT_ROOT, capture_output=True, text=True, check=True
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"], cwd=PROJECT_ROOT, capture_output=True, text=True
-        ).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
+        toplevel = run_git(root, "rev-parse", "--show-toplevel")
+        if Path(toplevel).resolve() != root.resolve():
+            return None
+        commit = run_git(root, "rev-parse", "HEAD")
+        dirty = run_git(root, "status", "--porcelain", "--untracked-files=no")
+    except (OSError, subprocess.CalledProcessError, subprocess.TimeoutExpired):
         return None
     return f"{commit}-dirty" if dirty else commit
+
+
+def run_git(folder: Path, *args: str) -> str:
+    """Run one git command in `folder` and return its stripped output."""
+    return subprocess.run(
+        ["git", *args], cwd=folder, capture_output=True, text=True, check=True, timeout=30
+    ).stdout.strip()
 
 
 def library_versions() -> dict[str, str | None]:
