@@ -11,8 +11,14 @@ export TOKENIZERS_PARALLELISM ?= false
 # caches (dequantized GGUF, tokenizers, Debian corpus, zero-shot scores) stay in the checkout for make's commands;
 # an installed embedexp uses $EMBEDEXP_HOME or the user cache dir instead (see conf/paths/default.yaml)
 export EMBEDEXP_CACHE_DIR ?= $(CURDIR)/.cache/embedexp
+# the three shared-data tasks of tasks=offline (20 Newsgroups, StackOverflow, biomedical titles): ../shared beside the
+# checkout where it exists (this project's machines and CI), else downloaded once from their public sources by
+# `make shared-data` (needs internet; without it the run stops with an error naming the missing file)
+SHARED_DATA := $(or $(EMBEDEXP_SHARED_DATA),$(if $(wildcard ../shared/clustering_data/*.jsonl.gz),$(abspath ../shared/clustering_data),$(CURDIR)/.cache/embedexp/clustering_data))
+export EMBEDEXP_SHARED_DATA := $(SHARED_DATA)
+SHARED_FILES := 20ng_subjects.jsonl.gz stackoverflow_titles.jsonl.gz biomedical_titles.jsonl.gz
 
-.PHONY: install run test test-fast eval baseline export synth bench clean
+.PHONY: install shared-data run test test-fast eval baseline export synth bench clean
 
 install: $(VENV)/.installed
 
@@ -32,7 +38,13 @@ $(VENV)/.installed: pyproject.toml
 	-apt-get update -qq -o Acquire::Languages=en >/dev/null 2>&1 || true
 	touch $@
 
-run: install
+shared-data: install
+	@for f in $(SHARED_FILES); do test -f "$(SHARED_DATA)/$$f" || missing=1; done; \
+	if [ -n "$$missing" ]; then echo "shared clustering data not in $(SHARED_DATA): downloading it"; \
+		$(PY) -m embedexp.data.fetch_shared --out "$(SHARED_DATA)" || \
+		echo "download failed: see README, Offline evaluation (tasks=offline_debian scores the Debian tasks only)"; fi
+
+run: install shared-data
 	$(PY) -m embedexp.train
 
 test: install

@@ -188,7 +188,6 @@ def test_train_with_int_precisions_from_the_command_line(tmp_path, monkeypatch, 
         "train",
         ["model=tiny", "tasks=tiny", "logger=csv", "trainer=cpu", "trainer.precision=32", "eval.precision=32",
          "data.batch_size=8", "data.source.max_pairs=32", "data.source.text_field=short",
-         f"callbacks.clustering_eval.zero_shot_cache_dir={tmp_path / 'zero_shot'}",
          "callbacks.progress_log.interval_s=0"],
         tmp_path,
     )  # fmt: skip
@@ -199,7 +198,7 @@ def test_train_with_int_precisions_from_the_command_line(tmp_path, monkeypatch, 
     assert machine["cpu_capability"] == torch.backends.cpu.get_cpu_capability()
     saved = json.loads((tmp_path / "provenance.json").read_text())
     assert saved["machine"]["precision"] == {"train": "32-true", "eval": "32"}
-    assert list((tmp_path / "zero_shot").glob("*.json")), "the zero-shot score cache key must accept the precision"
+    assert list((tmp_path / "zero_shot_cache").glob("*.json")), "the zero-shot score cache key must accept the precision"
     assert cfg.trainer.precision == "32-true"
     lines = [r.getMessage() for r in caplog.records]
     assert any(line.startswith("train: 4/4 steps (") for line in lines), lines
