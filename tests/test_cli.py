@@ -50,7 +50,8 @@ def test_multirun_writes_one_result_per_job(tmp_path):
         assert (job / "clustering_results.md").is_file()
         names.add(metrics["run_name"])
         assert metrics["provenance"]["machine"]["precision"] == {"train": "32-true", "eval": "32"}
-    expected = "eval.precision=32,experiment=smoke,pooling={},trainer.max_epochs=1,trainer.precision=32"
+    cache = f"callbacks.clustering_eval.zero_shot_cache_dir={tmp_path / 'zero_shot'}"
+    expected = cache + ",eval.precision=32,experiment=smoke,pooling={},trainer.max_epochs=1,trainer.precision=32"
     assert names == {expected.format(p) for p in ("mean", "last")}
 
 

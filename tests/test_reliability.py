@@ -132,7 +132,7 @@ def test_nonfinite_loss_stops_with_the_batch_saved(tmp_path):
 class NanLoss(torch.nn.Module):
     """A loss that returns NaN (stands in for a diverged run)."""
 
-    def forward(self, anchors: torch.Tensor, positives: torch.Tensor) -> torch.Tensor:
+    def forward(self, anchors: torch.Tensor, positives: torch.Tensor, negatives=None) -> torch.Tensor:
         return (anchors.sum() + positives.sum()) * float("nan")
 
     @staticmethod

@@ -94,7 +94,7 @@ def test_wheel_trains_the_smoke_run_into_the_current_folder(installed):
     before = snapshot(venv)
     work = root / "work"
     work.mkdir()
-    run(["embedexp-train", "experiment=smoke"], work, env)
+    run(["embedexp-train", "experiment=smoke"], work, with_shared_data(env))
     runs = list(work.glob("outputs/smoke/runs/*/metrics.json"))
     assert len(runs) == 1, f"no single run folder under {work / 'outputs'}: {runs}"
     metrics_file = runs[0]
@@ -107,6 +107,13 @@ def test_wheel_trains_the_smoke_run_into_the_current_folder(installed):
     assert snapshot(venv) == before  # nothing written into the installation
 
 
+def with_shared_data(env: dict) -> dict:
+    """The environment plus the test checkout's shared clustering data (the smoke and tiny tasks read it)."""
+    from embedexp.config import default_shared_data_dir
+
+    return dict(env, EMBEDEXP_SHARED_DATA=str(default_shared_data_dir()))
+
+
 def test_wheel_uses_a_pooling_from_the_users_folder(installed):
     venv, env, root = installed
     before = snapshot(venv)
@@ -115,7 +122,7 @@ def test_wheel_uses_a_pooling_from_the_users_folder(installed):
     (user / "my_poolings.py").write_text(USER_POOLING)
     (user / "my_conf" / "pooling" / "min.yaml").write_text("_target_: my_poolings.MinPooling\nexclude_prompt: false\n")
     args = ["embedexp-eval", "model=tiny", "tasks=tiny", "pooling=min", "hydra.searchpath=[file://my_conf]"]
-    run(args, user, dict(env, PYTHONPATH=str(user)))
+    run(args, user, with_shared_data(dict(env, PYTHONPATH=str(user))))
     tables = list(user.glob("outputs/eval/runs/*/eval_results.csv"))
     assert len(tables) == 1, f"no single eval run folder under {user / 'outputs'}: {tables}"
     table = tables[0]
@@ -130,7 +137,7 @@ def test_every_entry_point_composes_its_packaged_config_from_any_folder(installe
     result = run([venv / "bin" / "python", "-c", COMPOSE_EVERY_ENTRY_POINT], elsewhere, env)
     entries = result.stdout.split("ENTRY ")[1:]
     names = sorted(entry.split()[0] for entry in entries)
-    commands = ("attention", "encode", "eval", "export", "report", "synth", "train")
+    commands = ("attention", "encode", "eval", "export", "mine", "report", "synth", "train")
     assert names == [f"embedexp-{command}" for command in commands]
     for entry in entries:
         assert f"cache_dir: {root / 'embedexp_home'}" in entry, entry
