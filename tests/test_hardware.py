@@ -198,7 +198,8 @@ def test_train_with_int_precisions_from_the_command_line(tmp_path, monkeypatch, 
     assert machine["cpu_capability"] == torch.backends.cpu.get_cpu_capability()
     saved = json.loads((tmp_path / "provenance.json").read_text())
     assert saved["machine"]["precision"] == {"train": "32-true", "eval": "32"}
-    assert list((tmp_path / "zero_shot_cache").glob("*.json")), "the zero-shot score cache key must accept the precision"
+    cache_files = list((tmp_path / "zero_shot_cache").glob("*.json"))
+    assert cache_files, "the zero-shot score cache key must accept the precision"
     assert cfg.trainer.precision == "32-true"
     lines = [r.getMessage() for r in caplog.records]
     assert any(line.startswith("train: 4/4 steps (") for line in lines), lines
