@@ -47,10 +47,10 @@ shared-data: install
 run: install shared-data
 	$(PY) -m embedexp.train
 
-test: install
+test: install shared-data
 	$(PY) -m pytest -q
 
-test-fast: install
+test-fast: install shared-data
 	$(PY) -m pytest -q -m "not slow"
 
 # speed and memory: each script measures its baseline in the same run and prints ratios
