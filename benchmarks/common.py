@@ -9,18 +9,17 @@ import statistics
 import threading
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 import psutil
 import torch
 
 from embedexp.backbone import dequantize_gguf_to_cache, load_backbone, resolve_source
-from embedexp.config import PROJECT_ROOT
+from embedexp.config import PROJECT_ROOT, default_shared_data_dir
 from embedexp.hardware import configure_threads, cpu_capability, cpu_model, cpu_probe, resolve_precision
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 CACHE_DIR = os.environ.get("EMBEDEXP_CACHE_DIR", str(PROJECT_ROOT / ".cache" / "embedexp"))
-SHARED = Path(os.environ.get("EMBEDEXP_SHARED_DATA", PROJECT_ROOT.parent / "shared" / "clustering_data"))
+SHARED = default_shared_data_dir()  # $EMBEDEXP_SHARED_DATA, else ../shared beside the checkout
 GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 EOL = 'This sentence: "{text}" means in one word:'
 
