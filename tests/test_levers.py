@@ -8,9 +8,9 @@ from omegaconf import OmegaConf
 from embedexp.config import CONFIG_DIR
 
 
-def test_levers_smoke_sweeps_every_lever_over_seeds_and_each_changes_the_recipe():
+def test_levers_sweeps_every_lever_over_seeds_and_each_changes_the_recipe():
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-        sweep = compose(config_name="train", overrides=["experiment=levers_smoke"], return_hydra_config=True)
+        sweep = compose(config_name="train", overrides=["experiment=levers"], return_hydra_config=True)
         axes = {k: str(v).split(",") for k, v in sweep.hydra.sweeper.params.items()}
         levers = sorted(path.stem for path in (CONFIG_DIR / "lever").glob("*.yaml"))
         assert sorted(axes["lever"]) == levers and len(axes["seed"]) >= 3

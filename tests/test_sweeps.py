@@ -17,7 +17,7 @@ from .conftest import compose_config
 from .test_cli import run_module
 from .test_configs import options
 
-ABLATIONS = ["pooling_ablation", "prompt_ablation", "finetune_vs_base", "paper_table"]
+ABLATIONS = ["pooling_ablation", "prompt_ablation", "finetune_vs_base", "paper_table", "levers"]
 
 
 def has_plugin(name: str) -> bool:
