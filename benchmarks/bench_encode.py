@@ -17,10 +17,10 @@ import torch.nn.functional as F
 from common import EOL, auto_label, header, median_seconds, real_texts, smollm2, smollm2_folder
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from embedexp.embedder import Embedder
-from embedexp.hardware import autocast_for
-from embedexp.pooling import build_pooling
-from embedexp.prompts import PromptTemplate
+from embedexp.core.hardware import autocast_for
+from embedexp.model.embedder import Embedder
+from embedexp.model.pooling import build_pooling
+from embedexp.model.prompts import PromptTemplate
 
 
 def naive_encoder(folder: str, max_length: int):

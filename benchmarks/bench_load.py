@@ -10,7 +10,7 @@ import time
 
 from common import GGUF, header, median_seconds
 
-from embedexp.backbone import load_backbone
+from embedexp.model.backbone import load_backbone
 
 
 def main() -> None:

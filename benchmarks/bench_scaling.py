@@ -9,10 +9,10 @@ import argparse
 
 from common import PeakRSS, header, median_seconds, smollm2
 
-from embedexp.embedder import Embedder
-from embedexp.hardware import autocast_for
-from embedexp.pooling import build_pooling
-from embedexp.prompts import PromptTemplate
+from embedexp.core.hardware import autocast_for
+from embedexp.model.embedder import Embedder
+from embedexp.model.pooling import build_pooling
+from embedexp.model.prompts import PromptTemplate
 
 WORDS = "the package provides a library for parsing and writing structured documents in several formats".split()
 

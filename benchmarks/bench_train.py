@@ -20,15 +20,15 @@ import lightning as L
 import torch
 from common import CACHE_DIR, EOL, auto_label, header, smollm2
 
+from embedexp.core.hardware import resolve_precision
 from embedexp.data.datamodule import PairDataModule
 from embedexp.data.pairs import DebianPairs
-from embedexp.embedder import Embedder
-from embedexp.hardware import resolve_precision
-from embedexp.lora import apply_lora
-from embedexp.loss import InfoNCELoss
-from embedexp.module import EmbeddingModule
-from embedexp.pooling import build_pooling
-from embedexp.prompts import PromptTemplate
+from embedexp.model.embedder import Embedder
+from embedexp.model.lora import apply_lora
+from embedexp.model.pooling import build_pooling
+from embedexp.model.prompts import PromptTemplate
+from embedexp.training.loss import InfoNCELoss
+from embedexp.training.module import EmbeddingModule
 
 LORA = dict(r=8, alpha=16, dropout=0.05, target_modules=["q_proj", "k_proj", "v_proj", "o_proj"], last_n_layers=8)
 

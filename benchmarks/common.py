@@ -13,9 +13,9 @@ from collections.abc import Callable
 import psutil
 import torch
 
-from embedexp.backbone import dequantize_gguf_to_cache, load_backbone, resolve_source
-from embedexp.config import PROJECT_ROOT, default_shared_data_dir
-from embedexp.hardware import configure_threads, cpu_capability, cpu_model, cpu_probe, resolve_precision
+from embedexp.core.config import PROJECT_ROOT, default_shared_data_dir
+from embedexp.core.hardware import configure_threads, cpu_capability, cpu_model, cpu_probe, resolve_precision
+from embedexp.model.backbone import dequantize_gguf_to_cache, load_backbone, resolve_source
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 CACHE_DIR = os.environ.get("EMBEDEXP_CACHE_DIR", str(PROJECT_ROOT / ".cache" / "embedexp"))

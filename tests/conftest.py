@@ -20,7 +20,7 @@ import pytest  # noqa: E402
 from hydra import compose, initialize_config_dir  # noqa: E402
 from omegaconf import DictConfig, open_dict  # noqa: E402
 
-from embedexp.config import CONFIG_DIR  # noqa: E402
+from embedexp.core.config import CONFIG_DIR  # noqa: E402
 
 TINY_OVERRIDES = ["model=tiny", "tasks=tiny", "logger=csv", "trainer.precision=32-true"]
 
@@ -52,8 +52,8 @@ def tiny_train_cfg(tmp_path) -> DictConfig:
 @pytest.fixture(scope="session")
 def tiny_backbone():
     """The tiny random llama (seeded) with the SmolLM2 tokenizer."""
-    from embedexp.backbone import build_tiny_llama
-    from embedexp.config import PROJECT_ROOT
+    from embedexp.core.config import PROJECT_ROOT
+    from embedexp.model.backbone import build_tiny_llama
 
     return build_tiny_llama(cache_dir=str(PROJECT_ROOT / ".cache" / "embedexp"))
 

@@ -11,8 +11,8 @@ from omegaconf import OmegaConf
 from embedexp.export import export_from_config
 from embedexp.export.selfcheck import reference_vectors
 from embedexp.export.source import resolve_source
-from embedexp.factory import build_embedder
-from embedexp.pooling import save_pooling_weights
+from embedexp.model.build import build_embedder
+from embedexp.model.pooling import save_pooling_weights
 
 from .conftest import TINY_OVERRIDES, compose_config
 

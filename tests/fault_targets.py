@@ -145,10 +145,10 @@ def expected_table(path: Path, version: int) -> str:
 
 
 def write_checkpoint(folder: Path, version: int) -> list[Path]:
-    """A checkpoint through the writer `embedexp.train` gives the Trainer."""
+    """A checkpoint through the writer `embedexp.cli.train` gives the Trainer."""
     import torch
 
-    from embedexp.checkpointing import AtomicCheckpointIO
+    from embedexp.training.checkpointing import AtomicCheckpointIO
 
     path = folder / "checkpoints" / "last.ckpt"
     checkpoint = {"global_step": version, "state_dict": {"lora_A": torch.full((256, 256), float(version))}}
@@ -168,7 +168,7 @@ def write_shard_file(folder: Path, version: int) -> list[Path]:
     """A synthesis shard (Parquet with its progress record)."""
     import pandas as pd
 
-    from embedexp.synth.writer import ShardInfo, write_shard
+    from embedexp.synthesis.writer import ShardInfo, write_shard
 
     frame = pd.DataFrame({"text": [f"text {i} v{version}" for i in range(500)], "text_pos": ["p"] * 500})
     info = ShardInfo(0, "pairs-00000.parquet", 500, 0, 500, 42, 1.0, fingerprint=f"v{version}")
@@ -184,11 +184,11 @@ def read_shard(path: Path) -> tuple:
 
 
 def write_encoded(folder: Path, version: int) -> list[Path]:
-    """`python -m embedexp.encode` output: `.npy` and `.parquet` vectors."""
+    """`python -m embedexp encode` output: `.npy` and `.parquet` vectors."""
     import numpy as np
     import pandas as pd
 
-    from embedexp.encode import write_vectors
+    from embedexp.cli.encode import write_vectors
 
     vectors = np.full((300, 64), float(version), dtype=np.float32)
     frame = pd.DataFrame({"text": [f"t{i}" for i in range(300)]})
@@ -219,13 +219,13 @@ TARGETS: dict[str, Target] = {
         write_shard_file,
         read_shard,
         lambda path, v: (500, f"text 0 v{v}"),
-        [("embedexp.synth.writer.pq.write_table", half_parquet)],
+        [("embedexp.synthesis.writer.pq.write_table", half_parquet)],
     ),
     "encode_output": Target(
         write_encoded,
         read_encoded,
         lambda path, v: ((300, 64), float(v)),
-        [("embedexp.encode.np.save", half_np_save), ("embedexp.encode.pq.write_table", half_parquet)],
+        [("embedexp.cli.encode.np.save", half_np_save), ("embedexp.cli.encode.pq.write_table", half_parquet)],
     ),
 }
 

@@ -26,7 +26,7 @@ class KillableNoise:
 
     def __new__(cls, **kwargs):
         """Build a NoiseGenerator subclass instance (imported lazily: only synthesis subprocesses need it)."""
-        from embedexp.synth.generators import NoiseGenerator
+        from embedexp.synthesis.generators import NoiseGenerator
 
         class _Killable(NoiseGenerator):
             calls = 0

@@ -14,15 +14,15 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from embedexp.attention import attention_shares, token_kinds
-from embedexp.attention.analysis import analyse, load_texts
-from embedexp.attention.command import run_analysis
-from embedexp.attention.shares import top_text_tokens
-from embedexp.embedder import Embedder
-from embedexp.errors import ConfigError, DataError
-from embedexp.factory import build_embedder
-from embedexp.pooling import build_pooling, weighted_average
-from embedexp.prompts import PromptTemplate
+from embedexp.analysis.attention import attention_shares, token_kinds
+from embedexp.analysis.attention.analysis import analyse, load_texts
+from embedexp.analysis.attention.run import run_analysis
+from embedexp.analysis.attention.shares import top_text_tokens
+from embedexp.core.errors import ConfigError, DataError
+from embedexp.model.build import build_embedder
+from embedexp.model.embedder import Embedder
+from embedexp.model.pooling import build_pooling, weighted_average
+from embedexp.model.prompts import PromptTemplate
 
 from .conftest import compose_config
 
@@ -179,8 +179,8 @@ def test_python_m_runs_base_and_adapter_and_writes_everything(tmp_path, monkeypa
     make_adapter(compose_config("attention", ["model=tiny"], tmp_path), tmp_path / "adapter")
     out = tmp_path / "run"
     args = ["model=tiny", "logger=wandb", "max_examples_plotted=2", "per_head=true", f"hydra.run.dir={out}"]
-    monkeypatch.setattr(sys, "argv", ["embedexp.attention", *args, f"adapter_path={tmp_path / 'adapter'}"])
-    runpy.run_module("embedexp.attention", run_name="__main__")  # exactly `python -m embedexp.attention ...`
+    monkeypatch.setattr(sys, "argv", ["embedexp.cli.attention", *args, f"adapter_path={tmp_path / 'adapter'}"])
+    runpy.run_module("embedexp.cli.attention", run_name="__main__")  # exactly `python -m embedexp attention ...`
     for name in OUTPUTS + ["attention_summary.md", "shares_by_layer.png"]:
         assert (out / name).is_file(), name
     for model in ("base", "finetuned"):

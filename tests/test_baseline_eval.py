@@ -1,4 +1,4 @@
-"""`python -m embedexp.eval model_path=<plain sentence-transformers folder>`: baseline encoders through mteb."""
+"""`python -m embedexp eval model_path=<plain sentence-transformers folder>`: baseline encoders through mteb."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import pandas as pd
 import pytest
 import torch
 
-from embedexp.errors import ConfigError
-from embedexp.eval import evaluate
+from embedexp.cli.eval import evaluate
+from embedexp.core.errors import ConfigError
 from embedexp.evaluation.sentence_transformer import SentenceTransformerEncoder, sentence_transformer_folder
 
 from .conftest import compose_config

@@ -15,9 +15,9 @@ from transformers import (
     Qwen3Config,
 )
 
-from embedexp.bidirectional import attention_mode, set_attention
-from embedexp.errors import ConfigError
-from embedexp.factory import build_embedder
+from embedexp.core.errors import ConfigError
+from embedexp.model.bidirectional import attention_mode, set_attention
+from embedexp.model.build import build_embedder
 
 from .conftest import TINY_OVERRIDES, compose_config
 

@@ -10,7 +10,7 @@ import sys
 import pandas as pd
 import pytest
 
-from embedexp.config import PROJECT_ROOT
+from embedexp.core.config import PROJECT_ROOT
 
 
 def run_module(module: str, *args: str, cwd) -> subprocess.CompletedProcess:
@@ -25,7 +25,7 @@ def run_module(module: str, *args: str, cwd) -> subprocess.CompletedProcess:
 def test_multirun_writes_one_result_per_job(tmp_path):
     sweep_dir = tmp_path / "sweep"
     result = run_module(
-        "embedexp.train",
+        "embedexp.cli.train",
         "-m",
         "experiment=smoke",
         "pooling=mean,last",
@@ -57,7 +57,7 @@ def test_multirun_writes_one_result_per_job(tmp_path):
 
 @pytest.mark.slow  # a subprocess
 def test_bad_group_option_lists_valid_names(tmp_path):
-    result = run_module("embedexp.train", "pooling=median", cwd=tmp_path)
+    result = run_module("embedexp.cli.train", "pooling=median", cwd=tmp_path)
     assert result.returncode != 0
     assert "Could not find 'pooling/median'" in result.stderr
     for valid in ("mean", "last", "weighted_mean", "attention"):
@@ -67,7 +67,7 @@ def test_bad_group_option_lists_valid_names(tmp_path):
 @pytest.mark.slow  # a subprocess
 def test_eval_entry_writes_results_table(tmp_path):
     out = tmp_path / "eval"
-    result = run_module("embedexp.eval", "model=tiny", "tasks=tiny", f"hydra.run.dir={out}", cwd=PROJECT_ROOT)
+    result = run_module("embedexp.cli.eval", "model=tiny", "tasks=tiny", f"hydra.run.dir={out}", cwd=PROJECT_ROOT)
     assert result.returncode == 0, result.stderr[-3000:]
     table = (out / "eval_results.md").read_text()
     assert "DebianShortDescSectionClustering" in table and "clustering_mean" in table

@@ -6,10 +6,10 @@ import pytest
 from hydra.errors import MissingConfigException
 from hydra.utils import instantiate
 
-from embedexp.config import CONFIG_DIR
-from embedexp.errors import ConfigError
-from embedexp.pooling import Pooling
-from embedexp.prompts import PromptTemplate
+from embedexp.core.config import CONFIG_DIR
+from embedexp.core.errors import ConfigError
+from embedexp.model.pooling import Pooling
+from embedexp.model.prompts import PromptTemplate
 
 from .conftest import TINY_OVERRIDES, compose_config
 
@@ -42,7 +42,7 @@ def test_prompt_groups_cover_the_paper_prompts():
 @pytest.mark.parametrize("name", options("model"))
 def test_model_options_compose(name, tmp_path):
     cfg = compose_config("train", [f"model={name}"], tmp_path)
-    assert cfg.model.backbone._target_.startswith("embedexp.backbone.")
+    assert cfg.model.backbone._target_.startswith("embedexp.model.backbone.")
     assert cfg.model.max_length > 0 and cfg.model.padding_side in ("left", "right")
 
 
@@ -64,7 +64,7 @@ def test_task_lists_compose(name, tmp_path):
 
 
 def test_offline_tasks_instantiate(tmp_path):
-    from embedexp.factory import build_tasks
+    from embedexp.evaluation.tasks import build_tasks
 
     tasks = build_tasks(compose_config("train", [], tmp_path).tasks)
     names = [t.metadata.name for t in tasks]
@@ -109,7 +109,7 @@ def test_unknown_option_is_a_clear_error(tmp_path):
 
 
 def test_unknown_lora_target_names_the_key(tmp_path):
-    from embedexp.factory import build_embedder
+    from embedexp.model.build import build_embedder
 
     cfg = compose_config("train", TINY_OVERRIDES + ["model.lora.target_modules=[qkv_proj]"], tmp_path)
     with pytest.raises(ConfigError, match=r"model.lora.target_modules: \['qkv_proj'\] not found.*q_proj"):

@@ -8,11 +8,11 @@ import random
 import pandas as pd
 import pytest
 
+from embedexp.core.errors import ConfigError, DataError
 from embedexp.data.datamodule import LengthGroupedBatchSampler, PairDataModule
 from embedexp.data.debian import clean_long_description, parse_records, split_of
 from embedexp.data.noise import TextNoise
 from embedexp.data.pairs import PairFile
-from embedexp.errors import ConfigError, DataError
 
 PAIRS = [("a cat sat", "a cat was sitting"), ("stock prices fell", "markets dropped"), ("it rains", "rain falls")]
 

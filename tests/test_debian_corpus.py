@@ -6,7 +6,7 @@ import shutil
 
 import pytest
 
-from embedexp.config import PROJECT_ROOT
+from embedexp.core.config import PROJECT_ROOT
 from embedexp.data.debian import load_corpus
 from embedexp.data.pairs import DebianPairs
 from embedexp.evaluation.tasks import debian_section_task

@@ -7,10 +7,10 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from embedexp.encode import encode, read_texts
-from embedexp.errors import DataError
+from embedexp.cli.encode import encode, read_texts
+from embedexp.core.errors import DataError
 from embedexp.export import load_export
-from embedexp.prompts import PromptTemplate
+from embedexp.model.prompts import PromptTemplate
 
 from .conftest import compose_config
 
@@ -62,7 +62,7 @@ def test_bad_input_names_the_column(tmp_path):
 def test_exported_folder_runs_in_mteb_with_per_task_type_prompts(st_folder):
     from hydra.utils import instantiate
 
-    from embedexp.config import PROJECT_ROOT
+    from embedexp.core.config import PROJECT_ROOT
     from embedexp.evaluation.exported import ExportedEncoder
     from embedexp.evaluation.run import score_tasks
 

@@ -6,13 +6,13 @@ import logging
 
 import pytest
 
-from embedexp.embedder import Embedder
-from embedexp.errors import ConfigError
+from embedexp.cli.train import train
+from embedexp.core.errors import ConfigError
 from embedexp.evaluation.tasks import mteb_task
-from embedexp.factory import build_embedder
-from embedexp.pooling import build_pooling
-from embedexp.prompts import PromptTemplate
-from embedexp.train import train
+from embedexp.model.build import build_embedder
+from embedexp.model.embedder import Embedder
+from embedexp.model.pooling import build_pooling
+from embedexp.model.prompts import PromptTemplate
 
 from .conftest import TINY_OVERRIDES, compose_config
 

@@ -15,7 +15,7 @@ from sentence_transformers.sentence_transformer.modules import Pooling as STPool
 
 from embedexp.export import PROBE_TEXTS, SelfCheckError, check_export, load_export
 from embedexp.export.sentence_transformers import st_pooling_mode
-from embedexp.pooling import build_pooling
+from embedexp.model.pooling import build_pooling
 
 from .export_helpers import TEXTS, export, make_run, reference
 
@@ -167,7 +167,7 @@ def test_failing_selfcheck_leaves_no_export(tmp_path, monkeypatch):
 
 
 def test_existing_export_needs_overwrite(mean_export):
-    from embedexp.errors import ConfigError
+    from embedexp.core.errors import ConfigError
 
     run, _, output = mean_export
     with pytest.raises(ConfigError, match="overwrite=true"):
@@ -181,7 +181,7 @@ def test_existing_export_needs_overwrite(mean_export):
 def test_export_from_a_trained_checkpoint(tiny_train_cfg, tmp_path):
     from omegaconf import open_dict
 
-    from embedexp.train import train
+    from embedexp.cli.train import train
 
     with open_dict(tiny_train_cfg):
         tiny_train_cfg.trainer.max_epochs = 1
@@ -199,10 +199,10 @@ def test_export_from_a_trained_checkpoint(tiny_train_cfg, tmp_path):
 
 
 def test_export_entry_point(mean_export, tmp_path, monkeypatch, capsys):
-    """`python -m embedexp.export ...`, run in-process (a subprocess would spend most of its time importing)."""
+    """`python -m embedexp export ...`, run in-process (a subprocess would spend most of its time importing)."""
     import sys
 
-    from embedexp.export.__main__ import main
+    from embedexp.cli.export import main
 
     out = tmp_path / "cli"
     argv = [f"run_dir={mean_export[0]}", f"output_dir={out}", "formats=[sentence_transformers]"]
@@ -215,7 +215,7 @@ def test_export_entry_point(mean_export, tmp_path, monkeypatch, capsys):
 
 
 def test_latest_run_is_the_newest_finished_one(tmp_path):
-    from embedexp.errors import ConfigError
+    from embedexp.core.errors import ConfigError
     from embedexp.export.source import latest_run
 
     with pytest.raises(ConfigError, match="no finished training run"):

@@ -7,7 +7,7 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 from transformers import AutoTokenizer
 
-from embedexp.config import CONFIG_DIR
+from embedexp.core.config import CONFIG_DIR
 from embedexp.export.tokenizer import bake_template, original_state, text_mask, unbake
 
 PROMPTS = sorted(path.stem for path in (CONFIG_DIR / "prompt").glob("*.yaml"))

@@ -14,7 +14,7 @@ import sys
 
 import pytest
 
-from embedexp.config import PROJECT_ROOT
+from embedexp.core.config import PROJECT_ROOT
 
 from .fault_targets import KILLED_EXIT, TARGETS, Target, half_safetensors, injected
 
@@ -22,7 +22,7 @@ TALLY = {"faults": 0, "files": 0, "half_written": 0}
 
 
 def export_write(folder, version):
-    """`python -m embedexp.export formats=[adapter]` of a tiny run (made once per folder)."""
+    """`python -m embedexp export formats=[adapter]` of a tiny run (made once per folder)."""
     from .export_helpers import export, make_run
 
     run = folder.parent / "run"

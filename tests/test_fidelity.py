@@ -10,8 +10,8 @@ import pandas as pd
 import pytest
 import yaml
 
-from embedexp.report.fidelity import build_fidelity
-from embedexp.report.fidelity_stats import bootstrap_spearman, fidelity_table, smallest_faithful_size, spearman
+from embedexp.analysis.report.fidelity import build_fidelity
+from embedexp.analysis.report.fidelity_stats import bootstrap_spearman, fidelity_table, smallest_faithful_size, spearman
 
 from .conftest import compose_config
 
@@ -109,11 +109,11 @@ def test_build_fidelity_writes_csv_markdown_and_plot(tmp_path):
 def test_scores_at_sizes_equal_scoring_each_size_on_its_own(tiny_backbone, tmp_path):
     from hydra.utils import instantiate
 
-    from embedexp.embedder import Embedder
     from embedexp.evaluation.run import evaluate_clustering
     from embedexp.evaluation.sizes import score_at_sizes
-    from embedexp.pooling import build_pooling
-    from embedexp.prompts import PromptTemplate
+    from embedexp.model.embedder import Embedder
+    from embedexp.model.pooling import build_pooling
+    from embedexp.model.prompts import PromptTemplate
 
     cfg = compose_config("eval", ["tasks=tiny"], tmp_path)
     node = cfg.tasks.twenty_newsgroups

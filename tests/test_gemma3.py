@@ -12,12 +12,12 @@ import numpy as np
 import pytest
 from hydra.utils import instantiate
 
-from embedexp.backbone import assemble_gguf_parts, gguf_cache_folder, resolve_source
-from embedexp.config import PROJECT_ROOT
-from embedexp.embedder import Embedder
-from embedexp.errors import ConfigError
-from embedexp.pooling import build_pooling
-from embedexp.prompts import PromptTemplate
+from embedexp.core.config import PROJECT_ROOT
+from embedexp.core.errors import ConfigError
+from embedexp.model.backbone import assemble_gguf_parts, gguf_cache_folder, resolve_source
+from embedexp.model.embedder import Embedder
+from embedexp.model.pooling import build_pooling
+from embedexp.model.prompts import PromptTemplate
 
 from .conftest import compose_config
 
@@ -70,7 +70,7 @@ def test_wrong_or_missing_chunk_is_one_clear_error_and_leaves_nothing(tmp_path):
 def test_gemma3_config_composes_and_names_the_installed_chunks(tmp_path):
     cfg = compose_config("eval", ["model=gemma3_270m"], tmp_path)
     backbone = cfg.model.backbone
-    assert backbone._target_ == "embedexp.backbone.load_backbone"
+    assert backbone._target_ == "embedexp.model.backbone.load_backbone"
     assert backbone.gguf_file == "gemma-3-270m-q4_k_m.gguf" and len(backbone.gguf_parts) == 4
     assert backbone.cache_dir == cfg.paths.cache_dir
     assert cfg.model.lora.last_n_layers == 6

@@ -1,4 +1,4 @@
-"""Hard negatives: pair files with text_neg columns, InfoNCE with extra negatives, and `python -m embedexp.mine`."""
+"""Hard negatives: pair files with text_neg columns, InfoNCE with extra negatives, and `python -m embedexp mine`."""
 
 from __future__ import annotations
 
@@ -9,11 +9,11 @@ import pandas as pd
 import pytest
 import torch
 
+from embedexp.core.errors import ConfigError, DataError
 from embedexp.data.datamodule import PairDataModule
 from embedexp.data.pairs import PairFile
-from embedexp.errors import ConfigError, DataError
-from embedexp.loss import InfoNCELoss
-from embedexp.mine import mine, mine_negatives
+from embedexp.synthesis.mining import mine, mine_negatives
+from embedexp.training.loss import InfoNCELoss
 
 from .conftest import TINY_OVERRIDES, compose_config
 
@@ -94,8 +94,8 @@ def test_bad_negative_columns_name_the_file_and_column(tmp_path):
 
 
 def test_data_module_yields_negatives_and_the_module_uses_them(tmp_path, tiny_train_cfg):
-    from embedexp.factory import build_embedder
-    from embedexp.module import EmbeddingModule
+    from embedexp.model.build import build_embedder
+    from embedexp.training.module import EmbeddingModule
 
     path = tmp_path / "pairs.parquet"
     write_pairs(path, {"text_neg_1": POSITIVES[1:] + POSITIVES[:1]})
@@ -172,7 +172,7 @@ def test_mine_writes_negatives_that_train(tmp_path):
     )
     from omegaconf import open_dict
 
-    from embedexp.train import train
+    from embedexp.cli.train import train
 
     with open_dict(train_cfg):
         del train_cfg.callbacks["clustering_eval"]

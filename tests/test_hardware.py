@@ -9,9 +9,9 @@ import pytest
 import torch
 
 from embedexp import hardware
-from embedexp.errors import ConfigError
-from embedexp.hardware import PrecisionProbe, resolve_config_precisions, resolve_precision
-from embedexp.progress import Progress
+from embedexp.core.errors import ConfigError
+from embedexp.core.hardware import PrecisionProbe, resolve_config_precisions, resolve_precision
+from embedexp.core.progress import Progress
 
 from .conftest import compose_config
 
@@ -147,7 +147,7 @@ class FakeClock:
 
 def test_progress_off_a_terminal_logs_a_line_every_interval(caplog):
     clock = FakeClock()
-    caplog.set_level(logging.INFO, logger="embedexp.progress")
+    caplog.set_level(logging.INFO, logger="embedexp.core.progress")
     with Progress(300, "embed StackOverflowTitlesClustering", "texts", mode="log", interval_s=30, clock=clock) as p:
         for _ in range(6):
             clock.now += 10
@@ -162,7 +162,7 @@ def test_progress_off_a_terminal_logs_a_line_every_interval(caplog):
 
 def test_progress_counts_from_a_resumed_position_and_stays_quiet_when_off(caplog):
     clock = FakeClock()
-    caplog.set_level(logging.INFO, logger="embedexp.progress")
+    caplog.set_level(logging.INFO, logger="embedexp.core.progress")
     p = Progress(2000, "synth paraphrase", "pairs", initial=1000, mode="log", interval_s=30, clock=clock)
     clock.now = 40
     p.update(100)
@@ -178,11 +178,11 @@ def test_progress_counts_from_a_resumed_position_and_stays_quiet_when_off(caplog
 def test_train_with_int_precisions_from_the_command_line(tmp_path, monkeypatch, caplog):
     """`trainer.precision=32 eval.precision=32` arrive as ints (as from the CLI) and train end to end; off a terminal
     training and evaluation write progress lines."""
-    from embedexp.train import train
+    from embedexp.cli.train import train
 
     monkeypatch.setenv("EMBEDEXP_PROGRESS", "log")
-    monkeypatch.setattr("embedexp.progress.LOG_INTERVAL_S", 0.0)  # evaluation's Progress default: a line per batch
-    caplog.set_level(logging.INFO, logger="embedexp.progress")
+    monkeypatch.setattr("embedexp.core.progress.LOG_INTERVAL_S", 0.0)  # evaluation's Progress default: a line per batch
+    caplog.set_level(logging.INFO, logger="embedexp.core.progress")
 
     cfg = compose_config(
         "train",

@@ -11,11 +11,11 @@ import torch
 from omegaconf import open_dict
 from sentence_transformers import SentenceTransformer
 
-from embedexp.errors import ConfigError
+from embedexp.cli.train import train
+from embedexp.core.errors import ConfigError
 from embedexp.export import PROBE_TEXTS, SelfCheckError, check_export
-from embedexp.factory import build_embedder
-from embedexp.pooling import POOLING_WEIGHTS, LatentAttentionPooling, MeanPooling
-from embedexp.train import train
+from embedexp.model.build import build_embedder
+from embedexp.model.pooling import POOLING_WEIGHTS, LatentAttentionPooling, MeanPooling
 
 from .conftest import TINY_OVERRIDES, compose_config
 from .export_helpers import TEXTS, export, make_run, reference

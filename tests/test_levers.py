@@ -5,7 +5,7 @@ from __future__ import annotations
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
-from embedexp.config import CONFIG_DIR
+from embedexp.core.config import CONFIG_DIR
 
 
 def test_levers_sweeps_every_lever_over_seeds_and_each_changes_the_recipe():

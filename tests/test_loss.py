@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from embedexp.loss import InfoNCELoss
+from embedexp.training.loss import InfoNCELoss
 
 
 def hand_infonce(a: list[list[float]], p: list[list[float]], temperature: float, margin: float) -> float:

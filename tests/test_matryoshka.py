@@ -11,10 +11,10 @@ import torch
 from omegaconf import open_dict
 from sentence_transformers import SentenceTransformer
 
-from embedexp.errors import ConfigError
-from embedexp.loss import InfoNCELoss, MatryoshkaLoss
-from embedexp.matryoshka import truncate_normalized
-from embedexp.train import train
+from embedexp.cli.train import train
+from embedexp.core.errors import ConfigError
+from embedexp.model.matryoshka import truncate_normalized
+from embedexp.training.loss import InfoNCELoss, MatryoshkaLoss
 
 from .conftest import TINY_OVERRIDES, compose_config
 from .export_helpers import TEXTS, export, make_run, reference
@@ -56,7 +56,7 @@ def test_bad_dims_and_weights_name_the_key():
 
 def test_loss_group_keeps_the_temperature_overridable(tmp_path):
     cfg = compose_config("train", ["loss.temperature=0.1"], tmp_path)
-    assert cfg.loss._target_ == "embedexp.loss.InfoNCELoss" and cfg.loss.temperature == 0.1
+    assert cfg.loss._target_ == "embedexp.training.loss.InfoNCELoss" and cfg.loss.temperature == 0.1
     assert cfg.callbacks.clustering_eval.dims is None
     cfg = compose_config("train", ["loss=matryoshka", "loss.temperature=0.1"], tmp_path)
     assert cfg.loss.temperature == 0.1 and list(cfg.callbacks.clustering_eval.dims) == [64, 128, 256, "full"]
@@ -80,7 +80,8 @@ def test_training_scores_every_prefix(tmp_path):
 
 def test_prefix_scores_are_the_scores_of_truncated_vectors(tiny_train_cfg):
     from embedexp.evaluation.run import evaluate_clustering
-    from embedexp.factory import build_embedder, build_tasks
+    from embedexp.evaluation.tasks import build_tasks
+    from embedexp.model.build import build_embedder
 
     embedder = build_embedder(tiny_train_cfg)
     tasks = build_tasks(tiny_train_cfg.tasks)

@@ -6,13 +6,13 @@ import numpy as np
 import pytest
 import torch
 
-from embedexp.bidirectional import attention_mode
+from embedexp.cli.train import train
+from embedexp.core.errors import ConfigError, DataError
 from embedexp.data.texts import TextFile
-from embedexp.errors import ConfigError, DataError
-from embedexp.factory import build_embedder
-from embedexp.mntp import IGNORE, MNTPModule, mask_token_id, mask_tokens, mntp_loss
-from embedexp.prompts import PromptTemplate
-from embedexp.train import train
+from embedexp.model.bidirectional import attention_mode
+from embedexp.model.build import build_embedder
+from embedexp.model.prompts import PromptTemplate
+from embedexp.training.mntp import IGNORE, MNTPModule, mask_token_id, mask_tokens, mntp_loss
 
 from .conftest import TINY_OVERRIDES, compose_config
 

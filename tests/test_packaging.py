@@ -10,7 +10,7 @@ from importlib import metadata
 import pytest
 from packaging.requirements import Requirement
 
-from embedexp.config import (
+from embedexp.core.config import (
     CONFIG_DIR,
     INSTALLED,
     PROJECT_ROOT,
@@ -18,7 +18,7 @@ from embedexp.config import (
     default_cache_dir,
     default_shared_data_dir,
 )
-from embedexp.provenance import git_commit
+from embedexp.core.provenance import git_commit
 
 from .conftest import compose_config
 
@@ -85,7 +85,7 @@ def test_git_commit_of_the_checkout():
 
 
 def test_git_commit_is_none_outside_a_checkout(monkeypatch):
-    monkeypatch.setattr("embedexp.provenance.checkout_root", lambda: None)
+    monkeypatch.setattr("embedexp.core.provenance.checkout_root", lambda: None)
     assert git_commit() is None
 
 

@@ -7,8 +7,8 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from embedexp.errors import ConfigError
-from embedexp.pooling import POOLINGS, AttentionPooling, build_pooling
+from embedexp.core.errors import ConfigError
+from embedexp.model.pooling import POOLINGS, AttentionPooling, build_pooling
 
 # two sequences: row 0 has 3 real tokens, row 1 has 2; hidden size 2
 REAL = [torch.tensor([[1.0, 0.0], [2.0, 4.0], [3.0, -2.0]]), torch.tensor([[5.0, 1.0], [-1.0, 3.0]])]

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from embedexp.errors import ConfigError
-from embedexp.prompts import PromptTemplate
+from embedexp.core.errors import ConfigError
+from embedexp.model.prompts import PromptTemplate
 
 EOL = 'This sentence: "{text}" means in one word:'
 
@@ -110,8 +110,8 @@ def test_echo_truncation_cuts_both_copies_equally(tiny_backbone):
 
 
 def test_echo_pooling_excluding_the_prompt_reads_only_the_second_copy(tiny_backbone):
-    from embedexp.embedder import Embedder
-    from embedexp.pooling import MeanPooling
+    from embedexp.model.embedder import Embedder
+    from embedexp.model.pooling import MeanPooling
 
     prompt = PromptTemplate("echo", ECHO)
     embedder = Embedder(tiny_backbone.model, tiny_backbone.tokenizer, MeanPooling(exclude_prompt=True), prompt)

@@ -12,9 +12,9 @@ import torch
 from omegaconf import open_dict
 from safetensors.torch import load_file
 
-from embedexp.config import PROJECT_ROOT
-from embedexp.factory import build_embedder
-from embedexp.train import resolve_ckpt_path, train
+from embedexp.cli.train import resolve_ckpt_path, train
+from embedexp.core.config import PROJECT_ROOT
+from embedexp.model.build import build_embedder
 
 from .conftest import compose_config
 from .helpers import CountSteps
@@ -59,7 +59,7 @@ def test_killed_run_resumes_to_the_same_result(reference, tmp_path, signal_name)
         f"+callbacks.kill.signal_name={signal_name}",
     ]
     killed = subprocess.run(
-        [sys.executable, "-m", "embedexp.train", *RUN, *kill, f"hydra.run.dir={run_dir}"],
+        [sys.executable, "-m", "embedexp.cli.train", *RUN, *kill, f"hydra.run.dir={run_dir}"],
         cwd=PROJECT_ROOT,
         env=dict(os.environ),
         capture_output=True,

@@ -10,9 +10,9 @@ import pandas as pd
 import pytest
 import yaml
 
-from embedexp.report.collect import parse_overrides
-from embedexp.report.command import build_report, positional_to_override
-from embedexp.report.stats import confidence_interval
+from embedexp.analysis.report.build import build_report, positional_to_override
+from embedexp.analysis.report.collect import parse_overrides
+from embedexp.analysis.report.stats import confidence_interval
 
 from .test_cli import run_module
 
@@ -31,7 +31,7 @@ JOBS = {
 
 
 def write_job(folder, num, overrides, scores=None, zero_shot=None, seed=None, task_set=None, status=None):
-    """A multirun job folder as `embedexp.train` leaves it (metrics.json only when the job finished)."""
+    """A multirun job folder as `embedexp.cli.train` leaves it (metrics.json only when the job finished)."""
     job = folder / str(num)
     (job / ".hydra").mkdir(parents=True)
     (job / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump(overrides))
@@ -144,16 +144,17 @@ def test_parse_overrides_and_positional_folders(tmp_path):
 
 @pytest.mark.slow  # two subprocesses
 def test_report_entry_point(sweep, tmp_path):
-    result = run_module("embedexp.report", str(sweep), "plot=false", f"hydra.run.dir={tmp_path / 'log'}", cwd=tmp_path)
+    log_dir = f"hydra.run.dir={tmp_path / 'log'}"
+    result = run_module("embedexp", "report", str(sweep), "plot=false", log_dir, cwd=tmp_path)  # the dispatcher
     assert result.returncode == 0, result.stderr[-3000:]
     assert "0.3200 ± 0.0497" in result.stdout
     assert (sweep / "report" / "report.md").is_file() and not (sweep / "report" / "report.png").exists()
-    missing = run_module("embedexp.report", f"sweep_dir={tmp_path / 'nothing'}", cwd=tmp_path)
+    missing = run_module("embedexp.cli.report", f"sweep_dir={tmp_path / 'nothing'}", cwd=tmp_path)
     assert missing.returncode != 0 and "is not a folder" in missing.stderr
 
 
 def write_wandb_job(folder, num, overrides, scores, seed, status="finished", exit_code=0):
-    """A job folder holding only a W&B offline run (as when metrics.json was lost), closed like `embedexp.train`
+    """A job folder holding only a W&B offline run (as when metrics.json was lost), closed like `embedexp.cli.train`
     closes it: `run/status` in the summary, and the exit code."""
     import wandb
 
@@ -171,7 +172,7 @@ def write_wandb_job(folder, num, overrides, scores, seed, status="finished", exi
 
 def wait_for_exit_record(job, timeout_s=120):
     """The W&B service may still be flushing the log when finish() returns: wait until its reader sees the exit."""
-    from embedexp.report.wandb_runs import find_runs, read_run
+    from embedexp.analysis.report.wandb_runs import find_runs, read_run
 
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:

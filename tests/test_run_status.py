@@ -9,9 +9,9 @@ import sys
 
 import pytest
 
-from embedexp.config import PROJECT_ROOT
-from embedexp.report.command import build_report
-from embedexp.run_status import read_status
+from embedexp.analysis.report.build import build_report
+from embedexp.core.config import PROJECT_ROOT
+from embedexp.core.run_status import read_status
 
 from .test_report import wait_for_exit_record, write_job
 
@@ -38,7 +38,7 @@ def test_sigterm_run_is_interrupted_everywhere_and_the_report_lists_it_unfinishe
         [
             sys.executable,
             "-m",
-            "embedexp.train",
+            "embedexp.cli.train",
             *RUN,
             *kill,
             "+callbacks.kill.signal_name=SIGTERM",
@@ -70,7 +70,7 @@ def test_sigterm_run_is_interrupted_everywhere_and_the_report_lists_it_unfinishe
 def test_finished_and_failed_runs_record_their_status(tmp_path):
     from omegaconf import open_dict
 
-    from embedexp.train import train
+    from embedexp.cli.train import train
 
     from .conftest import compose_config
     from .test_reliability import RUN as CSV_RUN

@@ -12,11 +12,11 @@ from hydra.utils import instantiate
 from omegaconf import open_dict
 from safetensors.torch import load_file
 
+from embedexp.cli.train import train
 from embedexp.data.datamodule import LengthGroupedBatchSampler, PairDataModule
-from embedexp.factory import build_embedder
-from embedexp.loss import InfoNCELoss
-from embedexp.module import EmbeddingModule, RngState
-from embedexp.train import train
+from embedexp.model.build import build_embedder
+from embedexp.training.loss import InfoNCELoss
+from embedexp.training.module import EmbeddingModule, RngState
 
 from .conftest import TINY_OVERRIDES, compose_config
 
@@ -152,7 +152,7 @@ def test_grad_cache_training_matches_plain_training(tmp_path, monkeypatch):
 
 
 def test_grad_cache_rejects_gradient_accumulation(tmp_path):
-    from embedexp.errors import ConfigError
+    from embedexp.core.errors import ConfigError
 
     cfg = compose_config(
         "train", TINY_OVERRIDES + ["grad_cache.chunk_size=4", "trainer.accumulate_grad_batches=2"], tmp_path
@@ -226,7 +226,7 @@ def test_ddp_gathered_loss_and_gradients_equal_single_process(tmp_path, chunk_si
 
 
 def test_use_distributed_sampler_is_refused_under_ddp(tmp_path):
-    from embedexp.errors import ConfigError
+    from embedexp.core.errors import ConfigError
 
     datamodule = PairDataModule(ListPairs(PAIRS), batch_size=4)
     datamodule.setup()

@@ -7,12 +7,12 @@ import importlib.util
 import numpy as np
 import pytest
 
-from embedexp.backbone import gguf_cache_folder, load_backbone, resolve_source
-from embedexp.config import PROJECT_ROOT
-from embedexp.embedder import Embedder
-from embedexp.errors import ConfigError
-from embedexp.pooling import build_pooling
-from embedexp.prompts import PromptTemplate
+from embedexp.core.config import PROJECT_ROOT
+from embedexp.core.errors import ConfigError
+from embedexp.model.backbone import gguf_cache_folder, load_backbone, resolve_source
+from embedexp.model.embedder import Embedder
+from embedexp.model.pooling import build_pooling
+from embedexp.model.prompts import PromptTemplate
 
 GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 CACHE = str(PROJECT_ROOT / ".cache" / "embedexp")

@@ -10,8 +10,8 @@ import yaml
 from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 
-from embedexp.config import CONFIG_DIR
-from embedexp.train import resolve_ckpt_path
+from embedexp.cli.train import resolve_ckpt_path
+from embedexp.core.config import CONFIG_DIR
 
 from .conftest import compose_config
 from .test_cli import run_module
@@ -133,7 +133,7 @@ def test_ckpt_path_auto_resumes_only_when_a_checkpoint_exists(tmp_path):
 def test_optuna_sweep_of_two_trials_runs(tmp_path):
     sweep_dir = tmp_path / "optuna"
     result = run_module(
-        "embedexp.train",
+        "embedexp.cli.train",
         "hparams_search=optuna",
         "experiment=smoke",
         "hydra.sweeper.n_trials=2",
@@ -150,7 +150,7 @@ def test_optuna_sweep_of_two_trials_runs(tmp_path):
     assert set(best["best_params"]) == {"loss.temperature", "optimizer.lr", "model.lora.r", "pooling", "prompt"}
     # the report reads Optuna trials like any multirun: one seed each, so no interval
     report = run_module(
-        "embedexp.report", str(sweep_dir), "plot=false", f"hydra.run.dir={tmp_path / 'r'}", cwd=tmp_path
+        "embedexp.cli.report", str(sweep_dir), "plot=false", f"hydra.run.dir={tmp_path / 'r'}", cwd=tmp_path
     )
     assert report.returncode == 0, report.stderr[-3000:]
     assert "(n=1)" in report.stdout

@@ -14,13 +14,13 @@ import pytest
 from hydra.utils import instantiate
 from omegaconf import open_dict
 
-from embedexp.config import PROJECT_ROOT
+from embedexp.cli.train import train
+from embedexp.core.config import PROJECT_ROOT
+from embedexp.core.errors import ConfigError, DataError
 from embedexp.data.pairs import SyntheticPairs
-from embedexp.errors import ConfigError, DataError
-from embedexp.synth.app import expand_shorthands, synthesize
-from embedexp.synth.generators import Generator, NoiseGenerator
-from embedexp.synth.writer import read_pairs
-from embedexp.train import train
+from embedexp.synthesis.generators import Generator, NoiseGenerator
+from embedexp.synthesis.pipeline import expand_shorthands, synthesize
+from embedexp.synthesis.writer import read_pairs
 
 from .conftest import TINY_OVERRIDES, compose_config
 
@@ -133,12 +133,13 @@ def test_resume_after_a_simulated_kill_gives_the_uninterrupted_result(tmp_path, 
     assert not list(out.glob(".pairs-*"))
 
 
-@pytest.mark.slow  # two `python -m embedexp.synth` processes: mostly import time
+@pytest.mark.slow  # two `python -m embedexp synth` processes: mostly import time
 def test_sigkilled_process_resumes_from_its_last_shard(tmp_path, text_file):
     out = tmp_path / "out"
     args = [
         "-m",
-        "embedexp.synth",
+        "embedexp",
+        "synth",
         "generator=noise",
         "generator._target_=tests.helpers.KillableNoise",
         "source=file",
@@ -172,7 +173,7 @@ def test_missing_text_column_names_the_file_and_the_column(tmp_path, text_file):
 
 
 def test_hf_dataset_source_reads_a_column(tmp_path):
-    from embedexp.synth.sources import HFTextSource
+    from embedexp.synthesis.sources import HFTextSource
 
     path = tmp_path / "data.parquet"
     pd.DataFrame({"sentence": sentences(12), "label": range(12)}).to_parquet(path)

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from embedexp.errors import ConfigError
+from embedexp.core.errors import ConfigError
 from embedexp.evaluation.tasks import make_local_task
-from embedexp.synth.filters import (
+from embedexp.synthesis.filters import (
     ContaminationIndex,
     Filters,
     LanguageBounds,
@@ -16,7 +16,7 @@ from embedexp.synth.filters import (
     is_copy,
     task_texts,
 )
-from embedexp.synth.text import NearDuplicateIndex, normalise, shingles, word_ngrams
+from embedexp.synthesis.text import NearDuplicateIndex, normalise, shingles, word_ngrams
 
 EVAL = [
     "Library for reading and writing PNG images",

@@ -10,10 +10,10 @@ import pytest
 import torch
 from transformers import BartConfig, BartForConditionalGeneration, LlamaConfig, LlamaForCausalLM
 
-from embedexp.backbone import load_tokenizer
-from embedexp.config import PROJECT_ROOT
-from embedexp.errors import ConfigError
-from embedexp.synth.generators import (
+from embedexp.core.config import PROJECT_ROOT
+from embedexp.core.errors import ConfigError
+from embedexp.model.backbone import load_tokenizer
+from embedexp.synthesis.generators import (
     BackTranslateGenerator,
     ChatLM,
     Compose,
@@ -25,7 +25,7 @@ from embedexp.synth.generators import (
     Seq2SeqTranslator,
     clean_output,
 )
-from embedexp.synth.generators.backtranslate import build_translator
+from embedexp.synthesis.generators.backtranslate import build_translator
 
 from .conftest import compose_config
 
@@ -194,7 +194,7 @@ def test_backtranslate_retries_untranslated_and_empty_pivots():
 
 
 def test_round_trips_left_in_the_pivot_language_are_rejected():
-    from embedexp.synth.generators.backtranslate import still_in_pivot
+    from embedexp.synthesis.generators.backtranslate import still_in_pivot
 
     assert still_in_pivot("Werkzeug für die Größe der Partitionen", "German")
     assert not still_in_pivot("A tool for the size of the partitions", "German")

@@ -11,12 +11,12 @@ import tarfile
 import pandas as pd
 import pytest
 
+from embedexp.analysis.report.build import build_report
+from embedexp.cli.train import instantiate_group, train
+from embedexp.core.errors import DataError
 from embedexp.data.fetch_shared import fetch_shared, parse_newsgroup_post
-from embedexp.errors import DataError
 from embedexp.evaluation.score_cache import task_set_record
-from embedexp.factory import build_tasks
-from embedexp.report.command import build_report
-from embedexp.train import instantiate_group, train
+from embedexp.evaluation.tasks import build_tasks
 
 from .conftest import TINY_OVERRIDES, compose_config
 from .test_report import write_job
@@ -92,7 +92,7 @@ def test_missing_shared_data_is_an_error_naming_file_and_key(tmp_path, monkeypat
         instantiate_group(cfg.callbacks, cfg.tasks)
     message = str(error.value)
     assert message.startswith(f"tasks.twenty_newsgroups: data file {tmp_path / 'empty' / '20ng_subjects.jsonl.gz'}")
-    assert "python -m embedexp.data.fetch_shared" in message and "tasks=offline_debian" in message
+    assert "python -m embedexp fetch_shared" in message and "tasks=offline_debian" in message
     assert "tasks.twenty_newsgroups.optional=true" in message
     # the Debian-only list needs no shared data
     debian = build_tasks(compose_config("train", TINY_OVERRIDES + ["tasks=offline_debian"], tmp_path / "d").tasks)

@@ -9,12 +9,12 @@ import pytest
 import torch
 from omegaconf import open_dict
 
-from embedexp.embedder import Embedder
-from embedexp.factory import build_embedder
-from embedexp.loss import InfoNCELoss
-from embedexp.pooling import build_pooling
-from embedexp.prompts import PromptTemplate
-from embedexp.train import train
+from embedexp.cli.train import train
+from embedexp.model.build import build_embedder
+from embedexp.model.embedder import Embedder
+from embedexp.model.pooling import build_pooling
+from embedexp.model.prompts import PromptTemplate
+from embedexp.training.loss import InfoNCELoss
 
 TEXTS = ["A fast text editor", "Library for parsing JSON documents in C", "Chess engine", "GNU compiler collection"]
 
@@ -164,7 +164,7 @@ def test_prefix_cache_is_off_when_every_layer_trains(tiny_train_cfg):
 
 
 def test_token_budget_batches():
-    from embedexp.encoding import plan_batches
+    from embedexp.model.prefix_cache import plan_batches
 
     lengths = [50, 40, 40, 10, 10, 10, 10]
     assert plan_batches(lengths, batch_size=3) == [[0, 1, 2], [3, 4, 5], [6]]

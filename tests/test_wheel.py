@@ -15,12 +15,12 @@ from pathlib import Path
 
 import pytest
 
-from embedexp.config import PROJECT_ROOT
+from embedexp.core.config import PROJECT_ROOT
 
 pytestmark = pytest.mark.slow
 
 USER_POOLING = '''
-from embedexp.pooling import Pooling
+from embedexp.model.pooling import Pooling
 
 
 class MinPooling(Pooling):
@@ -83,7 +83,7 @@ def installed(tmp_path_factory):
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "EMBEDEXP_CACHE_DIR", "EMBEDEXP_SHARED_DATA")}
     env.update(EMBEDEXP_HOME=str(root / "embedexp_home"), XDG_DATA_HOME=str(root / "xdg_data"), PYTHONUNBUFFERED="1")
     env["PATH"] = f"{venv / 'bin'}{os.pathsep}{env.get('PATH', '')}"
-    where = run([python, "-c", "import embedexp.config as c; print(c.__file__); print(c.CONFIG_DIR)"], root, env)
+    where = run([python, "-c", "import embedexp.core.config as c; print(c.__file__); print(c.CONFIG_DIR)"], root, env)
     module_file, config_dir = where.stdout.split()
     assert Path(module_file).is_relative_to(purelib) and Path(config_dir) == purelib / "embedexp" / "conf"
     return venv, env, root
@@ -109,7 +109,7 @@ def test_wheel_trains_the_smoke_run_into_the_current_folder(installed):
 
 def with_shared_data(env: dict) -> dict:
     """The environment plus the test checkout's shared clustering data (the smoke and tiny tasks read it)."""
-    from embedexp.config import default_shared_data_dir
+    from embedexp.core.config import default_shared_data_dir
 
     return dict(env, EMBEDEXP_SHARED_DATA=str(default_shared_data_dir()))
 

@@ -10,8 +10,8 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 
+from embedexp.core.errors import ConfigError, DataError
 from embedexp.data.pairs import Pair
-from embedexp.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
 

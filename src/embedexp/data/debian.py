@@ -15,8 +15,8 @@ import os
 import subprocess
 from pathlib import Path
 
-from embedexp.atomic import atomic_file
-from embedexp.errors import DataError
+from embedexp.core.atomic import atomic_file
+from embedexp.core.errors import DataError
 
 log = logging.getLogger(__name__)
 

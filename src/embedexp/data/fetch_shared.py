@@ -1,6 +1,6 @@
 """Build the shared clustering data (`../shared/clustering_data`) from its public sources: needs internet.
 
-    python -m embedexp.data.fetch_shared --out <folder>      # then EMBEDEXP_SHARED_DATA=<folder>
+    python -m embedexp fetch_shared --out <folder>      # then EMBEDEXP_SHARED_DATA=<folder>
 
 - `20ng_subjects.jsonl.gz`, `20ng_full.jsonl.gz`: GitHub yao8839836/text_gcn,
   `data/20ng/20news-bydate-{train,test}/<group>/<id>` (the repository archive, streamed); label = newsgroup
@@ -14,7 +14,6 @@ Each output is gzipped JSON Lines `{"sentences": text, "labels": label}` (20ng_f
 
 from __future__ import annotations
 
-import argparse
 import gzip
 import io
 import json
@@ -25,8 +24,8 @@ import urllib.request
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-from embedexp.atomic import atomic_file
-from embedexp.errors import DataError
+from embedexp.core.atomic import atomic_file
+from embedexp.core.errors import DataError
 
 log = logging.getLogger(__name__)
 
@@ -126,18 +125,3 @@ def fetch_shared(out: str | Path, source_dir: str | Path | None = None) -> dict[
     counts |= build_paired(out, "stackoverflow_titles.jsonl.gz", *stack)
     counts |= build_paired(out, "biomedical_titles.jsonl.gz", *bio)
     return counts
-
-
-def main(argv: list[str] | None = None) -> None:
-    """Command line: `--out <folder>` [`--source-dir <local copies>`]."""
-    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
-    parser.add_argument("--out", required=True, help="folder to write the .jsonl.gz files into")
-    parser.add_argument("--source-dir", help="local copies: text_gcn.tar.gz, StackOverflow/rawText, STC2/dataset")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    for name, rows in fetch_shared(args.out, args.source_dir).items():
-        print(f"{Path(args.out) / name}: {rows} rows")
-
-
-if __name__ == "__main__":
-    main()

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pandas as pd
 
+from embedexp.core.errors import DataError
 from embedexp.data.debian import corpus_texts, load_corpus
 from embedexp.data.noise import TextNoise
-from embedexp.errors import DataError
 
 log = logging.getLogger(__name__)
 
@@ -120,7 +120,7 @@ class PairFile:
 
 @dataclass
 class SyntheticPairs:
-    """Pairs written by `python -m embedexp.synth`: the Parquet shards (`pairs-*.parquet`) of its output folder."""
+    """Pairs written by `python -m embedexp synth`: the Parquet shards (`pairs-*.parquet`) of its output folder."""
 
     folder: str
     max_pairs: int | None = None
@@ -132,7 +132,7 @@ class SyntheticPairs:
         shards = sorted(folder.glob("pairs-*.parquet"))
         if not shards:
             raise DataError(
-                f"{folder}: no synthetic pair shards (pairs-*.parquet); run `python -m embedexp.synth` first"
+                f"{folder}: no synthetic pair shards (pairs-*.parquet); run `python -m embedexp synth` first"
             )
         manifest = folder / "manifest.json"
         if manifest.is_file() and '"status": "running"' in manifest.read_text(encoding="utf-8"):

@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from embedexp.core.errors import DataError
 from embedexp.data.pairs import Pair, read_table
-from embedexp.errors import DataError
 
 
 def read_lines(path: Path) -> list[str]:

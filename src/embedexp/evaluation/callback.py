@@ -9,9 +9,9 @@ from collections.abc import Mapping
 import lightning as L
 from lightning.pytorch.utilities import rank_zero_only
 
+from embedexp.core.hardware import resolve_precision
 from embedexp.evaluation.run import MEAN_KEY, evaluate_clustering, write_results_table
 from embedexp.evaluation.score_cache import ZeroShotScoreCache, configuration_key, task_set_record
-from embedexp.hardware import resolve_precision
 
 log = logging.getLogger(__name__)
 

@@ -9,8 +9,8 @@ import numpy as np
 from mteb.models.abs_encoder import AbsEncoder
 from mteb.models.model_meta import ModelMeta
 
-from embedexp.embedder import Embedder
-from embedexp.hardware import autocast_for, resolve_precision
+from embedexp.core.hardware import autocast_for, resolve_precision
+from embedexp.model.embedder import Embedder
 
 
 def build_model_meta(

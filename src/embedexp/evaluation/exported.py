@@ -14,11 +14,11 @@ import numpy as np
 import torch
 from mteb.models.abs_encoder import AbsEncoder, get_prompt_name
 
+from embedexp.core.hardware import autocast_for, resolve_precision
+from embedexp.core.progress import encode_with_progress
 from embedexp.evaluation.encoder import build_model_meta
 from embedexp.export.load import LoadedExport, load_export
-from embedexp.hardware import autocast_for, resolve_precision
-from embedexp.progress import encode_with_progress
-from embedexp.prompts import PromptTemplate
+from embedexp.model.prompts import PromptTemplate
 
 
 class ExportedEncoder(AbsEncoder):

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from embedexp.evaluation.encoder import MtebEncoder
-from embedexp.matryoshka import truncate_normalized
+from embedexp.model.matryoshka import truncate_normalized
 
 
 def dim_key(name: str, dim: int) -> str:

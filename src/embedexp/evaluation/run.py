@@ -12,10 +12,10 @@ import mteb
 import numpy as np
 import pandas as pd
 
-from embedexp.atomic import atomic_write_text
-from embedexp.embedder import Embedder
+from embedexp.core.atomic import atomic_write_text
 from embedexp.evaluation.encoder import MtebEncoder
 from embedexp.evaluation.prefix import PrefixEncoder, dim_key, usable_dims
+from embedexp.model.embedder import Embedder
 
 log = logging.getLogger(__name__)
 MEAN_KEY = "clustering_mean"

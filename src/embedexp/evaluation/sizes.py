@@ -16,11 +16,11 @@ import numpy as np
 import pandas as pd
 from mteb.models.abs_encoder import AbsEncoder
 
-from embedexp.embedder import Embedder
+from embedexp.core.hardware import autocast_for
 from embedexp.evaluation.encoder import model_meta
 from embedexp.evaluation.run import MEAN_KEY, score_tasks
 from embedexp.evaluation.tasks import LocalClusteringTask, make_local_task
-from embedexp.hardware import autocast_for
+from embedexp.model.embedder import Embedder
 
 SIZE_COLUMNS = ["n_docs", "metric", "value", "seconds"]
 

@@ -12,13 +12,15 @@ from pathlib import Path
 from datasets import Dataset, DatasetDict
 from mteb.abstasks.clustering import AbsTaskClustering
 from mteb.abstasks.task_metadata import TaskMetadata
+from omegaconf import DictConfig
 
+from embedexp.core.errors import ConfigError, DataError, MissingTaskData
+from embedexp.core.instantiate import instantiate_node
 from embedexp.data.debian import corpus_texts, load_corpus
-from embedexp.errors import ConfigError, DataError, MissingTaskData
 
 log = logging.getLogger(__name__)
 SHARED_DATA_HINT = (
-    "Build the shared clustering data once (needs internet): `python -m embedexp.data.fetch_shared --out <folder>` "
+    "Build the shared clustering data once (needs internet): `python -m embedexp fetch_shared --out <folder>` "
     "and set EMBEDEXP_SHARED_DATA=<folder> (default: ../shared/clustering_data beside the checkout); or score the "
     "Debian tasks only with `tasks=offline_debian`."
 )
@@ -187,3 +189,11 @@ def mteb_task(name: str):
         known = [task.metadata.name for task in mteb.get_tasks(task_types=["Clustering"])]
         close = difflib.get_close_matches(name, known, n=8, cutoff=0.5) or sorted(known)[:20]
         raise ConfigError(f"tasks: unknown mteb task '{name}'; clustering tasks like it: {', '.join(close)}") from err
+
+
+def build_tasks(tasks_cfg: DictConfig) -> list:
+    """Instantiate the task list of a `tasks` config; optional tasks whose data is absent here are left out."""
+    tasks = [task for task in (instantiate_node(node, tasks_cfg) for node in tasks_cfg.values()) if task is not None]
+    if not tasks:
+        raise ConfigError("tasks: none of the configured clustering tasks could be built on this machine")
+    return tasks

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from peft import PeftModel
 
-from embedexp.errors import ConfigError
+from embedexp.core.errors import ConfigError
 
 
 def write_adapter(model, tokenizer, folder: Path) -> dict:

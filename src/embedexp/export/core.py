@@ -12,9 +12,10 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from embedexp import __version__
-from embedexp.atomic import atomic_folder, atomic_write_text
-from embedexp.bidirectional import attention_mode
-from embedexp.errors import ConfigError
+from embedexp.core.atomic import atomic_folder, atomic_write_text
+from embedexp.core.errors import ConfigError
+from embedexp.core.hardware import configure_threads
+from embedexp.core.progress import Progress
 from embedexp.export.adapter import write_adapter
 from embedexp.export.card import model_card
 from embedexp.export.load import FORMATS, write_manifest
@@ -22,10 +23,9 @@ from embedexp.export.merged import merge_lora, write_merged
 from embedexp.export.selfcheck import PROBE_TEXTS, check_export, reference_vectors
 from embedexp.export.sentence_transformers import pooling_spec, write_sentence_transformers
 from embedexp.export.source import ExportSource, resolve_source
-from embedexp.hardware import configure_threads
-from embedexp.matryoshka import truncate_normalized
-from embedexp.pooling import save_pooling_weights
-from embedexp.progress import Progress
+from embedexp.model.bidirectional import attention_mode
+from embedexp.model.matryoshka import truncate_normalized
+from embedexp.model.pooling import save_pooling_weights
 
 log = logging.getLogger(__name__)
 
@@ -195,7 +195,7 @@ def export_model(
 
 
 def export_from_config(cfg: DictConfig) -> dict[str, dict[str, Any]]:
-    """`python -m embedexp.export`: resolve the source from the config and export the requested forms."""
+    """`python -m embedexp export`: resolve the source from the config and export the requested forms."""
     configure_threads(cfg.get("num_threads", "auto"))
     source = resolve_source(cfg)
     output_dir = cfg.get("output_dir") or (

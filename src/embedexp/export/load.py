@@ -16,15 +16,15 @@ import torch
 from hydra.utils import instantiate
 from transformers import AutoModel, AutoTokenizer
 
-from embedexp.bidirectional import set_attention
-from embedexp.embedder import Embedder
-from embedexp.errors import ConfigError
+from embedexp.core.errors import ConfigError
 from embedexp.export.st_modules import import_pooling
 from embedexp.export.tokenizer import bake_template, unbake
-from embedexp.lora import load_adapter
-from embedexp.matryoshka import truncate_normalized
-from embedexp.pooling import load_pooling_weights
-from embedexp.prompts import PromptTemplate
+from embedexp.model.bidirectional import set_attention
+from embedexp.model.embedder import Embedder
+from embedexp.model.lora import load_adapter
+from embedexp.model.matryoshka import truncate_normalized
+from embedexp.model.pooling import load_pooling_weights
+from embedexp.model.prompts import PromptTemplate
 
 MANIFEST = "embedexp_export.json"
 FORMATS = ("adapter", "merged", "sentence_transformers")
@@ -34,7 +34,7 @@ def read_manifest(folder: str | Path) -> dict[str, Any]:
     """The export manifest of `folder`; a folder without one is not an embedexp export."""
     path = Path(folder) / MANIFEST
     if not path.is_file():
-        raise ConfigError(f"{folder}: no {MANIFEST}; not a folder written by `python -m embedexp.export`")
+        raise ConfigError(f"{folder}: no {MANIFEST}; not a folder written by `python -m embedexp export`")
     return json.loads(path.read_text(encoding="utf-8"))
 
 

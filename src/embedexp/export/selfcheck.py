@@ -14,9 +14,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from embedexp.embedder import Embedder
-from embedexp.errors import EmbedexpError
+from embedexp.core.errors import EmbedexpError
 from embedexp.export.load import load_export
+from embedexp.model.embedder import Embedder
 
 log = logging.getLogger(__name__)
 SIDES = ("left", "right")

@@ -18,9 +18,9 @@ import transformers
 from safetensors.torch import save_file
 from sentence_transformers.base.modules.dense import Dense
 
-from embedexp.bidirectional import attention_mode
 from embedexp.export.tokenizer import bake_template, original_state
-from embedexp.pooling import (
+from embedexp.model.bidirectional import attention_mode
+from embedexp.model.pooling import (
     POOLING_WEIGHTS,
     LastTokenPooling,
     MaxPooling,
@@ -29,7 +29,7 @@ from embedexp.pooling import (
     WeightedMeanPooling,
     pooled_dim,
 )
-from embedexp.prompts import PromptTemplate
+from embedexp.model.prompts import PromptTemplate
 
 # embedexp pooling class -> sentence-transformers pooling_mode (exact equivalents, see tests/test_export.py)
 ST_POOLING_MODES = {

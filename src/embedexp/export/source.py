@@ -11,9 +11,9 @@ from typing import Any
 import torch
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from embedexp.embedder import Embedder
-from embedexp.errors import ConfigError
-from embedexp.factory import build_embedder
+from embedexp.core.errors import ConfigError
+from embedexp.model.build import build_embedder
+from embedexp.model.embedder import Embedder
 
 log = logging.getLogger(__name__)
 RUN_CONFIG = Path(".hydra") / "config.yaml"

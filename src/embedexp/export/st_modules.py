@@ -15,10 +15,10 @@ import torch
 from sentence_transformers.base.modules.module import Module
 from sentence_transformers.base.modules.transformer import Transformer
 
-from embedexp.attention import final_token_attention
-from embedexp.bidirectional import set_attention
 from embedexp.export.tokenizer import text_mask
-from embedexp.pooling import Pooling
+from embedexp.model.attention_capture import final_token_attention
+from embedexp.model.bidirectional import set_attention
+from embedexp.model.pooling import Pooling
 
 TEXT_MASK = "text_mask"
 FINAL_ATTENTION = "final_token_attention"
@@ -76,7 +76,7 @@ def import_pooling(target: str, options: dict[str, Any]) -> Pooling:
     module_name, class_name = target.rsplit(".", 1)
     pooling = getattr(importlib.import_module(module_name), class_name)(**options)
     if not isinstance(pooling, Pooling):
-        raise TypeError(f"{target} is not an embedexp.pooling.Pooling")
+        raise TypeError(f"{target} is not an embedexp.model.pooling.Pooling")
     return pooling
 
 

@@ -20,8 +20,8 @@ import json
 import torch
 from tokenizers import Tokenizer, normalizers, processors
 
-from embedexp.errors import ConfigError
-from embedexp.prompts import PromptTemplate
+from embedexp.core.errors import ConfigError
+from embedexp.model.prompts import PromptTemplate
 
 SEQUENCE = "$A"
 

@@ -1,0 +1,1 @@
+"""Analysis of trained models and sweeps: attention maps (`attention/`) and the sweep report (`report/`)."""

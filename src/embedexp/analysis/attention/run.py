@@ -1,0 +1,127 @@
+"""The attention-map analysis command: `python -m embedexp attention [adapter_path=<run>/adapter] [overrides]` (Hydra).
+
+Where does the final (pooled) token look, before and after fine-tuning? Writes, into the run folder:
+`attention_shares.csv`, `attention_tokens.csv`, `top_tokens.csv`, `heatmap_<model>_<i>.png`, `shares_by_layer.png`
+and `attention_summary.md`; with `logger=wandb` the same tables and images go to an offline W&B run.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pandas as pd
+from omegaconf import DictConfig, OmegaConf
+
+from embedexp.analysis.attention.analysis import ModelAttention, analyse, load_texts
+from embedexp.analysis.attention.plots import plot_heatmap, plot_shares_by_layer
+from embedexp.analysis.attention.tables import share_frame, summary_frame, summary_markdown, token_frame, top_frame
+from embedexp.core.atomic import atomic_file, atomic_write_text
+from embedexp.core.hardware import configure_threads
+from embedexp.model.build import build_embedder
+
+log = logging.getLogger("embedexp.analysis.attention")
+
+
+def training_template(adapter_path: str) -> str | None:
+    """The prompt template the adapter was trained with, read from its run's `.hydra/config.yaml` if present."""
+    saved = Path(adapter_path).parent / ".hydra" / "config.yaml"
+    if not saved.is_file():
+        return None
+    try:
+        return str(OmegaConf.load(saved).prompt.template)
+    except Exception:  # an unreadable or foreign config only loses the check
+        return None
+
+
+def analyse_models(cfg: DictConfig, texts: list[str]) -> tuple[list[ModelAttention], str]:
+    """The base model, and the base + adapter when `adapter_path` is set, through the embedding path."""
+    layers = tuple(int(layer) for layer in cfg.layers) if cfg.get("layers") is not None else None
+    base = build_embedder(cfg, trainable=False, new_lora=False, eager_attention=True)
+    backbone_name = base.name
+    results = [analyse(base, texts, "base", layers, cfg.batch_size)]
+    del base
+    if cfg.get("adapter_path"):
+        trained_with = training_template(cfg.adapter_path)
+        if trained_with is not None and trained_with != cfg.prompt.template:
+            log.warning(
+                "the adapter was trained with prompt %r, the analysis uses %r", trained_with, cfg.prompt.template
+            )
+        tuned = build_embedder(
+            cfg, adapter_path=cfg.adapter_path, trainable=False, new_lora=False, eager_attention=True
+        )
+        results.append(analyse(tuned, texts, "finetuned", layers, cfg.batch_size))
+    return results, backbone_name
+
+
+def write_csv(frame: pd.DataFrame, path: Path) -> Path:
+    """Write a CSV atomically."""
+    with atomic_file(path) as staging:
+        frame.to_csv(staging, index=False)
+    return path
+
+
+def write_outputs(cfg: DictConfig, results: list[ModelAttention], meta: dict[str, str]) -> dict:
+    """Write the CSVs, figures and Markdown summary; return the frames and image paths."""
+    out = Path(cfg.paths.output_dir)
+    frames = {
+        "attention_shares": share_frame(results, cfg.per_head),
+        "attention_tokens": token_frame(results, cfg.per_head),
+        "top_tokens": top_frame(results, cfg.top_k),
+        "attention_summary": summary_frame(results),
+    }
+    for name, frame in frames.items():
+        write_csv(frame, out / f"{name}.csv")
+    images = [plot_shares_by_layer(results, out / "shares_by_layer.png")]
+    for result in results:
+        for index, example in enumerate(result.examples[: cfg.max_examples_plotted]):
+            title = f"{result.name} · example {index}: {example.text[:90]}"
+            images.append(plot_heatmap(example, result.layers, title, out / f"heatmap_{result.name}_{index}.png"))
+    text = summary_markdown(frames["attention_summary"], frames["top_tokens"], meta)
+    atomic_write_text(out / "attention_summary.md", text)
+    return {"frames": frames, "images": images, "summary_text": text}
+
+
+def log_to_wandb(cfg: DictConfig, frames: dict[str, pd.DataFrame], images: list[Path]) -> None:
+    """With `logger=wandb`: an offline W&B run (in the run folder) holding the tables, images and mean shares."""
+    node = (cfg.get("logger") or {}).get("wandb")
+    if not node:
+        return
+    import wandb
+
+    run = wandb.init(
+        project=node.get("project", "embedexp"),
+        name=cfg.get("run_name") or cfg.task_name,
+        group=cfg.task_name,
+        tags=list(cfg.get("tags") or []),
+        dir=str(cfg.paths.output_dir),
+        mode="offline" if node.get("offline", True) else "online",
+        config=OmegaConf.to_container(cfg, resolve=True),
+    )
+    try:
+        run.log({f"attention/{name}": wandb.Table(dataframe=frame) for name, frame in frames.items()})
+        run.log({f"attention/{path.stem}": wandb.Image(str(path)) for path in images})
+        for row in frames["attention_summary"].to_dict("records"):
+            for share in ("prompt", "text", "sink"):
+                run.summary[f"attention/{row['model']}/{row['scope']}/{share}"] = row[share]
+    finally:
+        run.finish()
+
+
+def run_analysis(cfg: DictConfig) -> pd.DataFrame:
+    """Analyse, write every output, log to W&B if asked; return the summary table."""
+    configure_threads(cfg.get("num_threads", "auto"))
+    texts = load_texts(cfg.get("texts"), cfg.get("texts_file"), cfg.text_column, cfg.get("max_texts"))
+    results, backbone_name = analyse_models(cfg, texts)
+    meta = {
+        "model": backbone_name,
+        "adapter": str(cfg.get("adapter_path") or "none (base only)"),
+        "prompt": f"{cfg.prompt.name}: `{cfg.prompt.template}`",
+        "texts": f"{len(texts)}" + (f" from {cfg.texts_file}" if cfg.get("texts_file") else " (inline)"),
+        "layers": f"{len(results[0].layers)} analysed ({results[0].layers[0]}..{results[0].layers[-1]})",
+    }
+    written = write_outputs(cfg, results, meta)
+    log_to_wandb(cfg, written["frames"], written["images"])
+    print(written["summary_text"])
+    log.info("attention analysis written to %s", cfg.paths.output_dir)
+    return written["frames"]["attention_summary"]

@@ -1,0 +1,104 @@
+"""Standalone evaluation: `python -m embedexp eval [adapter_path=...] [overrides]` writes a results table."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import hydra
+import lightning as L
+from omegaconf import DictConfig, OmegaConf
+
+from embedexp.core.atomic import atomic_write_text
+from embedexp.core.config import CONFIG_DIR
+from embedexp.core.errors import exit_on_error
+from embedexp.core.hardware import configure_threads, resolve_config_precisions
+from embedexp.core.provenance import provenance
+from embedexp.evaluation.run import evaluate_clustering, score_tasks, write_results_table
+from embedexp.evaluation.score_cache import task_set_record
+from embedexp.evaluation.tasks import build_tasks
+from embedexp.model.backbone import PACKAGE_SCHEME, resolve_source
+from embedexp.model.build import build_embedder
+
+log = logging.getLogger(__name__)
+
+
+def evaluate(cfg: DictConfig) -> dict[str, float]:
+    """Score the configured model (plus adapter), or an exported folder, on the configured tasks; write tables."""
+    L.seed_everything(cfg.seed)
+    configure_threads(cfg.get("num_threads", "auto"))
+    precision = resolve_config_precisions(cfg)
+    if cfg.get("model_path"):
+        return evaluate_export(cfg)
+    embedder = build_embedder(cfg, adapter_path=cfg.get("adapter_path"), trainable=False, new_lora=False)
+    tasks = build_tasks(cfg.tasks)
+    name = f"{embedder.name}+{Path(cfg.adapter_path).name}" if cfg.get("adapter_path") else embedder.name
+    scores = evaluate_clustering(embedder, tasks, name, cfg.eval.batch_size, cfg.eval.precision)
+    row = {
+        "model": cfg.get("adapter_path") or embedder.name,
+        "pooling": cfg.pooling._target_.rsplit(".", 1)[-1],
+        "prompt": cfg.prompt.name,
+        **scores,
+    }
+    md_path, _ = write_results_table([row], cfg.paths.output_dir, stem="eval_results", task_set=task_set_record(tasks))
+    run_provenance = provenance(cfg.seed, precision)
+    atomic_write_text(Path(cfg.paths.output_dir) / "provenance.json", json.dumps(run_provenance, indent=2))
+    print(md_path.read_text())
+    return scores
+
+
+def evaluate_export(cfg: DictConfig) -> dict[str, float]:
+    """Score an exported folder (any form) through `ExportedEncoder`, with optional per-task-type `prompts`;
+    a plain sentence-transformers folder (no embedexp manifest) goes to `evaluate_sentence_transformer`."""
+    from embedexp.evaluation.exported import ExportedEncoder
+    from embedexp.export.load import MANIFEST
+
+    prompts = OmegaConf.to_container(cfg.prompts) if cfg.get("prompts") else None
+    folder = resolve_source(str(cfg.model_path), "model_path")
+    if not (Path(folder) / MANIFEST).is_file():
+        return evaluate_sentence_transformer(cfg, prompts)
+    encoder = ExportedEncoder(folder, prompts=prompts, batch_size=cfg.eval.batch_size, precision=cfg.eval.precision)
+    tasks = build_tasks(cfg.tasks)
+    scores = score_tasks(encoder, tasks)
+    manifest = encoder.export.manifest
+    row = {"model": cfg.model_path, "pooling": manifest["pooling"]["target"].rsplit(".", 1)[-1], **scores}
+    row["prompt"] = manifest["prompt"]["name"]
+    md_path, _ = write_results_table([row], cfg.paths.output_dir, stem="eval_results", task_set=task_set_record(tasks))
+    print(md_path.read_text())
+    return scores
+
+
+def evaluate_sentence_transformer(cfg: DictConfig, prompts: dict | None) -> dict[str, float]:
+    """Score any sentence-transformers folder (e.g. a baseline encoder) through the same `mteb.evaluate` path."""
+    from embedexp.evaluation.sentence_transformer import SentenceTransformerEncoder
+
+    name = cfg.get("model_name") or _folder_label(str(cfg.model_path))
+    encoder = SentenceTransformerEncoder(
+        cfg.model_path, prompts=prompts, batch_size=cfg.eval.batch_size, precision=cfg.eval.precision, name=name
+    )
+    scores = score_tasks(encoder, build_tasks(cfg.tasks))
+    row = {"model": cfg.model_path, "pooling": encoder.pooling, "prompt": "prompts" if prompts else "none", **scores}
+    md_path, _ = write_results_table([row], cfg.paths.output_dir, stem="eval_results")
+    run_provenance = provenance(cfg.seed, {"eval": str(cfg.eval.precision)})
+    atomic_write_text(Path(cfg.paths.output_dir) / "provenance.json", json.dumps(run_provenance, indent=2))
+    print(md_path.read_text())
+    return scores
+
+
+def _folder_label(model_path: str) -> str:
+    """A model name for mteb: the package of a `pkg:` path, else the folder's name."""
+    if model_path.startswith(PACKAGE_SCHEME):
+        return model_path[len(PACKAGE_SCHEME) :].split("/", 1)[0]
+    return Path(model_path).resolve().name
+
+
+@hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="eval")
+def main(cfg: DictConfig) -> float:
+    """Hydra entry point; returns the mean V-measure."""
+    with exit_on_error(log):
+        return evaluate(cfg)["clustering_mean"]
+
+
+if __name__ == "__main__":
+    main()

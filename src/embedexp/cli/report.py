@@ -1,0 +1,46 @@
+"""`python -m embedexp report <multirun folder> ...`: mean ± 95 % CI tables and plot (conf/report.yaml)."""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+import hydra
+from omegaconf import DictConfig, ListConfig
+
+from embedexp.analysis.report.build import build_report
+from embedexp.cli.arguments import positional_to_override
+from embedexp.core.config import CONFIG_DIR
+from embedexp.core.errors import exit_on_error
+
+log = logging.getLogger(__name__)
+
+
+@hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="report")
+def _hydra_main(cfg: DictConfig) -> None:
+    """Hydra entry point: build the report and print the Markdown table."""
+    dirs = list(cfg.sweep_dir) if isinstance(cfg.sweep_dir, ListConfig | list) else [cfg.sweep_dir]
+    with exit_on_error(log):
+        paths = build_report(
+            dirs,
+            cfg.get("out_dir"),
+            list(cfg.exclude_keys),
+            cfg.seed_key,
+            cfg.confidence,
+            list(cfg.stages),
+            cfg.get("title"),
+            cfg.plot,
+            cfg.get("read_wandb", True),
+        )
+    print(paths["md"].read_text())
+    print("report written to " + ", ".join(str(p) for p in paths.values()))
+
+
+def main() -> None:
+    """Console entry point: `python -m embedexp report <folder> ...` or `sweep_dir=<folder>`."""
+    sys.argv = [sys.argv[0], *positional_to_override(sys.argv[1:])]
+    _hydra_main()
+
+
+if __name__ == "__main__":
+    main()

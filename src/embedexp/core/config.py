@@ -1,0 +1,57 @@
+"""Where the Hydra configs live, where caches and shared data go, and the OmegaConf resolvers the configs use."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import platformdirs
+from omegaconf import OmegaConf
+
+PACKAGE_DIR = Path(__file__).resolve().parents[1]  # src/embedexp (this file is core/config.py)
+# The repository in a checkout (src/embedexp lies two levels below it); meaningless when installed from a wheel.
+PROJECT_ROOT = PACKAGE_DIR.parents[1]
+# A wheel ships the repository's conf/ as embedexp/conf; a checkout (editable install) reads conf/ itself.
+PACKAGED_CONFIG_DIR = PACKAGE_DIR / "conf"
+INSTALLED = PACKAGED_CONFIG_DIR.is_dir()
+CONFIG_DIR = PACKAGED_CONFIG_DIR if INSTALLED else PROJECT_ROOT / "conf"
+
+
+def checkout_root() -> Path | None:
+    """The repository this package runs from (src/ layout with conf/ and pyproject.toml); None when installed."""
+    if INSTALLED or PACKAGE_DIR.parent.name != "src":
+        return None
+    if (PROJECT_ROOT / "conf").is_dir() and (PROJECT_ROOT / "pyproject.toml").is_file():
+        return PROJECT_ROOT
+    return None
+
+
+def default_cache_dir() -> Path:
+    """$EMBEDEXP_CACHE_DIR, else $EMBEDEXP_HOME, else the user cache dir (~/.cache/embedexp on Linux)."""
+    for variable in ("EMBEDEXP_CACHE_DIR", "EMBEDEXP_HOME"):
+        if os.environ.get(variable):
+            return Path(os.environ[variable]).expanduser()
+    return Path(platformdirs.user_cache_dir("embedexp", appauthor=False))
+
+
+def default_shared_data_dir() -> Path:
+    """$EMBEDEXP_SHARED_DATA, else ../shared/clustering_data beside a checkout, else <user data dir>/clustering_data."""
+    if os.environ.get("EMBEDEXP_SHARED_DATA"):
+        return Path(os.environ["EMBEDEXP_SHARED_DATA"]).expanduser()
+    root = checkout_root()
+    if root is not None:
+        return root.parent / "shared" / "clustering_data"
+    return Path(platformdirs.user_data_dir("embedexp", appauthor=False)) / "clustering_data"
+
+
+# Offline by default: W&B writes runs locally unless the user sets WANDB_MODE=online.
+os.environ.setdefault("WANDB_MODE", "offline")
+# Rust tokenizers' own thread pool deadlocks in forked DataLoader workers; torch's threads do the parallel work.
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+for _name, _resolver in {
+    "embedexp_cache_dir": lambda: str(default_cache_dir()),
+    "embedexp_shared_data_dir": lambda: str(default_shared_data_dir()),
+}.items():
+    if not OmegaConf.has_resolver(_name):
+        OmegaConf.register_new_resolver(_name, _resolver)

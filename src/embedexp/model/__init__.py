@@ -1,0 +1,1 @@
+"""The model: prompt -> tokens -> backbone + LoRA -> pooling -> `Embedder`, plus attention capture and prefix cache."""

@@ -1,0 +1,73 @@
+"""Build the run's parts from the composed Hydra config."""
+
+from __future__ import annotations
+
+import logging
+
+from hydra.utils import instantiate
+from omegaconf import DictConfig
+
+from embedexp.core.errors import ConfigError
+from embedexp.model.backbone import Backbone
+from embedexp.model.bidirectional import set_attention
+from embedexp.model.embedder import Embedder
+from embedexp.model.lora import apply_lora, load_adapter
+from embedexp.model.pooling import Pooling, load_pooling_weights
+from embedexp.model.prompts import PromptTemplate
+
+log = logging.getLogger(__name__)
+
+
+def build_embedder(
+    cfg: DictConfig,
+    adapter_path: str | None = None,
+    trainable: bool = True,
+    new_lora: bool = True,
+    eager_attention: bool = False,
+) -> Embedder:
+    """Backbone + LoRA (loaded from `adapter_path`, or new from `model.lora` if `new_lora`) + prompt + pooling.
+
+    `eager_attention` switches the backbone to eager attention so attention weights can be read (the `attention`
+    pooling does so by itself).
+    """
+    prompt = instantiate(cfg.prompt)
+    if not isinstance(prompt, PromptTemplate):
+        name = type(prompt).__name__
+        raise ConfigError(f"prompt._target_ must build an embedexp.model.prompts.PromptTemplate, got {name}")
+    backbone: Backbone = instantiate(cfg.model.backbone)
+    model = backbone.model
+    pooling = build_configured_pooling(cfg.pooling, int(model.config.hidden_size))
+    if (pooling.needs_attention or eager_attention) and model.config._attn_implementation != "eager":
+        log.info("attention weights are read: switching the backbone to eager attention")
+        model.set_attn_implementation("eager")
+    set_attention(model, cfg.model.get("attention") or "causal")
+    if cfg.model.get("init_adapter"):  # LLM2Vec: the MNTP LoRA merged into the base, a fresh LoRA on top
+        model = load_adapter(model, cfg.model.init_adapter, config_key="model.init_adapter").merge_and_unload()
+        log.info("model.init_adapter=%s merged into the backbone", cfg.model.init_adapter)
+    if cfg.model.get("gradient_checkpointing"):
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    if adapter_path:
+        model = load_adapter(model, adapter_path, trainable=trainable)
+        load_pooling_weights(pooling, adapter_path)
+        pooling.requires_grad_(trainable)
+    elif new_lora and cfg.model.get("lora"):
+        model = apply_lora(model, **cfg.model.lora)
+    return Embedder(
+        model,
+        backbone.tokenizer,
+        pooling,
+        prompt,
+        max_length=cfg.model.max_length,
+        padding_side=cfg.model.padding_side,
+        name=backbone.name,
+    )
+
+
+def build_configured_pooling(pooling_cfg: DictConfig, hidden_size: int) -> Pooling:
+    """Instantiate `cfg.pooling`; a `hidden_size: null` key (poolings with weights) gets the backbone's size."""
+    extra = {"hidden_size": hidden_size} if "hidden_size" in pooling_cfg and pooling_cfg.hidden_size is None else {}
+    pooling = instantiate(pooling_cfg, **extra)
+    if not isinstance(pooling, Pooling):
+        name = type(pooling).__name__
+        raise ConfigError(f"pooling._target_ must build an embedexp.model.pooling.Pooling, got {name}")
+    return pooling

@@ -1,0 +1,138 @@
+"""The embedding model: prompt → tokens → decoder → pooling. Used by training, evaluation and export alike."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from embedexp.core.progress import Progress
+from embedexp.model.attention_capture import FinalTokenAttention, final_token_attention
+from embedexp.model.pooling import Pooling
+from embedexp.model.prefix_cache import FrozenPrefixCache, plan_batches
+from embedexp.model.prompts import PromptTemplate, TokenizedPrompts, pad_rows, pad_token_id
+
+log = logging.getLogger(__name__)
+
+
+class Embedder(torch.nn.Module):
+    """A decoder LLM turned into a text encoder by a prompt template and a pooling."""
+
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        tokenizer,
+        pooling: Pooling,
+        prompt: PromptTemplate,
+        max_length: int = 256,
+        padding_side: str = "right",
+        name: str = "embedexp-model",
+    ) -> None:
+        """`model` is a base decoder (or its peft wrapper) returning `last_hidden_state`; `name` labels results."""
+        super().__init__()
+        self.model = model
+        self.tokenizer = tokenizer
+        self.pooling = pooling
+        self.prompt = prompt
+        self.max_length = max_length
+        self.padding_side = padding_side
+        self.name = name
+        self.prefix_cache: FrozenPrefixCache | None = None
+        self.n_truncated = 0
+
+    @property
+    def device(self) -> torch.device:
+        """Device of the model's parameters."""
+        return next(self.model.parameters()).device
+
+    def tokenize(self, texts: list[str]) -> TokenizedPrompts:
+        """Wrap texts in the prompt and tokenize them (text truncated before wrapping)."""
+        batch = self.prompt.tokenize(texts, self.tokenizer, self.max_length, self.padding_side)
+        self.n_truncated += batch.n_truncated
+        return batch
+
+    def run(
+        self, batch: TokenizedPrompts, with_attention: bool = False, layers: tuple[int, ...] | None = None
+    ) -> tuple[torch.Tensor, FinalTokenAttention | None]:
+        """Decode a tokenized batch: hidden states [B, T, H] and, if asked, the last token's attention per layer.
+
+        `layers` picks decoder layers (None = all; negative counts from the end). The `attention` pooling and the
+        attention-map analysis (`python -m embedexp attention`) both read attention through this method.
+        """
+        device = self.device
+        input_ids = batch.input_ids.to(device)
+        attention_mask = batch.attention_mask.to(device)
+        # positions count from the first real token, so left padding gives the same vectors as right padding
+        position_ids = (attention_mask.cumsum(dim=1) - 1).clamp_min(0)
+        inputs = dict(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, use_cache=False)
+        if not with_attention:
+            if self.prefix_cache is not None and not torch.is_grad_enabled():
+                return self.prefix_cache.run(inputs), None
+            return self.model(**inputs).last_hidden_state, None
+        with final_token_attention(self.model, attention_mask, layers) as captured:
+            hidden = self.model(**inputs).last_hidden_state
+        return hidden, FinalTokenAttention.from_captured(captured)
+
+    def forward(self, batch: TokenizedPrompts) -> torch.Tensor:
+        """Embed a tokenized batch; gradients flow when the caller allows them."""
+        needs_attention = self.pooling.needs_attention
+        hidden, attention = self.run(batch, needs_attention, getattr(self.pooling, "layers", None))
+        pooled_attention = attention.pooled() if attention is not None else None
+        device = hidden.device
+        return self.pooling(hidden, batch.attention_mask.to(device), batch.text_mask.to(device), pooled_attention)
+
+    def embed(self, texts: list[str]) -> torch.Tensor:
+        """Tokenize and embed a list of texts in one batch."""
+        return self(self.tokenize(list(texts)))
+
+    def enable_prefix_cache(self, max_bytes: int = 1 << 30) -> FrozenPrefixCache:
+        """Reuse the frozen layers' outputs across `encode` calls on the same texts (e.g. every evaluation)."""
+        self.prefix_cache = FrozenPrefixCache(self.model, max_bytes)
+        return self.prefix_cache
+
+    @torch.inference_mode()
+    def encode(
+        self,
+        texts: list[str],
+        batch_size: int = 32,
+        normalize: bool = True,
+        show_progress: bool = False,
+        sort_by_length: bool = True,
+        max_batch_tokens: int | None = None,
+        progress: str | None = None,
+    ) -> np.ndarray:
+        """Embed many texts, returned in input order.
+
+        All texts are tokenized once and sorted by token count (longest first), so each batch pads little;
+        batches hold at most `batch_size` texts and, if set, `max_batch_tokens` padded tokens. `progress` (or
+        `show_progress`) names the phase whose progress is shown (`embedexp.core.progress`).
+        """
+        was_training = self.model.training
+        self.model.eval()
+        rows, spans, n_truncated = self.prompt.token_rows(list(texts), self.tokenizer, self.max_length)
+        order = np.argsort([-len(r) for r in rows], kind="stable") if sort_by_length else np.arange(len(rows))
+        batches = plan_batches([len(rows[i]) for i in order], batch_size, max_batch_tokens)
+        pad_id = pad_token_id(self.tokenizer)
+        chunks = []
+        desc = progress or ("encode" if show_progress else None)
+        meter = Progress(len(rows), desc, "texts", mode=None if desc else "off")
+        try:
+            for positions in batches:
+                picked = [int(order[p]) for p in positions]
+                batch = pad_rows([rows[i] for i in picked], [spans[i] for i in picked], pad_id, self.padding_side)
+                vectors = self(batch).float()
+                chunks.append(F.normalize(vectors, dim=-1) if normalize else vectors)
+                meter.update(len(picked))
+        finally:
+            meter.close()
+            self.model.train(was_training)
+        if n_truncated:
+            log.warning("%d of %d texts truncated to model.max_length=%d", n_truncated, len(texts), self.max_length)
+        if not chunks:
+            return np.zeros((0, 0), dtype=np.float32)
+        stacked = torch.cat(chunks).cpu().numpy()
+        result = np.empty_like(stacked)
+        result[order] = stacked
+        return result

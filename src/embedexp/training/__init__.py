@@ -1,0 +1,1 @@
+"""Training: the LightningModule, contrastive and MNTP objectives, losses, checkpointing and scale-out strategies."""

@@ -1,0 +1,102 @@
+"""InfoNCE over cosine similarities with in-batch (and optional hard) negatives, and its Matryoshka wrapper."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+
+from embedexp.core.errors import ConfigError
+
+
+class InfoNCELoss(torch.nn.Module):
+    """Contrastive loss: each anchor must pick its own positive among all positives (and negatives) in the batch.
+
+    logits[i, j] = (cos(a_i, c_j) - margin * [i == j]) / temperature over the candidates c = positives, then every
+    hard negative of the batch (`negatives`, any number); cross-entropy against the diagonal.
+    With `symmetric`, the positive-to-anchor direction (over the anchors only) is averaged in.
+    """
+
+    def __init__(self, temperature: float = 0.05, margin: float = 0.0, symmetric: bool = False) -> None:
+        """`temperature` scales the logits; `margin` is subtracted from the true pair's cosine."""
+        super().__init__()
+        if temperature <= 0:
+            raise ValueError(f"loss.temperature must be > 0, got {temperature}")
+        self.temperature = temperature
+        self.margin = margin
+        self.symmetric = symmetric
+
+    def similarities(self, anchors: torch.Tensor, positives: torch.Tensor) -> torch.Tensor:
+        """Cosine similarity matrix [N_anchors, N_positives]."""
+        return F.normalize(anchors.float(), dim=-1) @ F.normalize(positives.float(), dim=-1).T
+
+    def forward(
+        self, anchors: torch.Tensor, positives: torch.Tensor, negatives: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Mean InfoNCE loss of the batch (anchors[i] pairs with positives[i]; `negatives` [K, H] are extra wrong
+        candidates for every anchor)."""
+        if anchors.shape[0] < 2:
+            raise ValueError(
+                "contrastive loss with in-batch negatives needs at least 2 pairs per batch "
+                f"(got {anchors.shape[0]}); raise data.batch_size"
+            )
+        sims = self.similarities(anchors, positives)
+        eye = torch.eye(sims.shape[0], device=sims.device, dtype=sims.dtype)
+        logits = (sims - self.margin * eye) / self.temperature
+        labels = torch.arange(sims.shape[0], device=sims.device)
+        candidates = logits
+        if negatives is not None and len(negatives):
+            candidates = torch.cat([logits, self.similarities(anchors, negatives) / self.temperature], dim=1)
+        loss = F.cross_entropy(candidates, labels)
+        if self.symmetric:
+            loss = (loss + F.cross_entropy(logits.T, labels)) / 2
+        return loss
+
+
+class MatryoshkaLoss(InfoNCELoss):
+    """Matryoshka representation learning (Kusupati et al. 2022): InfoNCE on nested prefixes of the embedding.
+
+    loss = sum_d weight_d * InfoNCE(a[:, :d], p[:, :d], n[:, :d]) over `dims` (as sentence-transformers'
+    `MatryoshkaLoss`); cosine similarity re-normalises each prefix. `full` (or null) in `dims` is the whole vector.
+    """
+
+    def __init__(
+        self,
+        dims: Sequence[int | str | None] = (64, 128, 256, "full"),
+        weights: Sequence[float] | None = None,
+        temperature: float = 0.05,
+        margin: float = 0.0,
+        symmetric: bool = False,
+    ) -> None:
+        """`dims`: prefix sizes (ints, `full`); `weights`: one per dim (default 1 each)."""
+        super().__init__(temperature, margin, symmetric)
+        parsed = [None if d in (None, "full") else d for d in dims]
+        if not parsed or any(d is not None and (not isinstance(d, int) or d < 1) for d in parsed):
+            raise ConfigError(f"loss.dims must be positive integers or 'full', got {list(dims)}")
+        weights = [1.0] * len(parsed) if weights is None else [float(w) for w in weights]
+        if len(weights) != len(parsed):
+            raise ConfigError(f"loss.weights needs one weight per entry of loss.dims ({len(parsed)}), got {weights}")
+        self.dims, self.weights = parsed, weights
+
+    def check_dim(self, embed_dim: int) -> None:
+        """Every prefix must fit the model's embedding size."""
+        too_large = [d for d in self.dims if d is not None and d > embed_dim]
+        if too_large:
+            raise ConfigError(f"loss.dims {too_large} exceed this model's embedding size {embed_dim}")
+
+    @property
+    def eval_dims(self) -> list[int]:
+        """The truncated sizes (without `full`), for evaluation at each one."""
+        return sorted({d for d in self.dims if d is not None})
+
+    def forward(
+        self, anchors: torch.Tensor, positives: torch.Tensor, negatives: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Weighted sum of InfoNCE over the prefixes."""
+        total = anchors.new_zeros((), dtype=torch.float32)
+        for dim, weight in zip(self.dims, self.weights):
+            cut = slice(None, dim)
+            head = None if negatives is None else negatives[:, cut]
+            total = total + weight * super().forward(anchors[:, cut], positives[:, cut], head)
+        return total
