@@ -18,7 +18,7 @@ SHARED_DATA := $(or $(EMBEDEXP_SHARED_DATA),$(if $(wildcard ../shared/clustering
 export EMBEDEXP_SHARED_DATA := $(SHARED_DATA)
 SHARED_FILES := 20ng_subjects.jsonl.gz stackoverflow_titles.jsonl.gz biomedical_titles.jsonl.gz
 
-.PHONY: install shared-data run test test-fast lint eval baseline export synth bench clean
+.PHONY: install shared-data run test test-fast lint recipe eval baseline export synth bench clean
 
 install: $(VENV)/.installed
 
@@ -62,6 +62,12 @@ test-fast: install shared-data
 bench: install
 	cd benchmarks && for script in bench_load bench_encode bench_train bench_callback bench_scaling; do \
 		../$(PY) $$script.py || exit 1; done
+
+# issue 16's CPU recipe: 3 seeds (about 45 minutes on 2 cores), then its report with 95 % intervals per task;
+# compare with `make baseline` (all-MiniLM-L6-v2 through the same evaluator)
+recipe: install shared-data
+	$(PY) -m embedexp train -m experiment=recipe_cpu
+	$(PY) -m embedexp report "$$(ls -d outputs/recipe_cpu/multiruns/* | tail -1)"
 
 eval: install
 	$(PY) -m embedexp eval

@@ -154,3 +154,11 @@ def test_optuna_sweep_of_two_trials_runs(tmp_path):
     )
     assert report.returncode == 0, report.stderr[-3000:]
     assert "(n=1)" in report.stdout
+
+
+def test_recipe_cpu_is_three_seeds_of_the_issue_16_recipe():
+    recipe = hydra_compose(["experiment=recipe_cpu"])
+    assert len(sweep_axes(recipe)["seed"]) >= 3
+    assert recipe.pooling._target_.endswith("LastTokenPooling") and recipe.prompt.name == "eol"
+    assert recipe.data.source.pairing == "short_long" and recipe.data.source.max_pairs == 3000
+    assert list(recipe.tasks) == list(hydra_compose([]).tasks)  # scored on tasks=offline, like make run
