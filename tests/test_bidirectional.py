@@ -137,3 +137,18 @@ def test_unknown_mode_and_unsupported_architecture_name_the_key():
     gpt2 = AutoModel.from_config(GPT2Config(n_layer=1, n_head=2, n_embd=16, vocab_size=32))
     with pytest.raises(ConfigError, match="model.attention=bidirectional.*gpt2"):
         set_attention(gpt2, "bidirectional")
+
+
+def test_zero_shot_cache_key_tells_the_attention_modes_apart(tmp_path):
+    """The cached zero-shot scores of a causal model must not be served for the same weights made bidirectional."""
+    from embedexp.evaluation.score_cache import configuration_key
+    from embedexp.evaluation.tasks import build_tasks
+
+    cfg = compose_config("train", TINY_OVERRIDES, tmp_path)
+    tasks = build_tasks(cfg.tasks)
+    embedder = build_embedder(cfg)
+    causal = configuration_key(embedder, tasks, "32")
+    set_attention(embedder.model, "bidirectional")
+    assert configuration_key(embedder, tasks, "32") != causal
+    set_attention(embedder.model, "causal")
+    assert configuration_key(embedder, tasks, "32") == causal

@@ -9,6 +9,7 @@ from importlib import metadata
 from pathlib import Path
 
 from embedexp.core.atomic import atomic_write_text
+from embedexp.model.bidirectional import attention_mode
 from embedexp.model.embedder import Embedder
 
 log = logging.getLogger(__name__)
@@ -53,11 +54,13 @@ def weights_fingerprint(model) -> str:
 
 
 def configuration_key(embedder: Embedder, tasks: list, precision: str, dims: list | None = None) -> str:
-    """Hash of model, prompt, pooling, tokenization settings, precision, task data, library versions (and the
-    Matryoshka evaluation sizes, when there are any)."""
+    """Hash of model (weights, attention mode, dtype), prompt, pooling, tokenization settings, precision, task data,
+    library versions (and the Matryoshka evaluation sizes, when there are any)."""
     parts = [
         embedder.name,
         weights_fingerprint(embedder.model),
+        f"attention={attention_mode(embedder.model)}",  # bidirectional attention changes every score, not the weights
+        f"dtype={next(embedder.model.parameters()).dtype}",
         *([weights_fingerprint(embedder.pooling)] if embedder.pooling.has_weights else []),
         repr(embedder.prompt.template),
         str(embedder.prompt.append_eos),
