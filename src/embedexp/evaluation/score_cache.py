@@ -43,13 +43,12 @@ def task_set_record(tasks: list) -> dict:
 
 
 def weights_fingerprint(model) -> str:
-    """Hash of all trainable weights and of a sample of the frozen ones (tells random inits and adapters apart)."""
+    """Hash of all trainable weights and of the first 4,096 values of every frozen tensor (tells random inits,
+    adapters and adapters merged into the backbone apart)."""
     digest = hashlib.sha1()
-    params = list(model.named_parameters())
-    for index, (name, param) in enumerate(params):
-        if param.requires_grad or index in (0, len(params) // 2, len(params) - 1):
-            values = param.detach().float().flatten()[: 1 << 16].cpu().numpy()
-            digest.update(name.encode() + values.tobytes())
+    for name, param in model.named_parameters():
+        values = param.detach().flatten()[: (1 << 16) if param.requires_grad else 4096]
+        digest.update(name.encode() + values.float().cpu().numpy().tobytes())
     return digest.hexdigest()
 
 
