@@ -56,6 +56,13 @@ def test_every_format_plain_and_gzipped_reads_the_same_texts(tmp_path, kind, gz)
         assert list(table.columns) == ["id", "text"] and table["id"].tolist() == list(range(len(TEXTS)))
 
 
+@pytest.mark.parametrize("name", ["codes.jsonl", "codes.json.gz", "codes.parquet"])
+def test_strings_that_look_like_numbers_stay_texts(tmp_path, name):
+    codes = ["0012", "1234", "2020-01-01"]
+    assert read_texts(write(tmp_path / name, pd.DataFrame({"text": codes, "date": codes}))) == codes
+    assert read_table(tmp_path / name)["date"].tolist() == codes  # no date parsing either
+
+
 def test_missing_file_and_unsupported_suffix_name_the_file_and_key(tmp_path):
     with pytest.raises(DataError, match=r"input=.*none\.csv\.gz: file not found"):
         read_table(tmp_path / "none.csv.gz", "input")
@@ -112,24 +119,35 @@ def test_empty_and_non_text_values_name_their_rows_or_are_skipped(tmp_path):
 # every caller reads .gz files (each of them refused or broke on these before the one reader)
 
 
-def test_pair_file_text_file_synthesis_source_and_attention_read_gz(tmp_path):
-    from embedexp.analysis.attention.analysis import load_texts
+def test_pair_file_reads_gz(tmp_path):
     from embedexp.data.pairs import PairFile
-    from embedexp.data.texts import TextFile
-    from embedexp.synthesis.sources import TextFileSource
 
     pairs = pd.DataFrame({"text": TEXTS[:3], "text_pos": TEXTS[3:6], "text_neg": [TEXTS[6], None, TEXTS[0]]})
     loaded = PairFile(str(write(tmp_path / "pairs.jsonl.gz", pairs))).load()
     assert loaded[0] == (TEXTS[0], TEXTS[3], (TEXTS[6],)) and loaded[1] == (TEXTS[1], TEXTS[4], ())
-    stripped = [text.strip() for text in TEXTS]
-    texts = write(tmp_path / "texts.txt.gz", pd.DataFrame({"text": TEXTS}))
-    assert TextFile(str(texts)).load() == [(t, t) for t in stripped]
-    body = write(tmp_path / "texts.tsv.gz", pd.DataFrame({"id": range(len(TEXTS)), "body": TEXTS}))
-    assert TextFileSource(str(body), text_column="body").load() == stripped
-    sentences = write(tmp_path / "texts.parquet.gz", pd.DataFrame({"sentence": TEXTS}))
-    assert load_texts(None, str(sentences), "sentence", max_texts=3) == stripped[:3]
     with pytest.raises(DataError, match=r"data\.source\.path=.*pairs\.jsonl\.gz: missing column\(s\) \['text_pos'\]"):
         PairFile(str(write(tmp_path / "pairs.jsonl.gz", pairs[["text"]]))).load()
+
+
+def test_mntp_text_file_reads_gz(tmp_path):
+    from embedexp.data.texts import TextFile
+
+    texts = write(tmp_path / "texts.txt.gz", pd.DataFrame({"text": TEXTS}))
+    assert TextFile(str(texts)).load() == [(t.strip(), t.strip()) for t in TEXTS]
+
+
+def test_synthesis_file_source_reads_gz(tmp_path):
+    from embedexp.synthesis.sources import TextFileSource
+
+    body = write(tmp_path / "texts.tsv.gz", pd.DataFrame({"id": range(len(TEXTS)), "body": TEXTS}))
+    assert TextFileSource(str(body), text_column="body").load() == [t.strip() for t in TEXTS]
+
+
+def test_attention_texts_file_reads_gz(tmp_path):
+    from embedexp.analysis.attention.analysis import load_texts
+
+    sentences = write(tmp_path / "texts.parquet.gz", pd.DataFrame({"sentence": TEXTS}))
+    assert load_texts(None, str(sentences), "sentence", max_texts=3) == [t.strip() for t in TEXTS[:3]]
 
 
 def test_encode_reads_a_gzipped_table_like_the_plain_text_file(tmp_path):
