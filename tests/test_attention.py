@@ -158,7 +158,7 @@ def test_load_texts_from_files(tmp_path):
     assert load_texts(None, str(tmp_path / "b.jsonl.gz"), "sentences", max_texts=2) == ["title 0", "title 1"]
     pd.DataFrame({"text": ["x", "y"]}).to_csv(tmp_path / "c.csv", index=False)
     assert load_texts(["ignored"], str(tmp_path / "c.csv")) == ["x", "y"]
-    with pytest.raises(DataError, match="no column 'body'"):
+    with pytest.raises(DataError, match=r"texts_file=.*c\.csv: no text column 'body'; columns are \['text'\]"):
         load_texts(None, str(tmp_path / "c.csv"), "body")
     with pytest.raises(DataError, match="no texts"):
         load_texts([], None)

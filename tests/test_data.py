@@ -65,7 +65,7 @@ def test_missing_file_and_unknown_type(tmp_path):
     with pytest.raises(DataError, match="not found"):
         PairFile(str(tmp_path / "none.csv")).load()
     with pytest.raises(DataError, match="unsupported"):
-        PairFile(str(tmp_path / "pairs.txt")).load()
+        PairFile(str(tmp_path / "pairs.xlsx")).load()
 
 
 def test_length_grouped_batches_cover_everything_once():

@@ -7,8 +7,9 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from embedexp.cli.encode import encode, read_texts
+from embedexp.cli.encode import encode
 from embedexp.core.errors import DataError
+from embedexp.data.reader import read_texts
 from embedexp.export import load_export
 from embedexp.model.prompts import PromptTemplate
 
@@ -53,9 +54,9 @@ def test_encode_with_the_training_module_matches_the_export(st_folder, tmp_path)
 
 def test_bad_input_names_the_column(tmp_path):
     pd.DataFrame({"title": ["a", ""]}).to_csv(tmp_path / "t.csv", index=False)
-    with pytest.raises(DataError, match="no column 'text'"):
+    with pytest.raises(DataError, match=r"t\.csv: no text column 'text'; columns are \['title'\]"):
         read_texts(tmp_path / "t.csv")
-    with pytest.raises(DataError, match=r"rows \[1\]"):
+    with pytest.raises(DataError, match=r"t\.csv: column 'title' is empty or not text in rows \[1\] \(0-based"):
         read_texts(tmp_path / "t.csv", "title")
 
 

@@ -1,6 +1,7 @@
 """Embed a text file or a table column: `python -m embedexp encode input=texts.txt output=vectors.npy model_path=...`.
 
-Inputs: `.txt` (one text per line; blank lines skipped), `.csv`, `.tsv`, `.jsonl`, `.parquet` (the `text_column`).
+Inputs: `.txt` (one text per line; blank lines skipped), `.csv`, `.tsv`, `.jsonl`, `.json`, `.parquet` (the
+`text_column`), each optionally `.gz`.
 Outputs: `.npy` (float32 [N, D], rows in input order) or `.parquet` (`text`, `embedding`, plus `keep_columns`).
 """
 
@@ -22,7 +23,7 @@ from embedexp.core.config import CONFIG_DIR
 from embedexp.core.errors import ConfigError, exit_on_error
 from embedexp.core.hardware import autocast_for, configure_threads
 from embedexp.core.progress import encode_with_progress
-from embedexp.data.reader import read_texts
+from embedexp.data.reader import column_texts, file_label, read_table
 from embedexp.export.encoder import load_encoder
 
 log = logging.getLogger(__name__)
@@ -60,7 +61,8 @@ def encode(cfg: DictConfig) -> Path:
     if Path(cfg.output).suffix not in OUTPUTS:
         raise ConfigError(f"output={cfg.output!r}: use a {' or '.join(OUTPUTS)} file name")
     configure_threads(cfg.get("num_threads", "auto"))
-    texts, frame = read_texts(cfg.input, cfg.text_column)
+    frame = read_table(cfg.input, "input", txt_column=cfg.text_column)
+    texts = column_texts(frame, cfg.text_column, file_label(cfg.input, "input"))  # every row: vectors follow the rows
     encoder = load_encoder(cfg)
     batch_size = int(cfg.batch_size)
     with autocast_for(cfg.get("precision", "auto"), torch.device("cpu"), "precision"):

@@ -1,4 +1,4 @@
-"""Sources of positive pairs: files (CSV / JSONL / Parquet), Hugging Face datasets, and the offline Debian corpus."""
+"""Sources of positive pairs: table files (embedexp.data.reader), Hugging Face datasets, the offline Debian corpus."""
 
 from __future__ import annotations
 
@@ -12,29 +12,13 @@ import pandas as pd
 from embedexp.core.errors import DataError
 from embedexp.data.debian import corpus_texts, load_corpus
 from embedexp.data.noise import TextNoise
+from embedexp.data.reader import file_label, read_table
 
 log = logging.getLogger(__name__)
 
 # (text, positive) or (text, positive, hard negatives): the negatives are extra wrong candidates in InfoNCE
 Pair = tuple[str, str] | tuple[str, str, tuple[str, ...]]
 NEG_COLUMN = "text_neg"
-READERS = {".csv": pd.read_csv, ".jsonl": lambda p: pd.read_json(p, lines=True), ".parquet": pd.read_parquet}
-
-
-def read_table(path: str | Path) -> pd.DataFrame:
-    """Read a CSV, JSON Lines or Parquet file; unreadable files raise a DataError naming the file."""
-    path = Path(path)
-    suffix = path.suffix.lower()
-    if suffix not in READERS:
-        raise DataError(f"{path}: unsupported pair file type {suffix!r}; use one of {sorted(READERS)}")
-    if not path.is_file():
-        raise DataError(f"{path}: pair file not found")
-    try:
-        return READERS[suffix](path)
-    except UnicodeDecodeError as err:
-        raise DataError(f"{path}: not valid UTF-8 ({err.reason} at byte {err.start})") from err
-    except Exception as err:  # pandas/pyarrow raise many types for malformed files
-        raise DataError(f"{path}: cannot read: {err}") from err
 
 
 def negative_columns(frame: pd.DataFrame, neg_column: str | None, origin: str) -> list[str]:
@@ -103,7 +87,7 @@ def validate_pairs(
 
 @dataclass
 class PairFile:
-    """Pairs from a CSV / JSONL / Parquet file with a text column and a positive column."""
+    """Pairs from a table file (CSV / TSV / JSONL / JSON / Parquet, `.gz` ok) with a text and a positive column."""
 
     path: str
     text_column: str = "text"
@@ -113,8 +97,9 @@ class PairFile:
 
     def load(self) -> list[Pair]:
         """Read and validate the file."""
-        frame = read_table(self.path)
-        pairs = validate_pairs(frame, self.text_column, self.pos_column, str(self.path), self.neg_column)
+        frame = read_table(self.path, "data.source.path")
+        where = file_label(self.path, "data.source.path")
+        pairs = validate_pairs(frame, self.text_column, self.pos_column, where, self.neg_column)
         return pairs[: self.max_pairs] if self.max_pairs else pairs
 
 

@@ -3,28 +3,17 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
-from embedexp.core.errors import DataError
-from embedexp.data.pairs import Pair, read_table
-
-
-def read_lines(path: Path) -> list[str]:
-    """The non-empty lines of a UTF-8 text file."""
-    if not path.is_file():
-        raise DataError(f"{path}: text file not found")
-    try:
-        return [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-    except UnicodeDecodeError as err:
-        raise DataError(f"{path}: not valid UTF-8 ({err.reason} at byte {err.start})") from err
+from embedexp.data.pairs import Pair
+from embedexp.data.reader import read_texts
 
 
 @dataclass
 class TextFile:
-    """Texts from a `.txt` file (one per line) or a CSV / JSONL / Parquet column, each paired with itself.
+    """Texts from a `.txt` file (one per line) or a table column (`embedexp.data.reader`), each paired with itself.
 
-    MNTP reads every distinct text of a batch once, so the pairs (t, t) are just texts; a contrastive run on them
-    would learn nothing.
+    Empty or non-text values of a table column are skipped (and counted in the log). MNTP reads every distinct text
+    of a batch once, so the pairs (t, t) are just texts; a contrastive run on them would learn nothing.
     """
 
     path: str
@@ -33,15 +22,7 @@ class TextFile:
 
     def load(self) -> list[Pair]:
         """Read the texts."""
-        path = Path(self.path)
-        if path.suffix.lower() == ".txt":
-            texts = read_lines(path)
-        else:
-            frame = read_table(path)
-            if self.column not in frame.columns:
-                raise DataError(f"{path}: no column '{self.column}'; columns are {list(frame.columns)}")
-            texts = [str(v).strip() for v in frame[self.column] if isinstance(v, str) and v.strip()]
-        if not texts:
-            raise DataError(f"{path}: holds no texts")
+        texts = read_texts(self.path, self.column, "data.source.path", "data.source.column", skip_empty=True)
+        texts = [text.strip() for text in texts]
         texts = texts[: self.max_texts] if self.max_texts else texts
         return [(text, text) for text in texts]

@@ -20,15 +20,17 @@ from omegaconf import DictConfig
 
 from embedexp.core.atomic import atomic_file
 from embedexp.core.errors import ConfigError
-from embedexp.data.pairs import negative_columns, read_table, validate_pairs
-from embedexp.data.reader import read_texts
+from embedexp.data.pairs import negative_columns, validate_pairs
+from embedexp.data.reader import SUPPORTED, file_label, is_gzip, read_table, read_texts
 from embedexp.export.encoder import load_encoder
 
 log = logging.getLogger(__name__)
 STRATEGIES = ("absolute", "relative")
 WRITERS = {
     ".csv": lambda frame, path: frame.to_csv(path, index=False),
+    ".tsv": lambda frame, path: frame.to_csv(path, sep="\t", index=False),
     ".jsonl": lambda frame, path: frame.to_json(path, orient="records", lines=True, force_ascii=False),
+    ".json": lambda frame, path: frame.to_json(path, orient="records", force_ascii=False),
     ".parquet": lambda frame, path: frame.to_parquet(path, index=False),
 }
 
@@ -79,9 +81,10 @@ def mine_negatives(
 
 
 def output_path(cfg: DictConfig) -> Path:
-    """`output`, or `<input stem>.mined<suffix>`; an unsupported suffix or an existing file without overwrite fail."""
+    """`output`, or `<input stem>.mined<suffix>` (`.gz` dropped); an unsupported suffix or an existing file fail."""
     source = Path(cfg.input)
-    path = Path(cfg.output) if cfg.get("output") else source.with_name(f"{source.stem}.mined{source.suffix}")
+    plain = Path(source.name[:-3] if is_gzip(source) else source.name)  # pairs.csv.gz -> pairs.mined.csv
+    path = Path(cfg.output) if cfg.get("output") else source.with_name(f"{plain.stem}.mined{plain.suffix}")
     if path.suffix.lower() not in WRITERS:
         raise ConfigError(f"output={str(path)!r}: use a {', '.join(WRITERS)} file name")
     if path.exists() and not cfg.overwrite:
@@ -111,19 +114,19 @@ def with_negatives(
 def mine(cfg: DictConfig) -> dict:
     """Read the pair file, embed, mine, write the output atomically; returns a summary."""
     if not cfg.get("input"):
-        raise ConfigError("set input=<pair file (.csv, .jsonl or .parquet)>")
+        raise ConfigError(f"set input=<pair file: {SUPPORTED}>")
     if int(cfg.num_negatives) < 1:
         raise ConfigError(f"num_negatives must be >= 1, got {cfg.num_negatives}")
     thresholds(np.zeros(1), float(cfg.margin), cfg.margin_strategy)  # validate the strategy before any embedding
     path = output_path(cfg)
-    origin = str(cfg.input)
-    frame = read_table(cfg.input)
+    origin = file_label(cfg.input, "input")
+    frame = read_table(cfg.input, "input")
     pairs = validate_pairs(frame, cfg.text_column, cfg.pos_column, origin)
     anchors, positives = [p[0] for p in pairs], [p[1] for p in pairs]
     positives_of: dict[str, set[str]] = defaultdict(set)
     for anchor, positive in zip(anchors, positives):
         positives_of[anchor].add(positive.strip())
-    pool_texts = read_texts(cfg.pool, cfg.pool_column)[0] if cfg.get("pool") else positives
+    pool_texts = read_texts(cfg.pool, cfg.pool_column, "pool", "pool_column") if cfg.get("pool") else positives
     pool = list(dict.fromkeys(pool_texts))
     encoder = load_encoder(cfg)
     texts = list(dict.fromkeys(anchors + positives + pool))

@@ -1,4 +1,4 @@
-"""Anchor texts: a column of a CSV / JSONL / Parquet / text file, an HF dataset, or Debian package descriptions."""
+"""Anchor texts: a column of a table or text file (embedexp.data.reader), an HF dataset, or Debian descriptions."""
 
 from __future__ import annotations
 
@@ -7,16 +7,11 @@ import random
 from dataclasses import dataclass
 from pathlib import Path
 
-import pandas as pd
-
 from embedexp.core.errors import ConfigError, DataError
 from embedexp.data.debian import corpus_texts, load_corpus
-from embedexp.data.pairs import READERS
+from embedexp.data.reader import read_texts
 
 log = logging.getLogger(__name__)
-
-TEXT_READERS = {**READERS, ".json": pd.read_json}  # the pair-file readers, plus whole-file JSON
-SUFFIXES = (".csv", ".jsonl", ".json", ".parquet", ".txt")
 
 
 def _clean(values, origin: str) -> list[str]:
@@ -37,36 +32,9 @@ def _shuffle_and_cap(texts: list[str], shuffle: bool, seed: int, max_texts: int 
     return texts[:max_texts] if max_texts else texts
 
 
-def read_text_column(path: str | Path, text_column: str) -> list[str]:
-    """The texts of one column of a CSV / JSONL / JSON / Parquet file (`.gz` allowed), or the lines of a `.txt` file."""
-    path = Path(path)
-    name = path.name[:-3] if path.name.endswith(".gz") else path.name
-    suffix = Path(name).suffix.lower()
-    if suffix not in SUFFIXES:
-        raise DataError(f"{path}: unsupported text file type {suffix!r}; use one of {list(SUFFIXES)} (optionally .gz)")
-    if not path.is_file():
-        raise DataError(f"{path}: text file not found")
-    if suffix == ".txt":
-        import gzip
-
-        opener = gzip.open if path.name.endswith(".gz") else open
-        with opener(path, "rt", encoding="utf-8") as handle:
-            return _clean(handle.read().splitlines(), str(path))
-    try:
-        frame = TEXT_READERS[suffix](path)
-    except Exception as err:  # pandas/pyarrow raise many types for malformed files
-        raise DataError(f"{path}: cannot read: {err}") from err
-    if text_column not in frame.columns:
-        raise DataError(
-            f"{path}: no text column '{text_column}'; columns are {list(frame.columns)} "
-            f"(choose one with source.text_column=<name>)"
-        )
-    return _clean(frame[text_column].tolist(), f"{path} column '{text_column}'")
-
-
 @dataclass
 class TextFileSource:
-    """Texts from a column of a local file (`.txt`: one text per line)."""
+    """Texts from a column of a local file (`.txt`: one text per line; any format of embedexp.data.reader)."""
 
     path: str
     text_column: str = "text"
@@ -80,8 +48,9 @@ class TextFileSource:
         return f"file:{Path(self.path).name}:{self.text_column}"
 
     def load(self) -> list[str]:
-        """Read the column."""
-        return _shuffle_and_cap(read_text_column(self.path, self.text_column), self.shuffle, self.seed, self.max_texts)
+        """Read the column; empty or non-text values are skipped (and counted in the log)."""
+        texts = read_texts(self.path, self.text_column, "source.path", "source.text_column", skip_empty=True)
+        return _shuffle_and_cap([t.strip() for t in texts], self.shuffle, self.seed, self.max_texts)
 
 
 @dataclass

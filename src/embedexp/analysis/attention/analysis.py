@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import gzip
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 
 from embedexp.analysis.attention.shares import SHARE_NAMES, attention_shares, token_kinds
 from embedexp.core.errors import DataError
-from embedexp.data.pairs import READERS
+from embedexp.data.reader import read_texts
 from embedexp.model.embedder import Embedder
 
 
@@ -99,26 +97,8 @@ def _examples(tokenizer, texts: list[str], batch, weights: torch.Tensor) -> list
 def load_texts(
     texts: list[str] | None, texts_file: str | None, text_column: str = "text", max_texts: int | None = None
 ) -> list[str]:
-    """The texts to analyse: `texts_file` (.txt one per line, or CSV / JSONL / Parquet column; .gz ok) else `texts`."""
-    if texts_file:
-        path = Path(texts_file)
-        if not path.is_file():
-            raise DataError(f"texts_file={texts_file!r}: file not found")
-        suffixes = [s.lower() for s in path.suffixes]
-        kind = suffixes[-2] if suffixes[-1:] == [".gz"] and len(suffixes) > 1 else (suffixes[-1] if suffixes else "")
-        if kind == ".txt":
-            opener = gzip.open if suffixes[-1] == ".gz" else open
-            with opener(path, "rt", encoding="utf-8") as handle:
-                found = [line.rstrip("\n") for line in handle]
-        elif kind in READERS:
-            frame = READERS[kind](path)
-            if text_column not in frame.columns:
-                raise DataError(f"texts_file={texts_file!r}: no column {text_column!r}; columns: {list(frame.columns)}")
-            found = frame[text_column].astype(str).tolist()
-        else:
-            raise DataError(f"texts_file={texts_file!r}: unsupported type; use .txt, {', '.join(sorted(READERS))}")
-    else:
-        found = list(texts or [])
+    """The texts to analyse: `texts_file` (.txt one per line, or a table's `text_column`; any .gz too) else `texts`."""
+    found = read_texts(texts_file, text_column, "texts_file") if texts_file else list(texts or [])
     found = [t for t in (str(t).strip() for t in found) if t]
     if max_texts:
         found = found[:max_texts]
