@@ -72,6 +72,16 @@ def test_distributed_sampler_flag_of_a_real_trainer(flag, tmp_path):
     assert compat.distributed_sampler_requested(None) is False
 
 
+def test_started_experiment_does_not_start_a_lightning_logger(tmp_path):
+    from lightning.pytorch.loggers import CSVLogger
+
+    logger = CSVLogger(str(tmp_path))
+    assert compat.started_experiment(logger) is None
+    writer = logger.experiment  # the property starts it
+    assert compat.started_experiment(logger) is writer
+
+
+@pytest.mark.slow  # starts W&B's service process (offline): a few seconds
 def test_started_experiment_does_not_start_a_wandb_run(tmp_path):
     from lightning.pytorch.loggers import WandbLogger
 
