@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -53,6 +54,20 @@ def test_sentence_transformers_folder_uses_plain_modules_where_they_exist(mean_e
     assert pooling["pooling_mode"] == "mean"
     modules = json.loads((custom_export[2] / "sentence_transformers" / "modules.json").read_text())
     assert [m["type"].rsplit(".", 1)[-1] for m in modules] == ["EmbedexpTransformer", "EmbedexpPooling", "Normalize"]
+
+
+@pytest.mark.parametrize("name", ["mean_export", "custom_export"])
+def test_folder_is_what_sentence_transformers_saves(name, request, tmp_path):
+    """Reloading the folder and saving it again with sentence-transformers changes no config or module file."""
+    folder = request.getfixturevalue(name)[2] / "sentence_transformers"
+    SentenceTransformer(str(folder), device="cpu", trust_remote_code=True).save(str(tmp_path), create_model_card=False)
+    ours = {p.relative_to(folder) for p in folder.rglob("*.json")} - {Path("embedexp_export.json")}
+    assert ours == {p.relative_to(tmp_path) for p in tmp_path.rglob("*.json")}
+    for path in ours:
+        written, saved = (json.loads((root / path).read_text()) for root in (folder, tmp_path))
+        if path.name == "config_sentence_transformers.json":  # sentence-transformers reads requirements, never writes
+            written.pop("requirements", None)
+        assert written == saved, path
 
 
 def test_plain_sentence_transformer_equals_the_embedder(mean_export):

@@ -103,7 +103,7 @@ def test_export_carries_the_pooling_weights_and_passes_its_selfcheck(latent_expo
     folder = output / "sentence_transformers"
     modules = json.loads((folder / "modules.json").read_text())
     assert [m["type"].rsplit(".", 1)[-1] for m in modules] == ["EmbedexpTransformer", "EmbedexpPooling", "Normalize"]
-    assert (folder / "1_Pooling" / "model.safetensors").is_file()
+    assert (folder / "1_EmbedexpPooling" / "model.safetensors").is_file()
     vectors = SentenceTransformer(str(folder), device="cpu", trust_remote_code=True).encode(TEXTS)
     assert np.sum(vectors * reference(run)["right"], axis=1).min() > 0.9999
 
@@ -120,6 +120,6 @@ def test_export_with_other_pooling_weights_fails_its_selfcheck(latent_export, tm
         from safetensors.torch import load_file, save_file
 
         weights = {f"pooling.{k}": v for k, v in load_file(str(fresh / "adapter" / POOLING_WEIGHTS)).items()}
-        save_file(weights, str(folder / "1_Pooling" / "model.safetensors"))
+        save_file(weights, str(folder / "1_EmbedexpPooling" / "model.safetensors"))
     with pytest.raises(SelfCheckError, match="does not reproduce"):
         check_export(folder, reference(run, list(PROBE_TEXTS)), list(PROBE_TEXTS))

@@ -113,9 +113,11 @@ def test_truncated_export_equals_the_truncated_embedding(truncated_export):
         assert manifest["embed_dim"] == 16 and manifest["truncate_dim"] == 16 and result["min_cosine"] >= 0.9999
     folder = output / "sentence_transformers"
     modules = [m["type"].rsplit(".", 1)[-1] for m in json.loads((folder / "modules.json").read_text())]
-    assert modules == ["Transformer", "Pooling", "Dense", "Normalize"]
-    vectors = SentenceTransformer(str(folder), device="cpu").encode(TEXTS)  # plain: no custom code, no truncate_dim
-    assert vectors.shape == (len(TEXTS), 16)
+    assert modules == ["Transformer", "Pooling", "Normalize"]
+    assert json.loads((folder / "config_sentence_transformers.json").read_text())["truncate_dim"] == 16
+    model = SentenceTransformer(str(folder), device="cpu")  # plain: no custom code, no truncate_dim argument
+    assert model.get_embedding_dimension() == 16 and model.encode(TEXTS).shape == (len(TEXTS), 16)
+    vectors = model.encode(TEXTS, normalize_embeddings=True)  # sentence-transformers truncates after Normalize
     assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
     assert np.sum(vectors * expected, axis=1).min() > 0.9999
     from embedexp.export import load_export

@@ -16,6 +16,7 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from embedexp.core.atomic import atomic_write_text
+from embedexp.core.compat import started_experiment
 from embedexp.core.config import CONFIG_DIR
 from embedexp.core.errors import ConfigError, exit_on_error
 from embedexp.core.hardware import configure_threads, resolve_config_precisions
@@ -189,7 +190,7 @@ def finish_loggers(loggers: list, status: str, reason: str | None, step: int, ex
     """Close each logger's run with the run's status: W&B runs record `run/status`, `run/reason`, `run/last_step` in
     their summary and end with `exit_code` (0 only when finished; the next multirun job then starts its own run)."""
     for logger in loggers:
-        experiment = getattr(logger, "_experiment", None)
+        experiment = started_experiment(logger)
         if experiment is None or not callable(getattr(experiment, "finish", None)):
             continue
         summary = getattr(experiment, "summary", None)

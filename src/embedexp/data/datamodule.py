@@ -10,6 +10,7 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 
+from embedexp.core.compat import distributed_sampler_requested
 from embedexp.core.errors import ConfigError, DataError
 from embedexp.data.pairs import Pair
 
@@ -185,7 +186,7 @@ class PairDataModule(L.LightningDataModule):
         """
         trainer = self.trainer
         replicas, rank = (trainer.world_size, trainer.global_rank) if trainer else (1, 0)
-        if replicas > 1 and getattr(getattr(trainer, "_accelerator_connector", None), "use_distributed_sampler", False):
+        if replicas > 1 and distributed_sampler_requested(trainer):
             raise ConfigError(
                 "trainer.use_distributed_sampler must be false: PairDataModule already gives each process its own "
                 "batches (conf/trainer/default.yaml sets it)"

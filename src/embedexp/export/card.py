@@ -72,6 +72,12 @@ def _recipe(manifest: dict[str, Any]) -> str:
             "prompt and text as one string changes the ids at the boundaries). `model.encode(texts)` therefore "
             "applies it by default; a sentence-transformers `prompt=` is inserted before the text, inside the template."
         )
+        if manifest.get("truncate_dim"):
+            lines.append(
+                f"\nThe truncation is sentence-transformers' own `truncate_dim` ({manifest['truncate_dim']}, saved in "
+                "`config_sentence_transformers.json`): it keeps the first dimensions of the normalised vector, so "
+                "use `model.encode(texts, normalize_embeddings=True)` for unit vectors, or `model.similarity` (cosine)."
+            )
         if st.get("custom_modules"):
             lines.append(
                 "\nThis pooling has no sentence-transformers equivalent: `modules.json` names "

@@ -13,6 +13,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from embedexp import __version__
 from embedexp.core.atomic import atomic_folder, atomic_write_text
+from embedexp.core.compat import attn_implementation
 from embedexp.core.errors import ConfigError
 from embedexp.core.hardware import configure_threads
 from embedexp.core.progress import Progress
@@ -50,7 +51,7 @@ def base_manifest(
         "name": source.name,
         "embedexp_version": __version__,
         "backbone": OmegaConf.to_container(source.cfg.model.backbone, resolve=True),
-        "attn_implementation": embedder.model.config._attn_implementation,
+        "attn_implementation": attn_implementation(embedder.model),
         "attention": attention_mode(embedder.model),
         "init_adapter": source.cfg.model.get("init_adapter"),
         "prompt": {

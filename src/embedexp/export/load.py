@@ -135,10 +135,14 @@ class LoadedExport:
         texts = list(texts)
         with self._configured(padding_side, prompt), torch.inference_mode():
             if self.form == "sentence_transformers":
-                vectors = self.model.encode(
-                    texts, batch_size=batch_size, show_progress_bar=show_progress, convert_to_numpy=True
+                vectors = self.model.encode(  # truncates to its saved `truncate_dim`, then re-normalises
+                    texts,
+                    batch_size=batch_size,
+                    show_progress_bar=show_progress,
+                    convert_to_numpy=True,
+                    normalize_embeddings=True,
                 )
-            else:  # the sentence-transformers folder truncates in its own Dense module
+            else:
                 vectors = self.model.encode(texts, batch_size=batch_size, show_progress=show_progress)
                 vectors = truncate_normalized(vectors, self.manifest.get("truncate_dim"))
         return np.asarray(vectors, dtype=np.float32)

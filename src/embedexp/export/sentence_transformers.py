@@ -1,23 +1,28 @@
-"""Write a sentence-transformers folder: Transformer (merged weights, template-baked tokenizer), Pooling, Normalize.
+"""Write a sentence-transformers folder with `SentenceTransformer(modules=[Transformer, Pooling, Normalize]).save()`.
 
-mean / last / weighted-mean / max (without `exclude_prompt`) use sentence-transformers' own modules and load with a
-plain `SentenceTransformer(path)`. Other poolings use `embedexp.export.st_modules` (needs embedexp installed and
-`trust_remote_code=True`). Bidirectional attention travels in `config.json` (`is_causal: false`, which transformers
-reads when it builds the mask); the folder then requires the transformers version it was checked with.
+The Transformer holds the merged weights and the template-baked tokenizer. mean / last / weighted-mean / max (without
+`exclude_prompt`) use sentence-transformers' own modules and load with a plain `SentenceTransformer(path)`. Other
+poolings use `embedexp.export.st_modules` (needs embedexp installed and `trust_remote_code=True`). Matryoshka
+truncation is sentence-transformers' own `truncate_dim`, saved with the model. Bidirectional attention travels in
+`config.json` (`is_causal: false`, which transformers reads when it builds the mask); the folder then requires the
+transformers version it was checked with.
 """
 
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 from typing import Any
 
-import sentence_transformers
 import torch
 import transformers
-from safetensors.torch import save_file
-from sentence_transformers.base.modules.dense import Dense
+from sentence_transformers import SentenceTransformer
+from sentence_transformers.base.modules.normalize import Normalize
+from sentence_transformers.base.modules.transformer import Transformer
+from sentence_transformers.sentence_transformer.modules.pooling import Pooling as STPooling
 
+from embedexp.export.st_modules import EmbedexpPooling, EmbedexpTransformer
 from embedexp.export.tokenizer import bake_template, original_state
 from embedexp.model.bidirectional import attention_mode
 from embedexp.model.pooling import (
@@ -38,13 +43,8 @@ ST_POOLING_MODES = {
     WeightedMeanPooling: "weightedmean",
     MaxPooling: "max",
 }
-ST_TRANSFORMER = "sentence_transformers.base.modules.transformer.Transformer"
-ST_POOLING = "sentence_transformers.sentence_transformer.modules.pooling.Pooling"
-ST_NORMALIZE = "sentence_transformers.base.modules.normalize.Normalize"
-ST_DENSE = "sentence_transformers.base.modules.dense.Dense"
-CUSTOM_TRANSFORMER = "embedexp.export.st_modules.EmbedexpTransformer"
-CUSTOM_POOLING = "embedexp.export.st_modules.EmbedexpPooling"
 TEXT_MODALITY = {"text": {"method": "forward", "method_output_name": "last_hidden_state"}}
+SOURCE = ".transformer_source"  # merged decoder + baked tokenizer the Transformer module loads; removed after saving
 
 
 def st_pooling_mode(pooling: Pooling) -> str | None:
@@ -62,10 +62,48 @@ def pooling_spec(pooling: Pooling) -> dict[str, Any]:
     return spec
 
 
-def _write_json(path: Path, data: dict) -> None:
-    """Write indented JSON, creating the parent folder."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+def transformer_module(source: Path, pooling: Pooling, prompt: PromptTemplate, attention: str) -> Transformer:
+    """sentence-transformers' Transformer over the saved decoder, or embedexp's for poolings that need more inputs."""
+    common: dict[str, Any] = {
+        "transformer_task": "feature-extraction",
+        "modality_config": TEXT_MODALITY,
+        "module_output_name": "token_embeddings",
+    }
+    if st_pooling_mode(pooling) is not None:
+        return Transformer(str(source), **common)
+    text_kwargs = {"return_special_tokens_mask": True}
+    if prompt.n_copies > 1:  # echo: the pooled copy is marked by its token type ids
+        text_kwargs["return_token_type_ids"] = True
+    return EmbedexpTransformer(
+        str(source),
+        **common,
+        processing_kwargs={"text": text_kwargs},
+        attention_layers=list(getattr(pooling, "layers", ())) if pooling.needs_attention else None,
+        attention=attention,
+        text_copies=prompt.n_copies,
+    )
+
+
+def pooling_module(pooling: Pooling, dim: int) -> torch.nn.Module:
+    """sentence-transformers' Pooling in the equivalent mode, or `EmbedexpPooling` holding a copy of the weights."""
+    mode = st_pooling_mode(pooling)
+    if mode is not None:
+        return STPooling(dim, mode, include_prompt=True)
+    spec = pooling_spec(pooling)
+    module = EmbedexpPooling(spec["target"], spec["options"], pooled_dim(pooling, dim))
+    module.pooling.load_state_dict(pooling.state_dict())
+    return module
+
+
+def requirements(custom: bool, attention: str) -> dict[str, dict[str, str]]:
+    """Version requirements sentence-transformers checks before loading (it reads them but never writes them)."""
+    needed = {}
+    if custom:
+        needed["embedexp"] = {"specifier": ">=0.1", "reason": "custom pooling module"}
+    if attention != "causal":
+        reason = "bidirectional attention through config.is_causal (checked with this version)"
+        needed["transformers"] = {"specifier": f">={transformers.__version__}", "reason": reason}
+    return needed
 
 
 def write_sentence_transformers(
@@ -79,100 +117,34 @@ def write_sentence_transformers(
 ) -> dict[str, Any]:
     """Write the folder for a merged (adapter-free) base decoder; returns the manifest entries describing it.
 
-    `truncate_dim` (Matryoshka): a bias-free identity `Dense` module keeps the first `truncate_dim` dimensions of the
-    pooled vector before `Normalize`, so a plain `SentenceTransformer(path)` returns truncated, re-normalised vectors
-    (sentence-transformers' own `truncate_dim` is not saved with a model and truncates after normalising).
+    sentence-transformers prompts can only prepend a string, so the template is applied by the tokenizer and the
+    model's own `query` / `document` prompts stay empty. `truncate_dim` (Matryoshka) is the model's `truncate_dim`:
+    `encode` keeps the first `truncate_dim` dimensions of the normalised vector (`normalize_embeddings=True` or
+    `model.similarity` re-normalise them).
     """
-    mode = st_pooling_mode(pooling)
     attention = attention_mode(model)
-    custom = mode is None
+    custom = st_pooling_mode(pooling) is None
     dim = int(model.config.hidden_size)
-    model.save_pretrained(folder, safe_serialization=True)
-    bake_template(tokenizer, prompt, max_length).save_pretrained(folder)
-    dtype = str(next(model.parameters()).dtype).removeprefix("torch.")
-    transformer_config: dict[str, Any] = {
-        "transformer_task": "feature-extraction",
-        "modality_config": TEXT_MODALITY,
-        "module_output_name": "token_embeddings",
-        "model_kwargs": {"dtype": dtype},
-    }
-    if custom:
-        text_kwargs = {"return_special_tokens_mask": True}
-        if prompt.n_copies > 1:  # echo: the pooled copy is marked by its token type ids
-            text_kwargs["return_token_type_ids"] = True
-            transformer_config["text_copies"] = prompt.n_copies
-        transformer_config["processing_kwargs"] = {"text": text_kwargs}
-        transformer_config["attention_layers"] = (
-            list(getattr(pooling, "layers", ())) if pooling.needs_attention else None
-        )
-        transformer_config["attention"] = attention
-        if pooling.needs_attention:
-            transformer_config["model_kwargs"]["attn_implementation"] = "eager"
-        spec = {key: value for key, value in pooling_spec(pooling).items() if key != "weights"}
-        pooling_config = {**spec, "embedding_dimension": pooled_dim(pooling, dim)}
-    else:
-        pooling_config = {"embedding_dimension": dim, "pooling_mode": mode, "include_prompt": True}
-    _write_json(folder / "sentence_bert_config.json", transformer_config)
-    _write_json(folder / "1_Pooling" / "config.json", pooling_config)
-    if pooling.has_weights:
-        weights = {f"pooling.{k}": v.detach().cpu().contiguous() for k, v in pooling.state_dict().items()}
-        save_file(weights, str(folder / "1_Pooling" / "model.safetensors"))
-    modules = [
-        (CUSTOM_TRANSFORMER if custom else ST_TRANSFORMER, ""),
-        (CUSTOM_POOLING if custom else ST_POOLING, "1_Pooling"),
-    ]
-    embed_dim = pooling_config["embedding_dimension"]
-    if truncate_dim is not None:
-        truncation = Dense(embed_dim, truncate_dim, bias=False, activation_function=None)
-        with torch.no_grad():
-            truncation.linear.weight.copy_(torch.eye(embed_dim)[:truncate_dim])
-        (folder / "2_Dense").mkdir()
-        truncation.save(str(folder / "2_Dense"))
-        modules.append((ST_DENSE, "2_Dense"))
-        embed_dim = truncate_dim
-    normalize = f"{len(modules)}_Normalize"
-    _write_json(
-        folder / normalize / "config.json",
-        {"module_input_name": "sentence_embedding", "module_output_name": "sentence_embedding"},
+    source = folder / SOURCE
+    model.save_pretrained(source, safe_serialization=True)
+    bake_template(tokenizer, prompt, max_length).save_pretrained(source)
+    st_model = SentenceTransformer(
+        modules=[transformer_module(source, pooling, prompt, attention), pooling_module(pooling, dim), Normalize()],
+        device=str(next(model.parameters()).device),
+        prompts={"query": "", "document": ""},
+        similarity_fn_name="cosine",
+        truncate_dim=truncate_dim,
     )
-    modules.append((ST_NORMALIZE, normalize))
-    _write_json_list(
-        folder / "modules.json", [{"idx": i, "name": str(i), "path": p, "type": t} for i, (t, p) in enumerate(modules)]
-    )
-    model_config: dict[str, Any] = {
-        "model_type": "SentenceTransformer",
-        "__version__": {
-            "sentence_transformers": sentence_transformers.__version__,
-            "transformers": transformers.__version__,
-            "pytorch": torch.__version__,
-        },
-        # sentence-transformers prompts can only prepend a string; the template is applied by the tokenizer
-        "prompts": {},
-        "default_prompt_name": None,
-        "similarity_fn_name": "cosine",
-        "embedexp": {
-            "prompt_name": prompt.name,
-            "prompt_template": prompt.template,
-            "prompt_applied_by": "tokenizer (post-processor and normalizer in tokenizer.json)",
-        },
-    }
-    requirements = {}
-    if custom:
-        requirements["embedexp"] = {"specifier": ">=0.1", "reason": "custom pooling module"}
-    if attention != "causal":
-        reason = "bidirectional attention through config.is_causal (checked with this version)"
-        requirements["transformers"] = {"specifier": f">={transformers.__version__}", "reason": reason}
-    if requirements:
-        model_config["requirements"] = requirements
-    _write_json(folder / "config_sentence_transformers.json", model_config)
+    st_model.save(str(folder), create_model_card=False)  # the embedexp model card is written beside it
+    shutil.rmtree(source)
+    needed = requirements(custom, attention)
+    if needed:
+        config_path = folder / "config_sentence_transformers.json"
+        config = {**json.loads(config_path.read_text(encoding="utf-8")), "requirements": needed}
+        config_path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     return {
-        "pooling_mode": mode,
+        "pooling_mode": st_pooling_mode(pooling),
         "custom_modules": custom,
-        "embed_dim": embed_dim,
+        "embed_dim": st_model.get_embedding_dimension(),  # truncate_dim when set
         "tokenizer_original": original_state(tokenizer),
     }
-
-
-def _write_json_list(path: Path, rows: list[dict]) -> None:
-    """Write a JSON list (modules.json)."""
-    path.write_text(json.dumps(rows, indent=2) + "\n", encoding="utf-8")

@@ -1,6 +1,8 @@
-"""sentence-transformers modules for poolings that sentence-transformers lacks (attention, concat, exclude_prompt).
+"""sentence-transformers modules for poolings that sentence-transformers lacks (attention, latent attention, concat,
+echo and every `exclude_prompt` pooling).
 
-An exported folder whose `modules.json` names these classes needs `embedexp` installed and
+`export.sentence_transformers` puts them in `SentenceTransformer(modules=[...])`, whose `save` writes their configs
+(`config_keys`) and weights. A folder whose `modules.json` names these classes needs `embedexp` installed and
 `SentenceTransformer(path, trust_remote_code=True)` (sentence-transformers >= 6 asks for it before importing any
 module class outside its own namespace). Mean, last, weighted-mean and max without `exclude_prompt` export to
 sentence-transformers' own modules instead and need neither.
@@ -15,6 +17,7 @@ import torch
 from sentence_transformers.base.modules.module import Module
 from sentence_transformers.base.modules.transformer import Transformer
 
+from embedexp.core.compat import attn_implementation
 from embedexp.export.tokenizer import text_mask
 from embedexp.model.attention_capture import final_token_attention
 from embedexp.model.bidirectional import set_attention
@@ -47,7 +50,7 @@ class EmbedexpTransformer(Transformer):
         `attention`: `causal` or `bidirectional` (`model.attention` of the run); `text_copies`: `{text}` slots."""
         super().__init__(model_name_or_path, **kwargs)
         self.attention_layers = [int(layer) for layer in attention_layers] if attention_layers else None
-        if self.attention_layers and self.model.config._attn_implementation != "eager":
+        if self.attention_layers and attn_implementation(self.model) != "eager":
             self.model.set_attn_implementation("eager")
         self.attention, self.text_copies = attention, int(text_copies)
         set_attention(self.model, attention)

@@ -36,7 +36,7 @@ def _backend(tokenizer) -> Tokenizer:
 
 def template_processor(tokenizer, prompt: PromptTemplate) -> processors.TemplateProcessing:
     """A post-processor producing [special head] + prompt prefix + text + prompt suffix + [special tail]."""
-    head, pieces, tail = prompt._pieces(tokenizer)
+    head, pieces, tail = prompt.pieces(tokenizer)
     echo = prompt.n_copies > 1
     layout = [("EMBEDEXP_HEAD", head)]
     for index, piece in enumerate(pieces[:-1]):
@@ -85,8 +85,10 @@ def unbake(tokenizer, original: dict):
     """A copy of a baked tokenizer with its original normalizer and post-processor restored."""
     state = json.loads(_backend(tokenizer).to_str())
     state.update(normalizer=original["normalizer"], post_processor=original["post_processor"])
+    restored = Tokenizer.from_str(json.dumps(state))  # parses the saved parts; they may be None (no normalizer)
     plain = copy.deepcopy(tokenizer)
-    plain._tokenizer = Tokenizer.from_str(json.dumps(state))
+    backend = _backend(plain)
+    backend.normalizer, backend.post_processor = restored.normalizer, restored.post_processor
     return plain
 
 

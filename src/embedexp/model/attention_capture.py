@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import torch
 
+from embedexp.core.compat import attn_implementation
 from embedexp.core.errors import ConfigError
 from embedexp.model.pooling import last_index
 
@@ -32,8 +33,7 @@ def attention_modules(model: torch.nn.Module) -> dict[int, torch.nn.Module]:
 
 def uses_eager_attention(model: torch.nn.Module) -> bool:
     """Whether the model computes explicit attention weights (needed to read them)."""
-    config = getattr(model, "config", None)
-    return getattr(config, "_attn_implementation", None) == "eager"
+    return attn_implementation(model) == "eager"
 
 
 @contextmanager

@@ -226,8 +226,8 @@ def build_tiny_llama(
         pad_token_id=tokenizer.pad_token_id,
         bos_token_id=tokenizer.bos_token_id,
         eos_token_id=tokenizer.eos_token_id,
+        attn_implementation=attn_implementation,
     )
-    config._attn_implementation = attn_implementation
     generator_state = torch.random.get_rng_state()
     torch.manual_seed(seed)
     model = LlamaModel(config).to(torch_dtype(dtype))

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import torch
 
+from embedexp.core.compat import causal_flag_modules, set_causal_flags
 from embedexp.core.errors import ConfigError
 
 ATTENTION_MODES = ("causal", "bidirectional")
@@ -25,7 +26,7 @@ def _decoder(model: torch.nn.Module) -> torch.nn.Module:
 
 def attention_modules(model: torch.nn.Module) -> list[torch.nn.Module]:
     """The self-attention modules of the decoder layers (those with an `is_causal` flag)."""
-    return [m for m in _decoder(model).modules() if type(m).__name__.endswith("Attention") and hasattr(m, "is_causal")]
+    return causal_flag_modules(_decoder(model))
 
 
 def attention_mode(model: torch.nn.Module) -> str:
@@ -49,6 +50,5 @@ def set_attention(model: torch.nn.Module, mode: str) -> torch.nn.Module:
         )
     causal = mode == "causal"
     config.is_causal = causal
-    for module in modules:
-        module.is_causal = causal
+    set_causal_flags(modules, causal)
     return model

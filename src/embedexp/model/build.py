@@ -7,6 +7,7 @@ import logging
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
+from embedexp.core.compat import attn_implementation
 from embedexp.core.errors import ConfigError
 from embedexp.model.backbone import Backbone
 from embedexp.model.bidirectional import set_attention
@@ -37,7 +38,7 @@ def build_embedder(
     backbone: Backbone = instantiate(cfg.model.backbone)
     model = backbone.model
     pooling = build_configured_pooling(cfg.pooling, int(model.config.hidden_size))
-    if (pooling.needs_attention or eager_attention) and model.config._attn_implementation != "eager":
+    if (pooling.needs_attention or eager_attention) and attn_implementation(model) != "eager":
         log.info("attention weights are read: switching the backbone to eager attention")
         model.set_attn_implementation("eager")
     set_attention(model, cfg.model.get("attention") or "causal")

@@ -73,7 +73,7 @@ class PromptTemplate:
         """Return the prompted string (for display and for libraries that take whole strings)."""
         return self.template.replace(TEXT_SLOT, text)
 
-    def _pieces(self, tokenizer) -> tuple[list[int], list[list[int]], list[int]]:
+    def pieces(self, tokenizer) -> tuple[list[int], list[list[int]], list[int]]:
         """Token ids of (special prefix, prompt pieces around the slots, special suffix), cached per tokenizer.
 
         The pieces before a slot lose their trailing whitespace (it goes onto the text); the last one is kept whole.
@@ -91,7 +91,7 @@ class PromptTemplate:
 
     def n_prompt_tokens(self, tokenizer) -> int:
         """Number of tokens the prompt and special tokens add around the text copies."""
-        head, pieces, tail = self._pieces(tokenizer)
+        head, pieces, tail = self.pieces(tokenizer)
         return len(head) + sum(len(piece) for piece in pieces) + len(tail)
 
     def text_budget(self, tokenizer, max_length: int) -> int:
@@ -121,7 +121,7 @@ class PromptTemplate:
         self, texts: list[str], tokenizer, max_length: int
     ) -> tuple[list[list[int]], list[tuple[int, int]], int]:
         """Unpadded token ids of each prompted text, the (start, end) span of its pooled copy, and #truncated."""
-        head, pieces, tail = self._pieces(tokenizer)
+        head, pieces, tail = self.pieces(tokenizer)
         budget = self.text_budget(tokenizer, max_length)
         joints = self.joints
         encoded = {

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import lightning as L
 import torch
-from lightning.fabric.utilities.seed import _collect_rng_states, _set_rng_states
 
 from embedexp.core.atomic import atomic_write_text
+from embedexp.core.compat import collect_rng_states, set_rng_states
 from embedexp.core.errors import ConfigError
 from embedexp.model.embedder import Embedder
 from embedexp.training.loss import InfoNCELoss
@@ -271,7 +271,7 @@ class EmbeddingModule(L.LightningModule):
 
 def rng_states_for_checkpoint() -> dict:
     """torch / numpy / python RNG states in types that `torch.load(weights_only=True)` accepts."""
-    states = _collect_rng_states()
+    states = collect_rng_states()
     name, keys, position, has_gauss, cached = states["numpy"]
     states["numpy"] = (name, torch.from_numpy(keys.astype("int64")), position, has_gauss, cached)
     return states
@@ -282,4 +282,4 @@ def restore_rng_states(states: dict) -> None:
     states = dict(states)
     name, keys, position, has_gauss, cached = states["numpy"]
     states["numpy"] = (name, keys.numpy().astype("uint32"), position, has_gauss, cached)
-    _set_rng_states(states)
+    set_rng_states(states)

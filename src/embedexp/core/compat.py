@@ -1,0 +1,79 @@
+"""Every place embedexp reaches into another library's private (underscored or undocumented) attributes.
+
+Each function wraps one such use, says what it reads or writes and why no public API does, and names the versions it
+was tested with (the caps in pyproject.toml: raise a cap only after tests/test_compat.py and `make test` pass on the
+newer release). Nothing else in embedexp touches these attributes, so an upgrade that renames one breaks here, in one
+named function, and in its test. The libraries are imported lazily: importing this module costs nothing.
+
+Tested with transformers 5.24, lightning 2.6.6, wandb 0.31 (mteb 2.26, tokenizers 0.23 and sentence-transformers 6.2
+are used through their public APIs only).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import torch
+
+
+def attn_implementation(model_or_config: Any) -> str | None:
+    """The attention implementation (`eager`, `sdpa`, ...) a transformers model or config runs with, or None.
+
+    transformers (4.56-5.24) keeps it in `config._attn_implementation`; the public `set_attn_implementation` has no
+    getter. embedexp reads it to know whether attention weights can be captured and to record it in export manifests.
+    """
+    config = getattr(model_or_config, "config", model_or_config)
+    return getattr(config, "_attn_implementation", None)
+
+
+def causal_flag_modules(decoder: torch.nn.Module) -> list[torch.nn.Module]:
+    """The self-attention modules of a decoder that carry transformers' own `is_causal` flag.
+
+    transformers 5 (tested 5.0-5.24: llama, mistral, qwen2/3, gemma3) gives each `*Attention` module an undocumented
+    `is_causal` attribute that SDPA falls back to when no `is_causal` kwarg arrives; bidirectional attention switches it
+    together with the documented `config.is_causal`.
+    """
+    return [m for m in decoder.modules() if type(m).__name__.endswith("Attention") and hasattr(m, "is_causal")]
+
+
+def set_causal_flags(modules: list[torch.nn.Module], causal: bool) -> None:
+    """Set the `is_causal` flag of the modules from `causal_flag_modules` (transformers 5.0-5.24)."""
+    for module in modules:
+        module.is_causal = causal
+
+
+def distributed_sampler_requested(trainer: Any) -> bool:
+    """Whether a Lightning Trainer will inject a `DistributedSampler` (`Trainer(use_distributed_sampler=...)`).
+
+    The Trainer keeps the flag only on `trainer._accelerator_connector.use_distributed_sampler` (lightning 2.4-2.6);
+    embedexp's data module shards its own batches and refuses the flag under DDP. False when there is no Trainer.
+    """
+    return bool(getattr(getattr(trainer, "_accelerator_connector", None), "use_distributed_sampler", False))
+
+
+def started_experiment(logger: Any) -> Any:
+    """The run behind a Lightning logger if it has been started, else None, without starting one.
+
+    `WandbLogger.experiment` (lightning 2.4-2.6) creates a W&B run when none exists; `logger._experiment` is the run
+    or None. embedexp finishes started runs with the training status and exit code (wandb 0.18-0.31).
+    """
+    return getattr(logger, "_experiment", None)
+
+
+def collect_rng_states() -> dict[str, Any]:
+    """torch, CUDA, numpy and python RNG states, as Lightning saves them (`lightning.fabric.utilities.seed`).
+
+    `_collect_rng_states` / `_set_rng_states` are private helpers (lightning 2.4-2.6); embedexp stores their result
+    in its checkpoints so a resumed run draws the same random numbers.
+    """
+    from lightning.fabric.utilities.seed import _collect_rng_states
+
+    return _collect_rng_states()
+
+
+def set_rng_states(states: dict[str, Any]) -> None:
+    """Inverse of `collect_rng_states` (lightning's private `_set_rng_states`, 2.4-2.6)."""
+    from lightning.fabric.utilities.seed import _set_rng_states
+
+    _set_rng_states(states)
