@@ -58,7 +58,7 @@ class GradCacheLoss:
         self.embedder, self.chunk_size = embedder, chunk_size
 
     def __call__(self, texts: list[str], loss_of: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
-        """The loss of the texts' embeddings, whose backward re-embeds the chunks (nothing to backprop: plain loss)."""
+        """The loss of the texts' embeddings, whose backward re-embeds the chunks (under no_grad: just the loss)."""
         chunks = [self.embedder.tokenize(texts[i : i + self.chunk_size]) for i in range(0, len(texts), self.chunk_size)]
         device = self.embedder.device.type  # the hook runs outside the precision plugin's autocast: replay this one
         autocast = functools.partial(
@@ -75,7 +75,7 @@ class GradCacheLoss:
         loss = loss_of(vectors)
         (vector_grads,) = torch.autograd.grad(loss, vectors)
         loss = loss.detach().requires_grad_()
-        slices = vector_grads.split([len(vectors) for vectors in cached])
+        slices = vector_grads.split([len(chunk_vectors) for chunk_vectors in cached])
         loss.register_hook(functools.partial(self.backpropagate, chunks, states, slices, autocast))
         return loss
 
