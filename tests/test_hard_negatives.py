@@ -109,9 +109,16 @@ def test_data_module_yields_negatives_and_the_module_uses_them(tmp_path, tiny_tr
     with_negatives = module.shared_step(batch, "train")
     plain = module.shared_step({k: v for k, v in batch.items() if k != "text_neg"}, "train")
     assert with_negatives.item() != pytest.approx(plain.item(), abs=1e-6)
+    with_negatives.backward()
+    plain_grads = {n: p.grad.clone() for n, p in module.named_parameters() if p.requires_grad}
+    module.zero_grad()
     module.grad_cache_chunk_size = 3  # GradCache embeds the negatives in its chunks too
-    cached, _, _ = module.grad_cache_backward(batch)
+    cached = module.training_step(batch, 0)
     assert cached.item() == pytest.approx(with_negatives.item(), abs=1e-5)
+    cached.backward()
+    for name, param in module.named_parameters():
+        if param.requires_grad:
+            assert torch.allclose(param.grad, plain_grads[name], atol=1e-6, rtol=1e-4), name
 
 
 def unit(rows: list[list[float]]) -> np.ndarray:

@@ -26,4 +26,4 @@ def test_levers_sweeps_every_lever_over_seeds_and_each_changes_the_recipe():
         assert cfg != baseline, lever
     assert runs["bidirectional"]["model"]["attention"] == "bidirectional"
     assert runs["echo"]["prompt"]["name"] == "echo" and runs["echo"]["pooling"]["exclude_prompt"]
-    assert runs["mntp"]["objective"]["name"] == "mntp"
+    assert runs["mntp"]["objective"]["_target_"] == "embedexp.training.mntp.MNTPModule"

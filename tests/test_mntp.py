@@ -5,8 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from omegaconf import open_dict
 
-from embedexp.cli.train import train
+from embedexp.cli.train import build_module, train
 from embedexp.core.errors import ConfigError, DataError
 from embedexp.data.texts import TextFile
 from embedexp.model.bidirectional import attention_mode
@@ -55,8 +56,13 @@ def test_only_masked_positions_contribute_through_the_previous_state():
 
 def test_mntp_config_composes_bidirectional_and_refuses_bad_mask_tokens(tmp_path):
     cfg = compose_config("train", MNTP, tmp_path)
-    assert cfg.objective.name == "mntp" and cfg.model.attention == "bidirectional"
+    assert cfg.objective._target_ == "embedexp.training.mntp.MNTPModule" and cfg.model.attention == "bidirectional"
     embedder = build_embedder(cfg)
+    assert isinstance(build_module(cfg, embedder), MNTPModule)
+    with open_dict(cfg):
+        cfg.grad_cache.chunk_size = 4
+    with pytest.raises(ConfigError, match="objective=mntp does not use GradCache: set grad_cache.chunk_size=null"):
+        build_module(cfg, embedder)
     assert attention_mode(embedder.model) == "bidirectional"
     with pytest.raises(ConfigError, match="objective.mask_token"):
         MNTPModule(embedder, mask_token="two words")

@@ -15,8 +15,9 @@ from safetensors.torch import load_file
 from embedexp.cli.train import train
 from embedexp.data.datamodule import LengthGroupedBatchSampler, PairDataModule
 from embedexp.model.build import build_embedder
-from embedexp.training.loss import InfoNCELoss
-from embedexp.training.module import EmbeddingModule, RngState
+from embedexp.training.grad_cache import GradCacheLoss, RngState
+from embedexp.training.loss import InfoNCELoss, MatryoshkaLoss
+from embedexp.training.module import EmbeddingModule, pair_texts
 
 from .conftest import TINY_OVERRIDES, compose_config
 
@@ -81,18 +82,31 @@ def batch_of(pairs) -> dict[str, list[str]]:
     return {"text": [a for a, _ in pairs], "text_pos": [b for _, b in pairs]}
 
 
-def test_grad_cache_equals_plain_loss_and_gradients(tmp_path):
+@pytest.mark.parametrize("loss", [InfoNCELoss(temperature=0.05), MatryoshkaLoss(dims=[16, 32, "full"])])
+def test_grad_cache_equals_plain_loss_and_gradients(tmp_path, loss):
     module = tiny_module(tmp_path)
+    module.loss_fn = loss
     batch = batch_of(PAIRS[:8])
-    plain_loss = module.loss_fn(*module.embed_pairs(batch))
+    plain_loss = module.shared_step(batch, "train")
     plain_loss.backward()
     plain = lora_grads(module)
     for chunk_size in (3, 16):  # uneven chunks, and one chunk holding the whole batch
         module.grad_cache_chunk_size = chunk_size
-        loss, anchors, positives = module.grad_cache_backward(batch)
-        assert loss.item() == pytest.approx(plain_loss.item(), abs=1e-5)
-        assert anchors.shape == positives.shape == (8, 64)
+        cached_loss = module.training_step(batch, 0)
+        assert cached_loss.item() == pytest.approx(plain_loss.item(), abs=1e-5)
+        assert all(p.grad is None for p in module.parameters())  # the chunks backpropagate in the loss's backward
+        cached_loss.backward()
         assert_same_grads(lora_grads(module), plain)
+
+
+def test_grad_cache_scales_by_what_the_caller_does_to_the_loss(tmp_path):
+    """Accumulation divides the loss (and the fp16 scaler multiplies it): the cached chunks' gradients follow."""
+    module = tiny_module(tmp_path, chunk_size=5)
+    batch = batch_of(PAIRS[:8])
+    module.training_step(batch, 0).backward()
+    full = lora_grads(module)
+    (module.training_step(batch, 0) / 4).backward()
+    assert_same_grads(lora_grads(module), {name: grad / 4 for name, grad in full.items()})
 
 
 def test_grad_cache_replays_dropout_masks(tmp_path, monkeypatch):
@@ -108,57 +122,89 @@ def test_grad_cache_replays_dropout_masks(tmp_path, monkeypatch):
     reference = lora_grads(module)
 
     torch.manual_seed(7)
-    loss, _, _ = module.grad_cache_backward(batch)
+    loss = module.training_step(batch, 0)
+    loss.backward()
     assert loss.item() == pytest.approx(reference_loss.item(), abs=1e-6)
     assert_same_grads(lora_grads(module), reference)
 
     # without the replay the second forward draws fresh masks and the gradients are wrong
     monkeypatch.setattr(RngState, "replay", lambda self: contextlib.nullcontext())
     torch.manual_seed(7)
-    module.grad_cache_backward(batch)
+    module.training_step(batch, 0).backward()
     wrong = lora_grads(module)
     assert max((wrong[n] - reference[n]).abs().max().item() for n in reference) > 1e-4
 
 
+def test_grad_cache_replays_the_forward_autocast(tmp_path):
+    """Lightning's mixed precision autocasts the step, not the backward: the re-embedding must autocast as well."""
+    module = tiny_module(tmp_path, chunk_size=4)
+    batch = batch_of(PAIRS[:8])
+    texts = pair_texts(batch)
+    chunks = []
+    for start in range(0, 16, 4):  # reference: the same chunks with a graph in bf16, each its own autocast region
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            chunks.append(module.embedder(module.embedder.tokenize(texts[start : start + 4])))
+    vectors = torch.cat(chunks)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        reference_loss = module.loss_fn(vectors[:8], vectors[8:])
+    reference_loss.backward()
+    reference = lora_grads(module)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        loss = module.training_step(batch, 0)
+    loss.backward()  # outside autocast, as the precision plugin runs it
+    assert_same_grads(lora_grads(module), reference)
+
+
+TRAIN_SMALL = TINY_OVERRIDES + [
+    "data.batch_size=8",
+    "data.source.max_pairs=32",
+    "data.source.text_field=short",
+    "optimizer.lr=1e-3",
+    "callbacks=none",
+]
+
+
+def trained_weights(tmp_path, name: str, overrides: list[str]) -> dict[str, torch.Tensor]:
+    """Train on the tiny model with `overrides`; the saved adapter's weights."""
+    metrics = train(compose_config("train", TRAIN_SMALL + overrides, tmp_path / name))
+    assert metrics["train/loss"] > 0
+    return load_file(str(tmp_path / name / "adapter" / "adapter_model.safetensors"))
+
+
+def assert_same_weights(actual: dict, expected: dict, atol: float = 1e-5) -> None:
+    assert actual.keys() == expected.keys()
+    for key, tensor in expected.items():
+        assert torch.allclose(actual[key], tensor, atol=atol), key
+
+
 def test_grad_cache_training_matches_plain_training(tmp_path, monkeypatch):
-    """Through `train`: manual optimization, clipping moved into the module, LR schedule, same weights after 4 steps."""
+    """Through `train`: Lightning's automatic optimization with the GradCache loss, same weights after 4 steps."""
     calls = []
-    original = EmbeddingModule.grad_cache_backward
+    original = GradCacheLoss.backpropagate
 
-    def counted(module, batch):
-        """Record every GradCache step and the chunk size it ran with."""
-        calls.append(module.grad_cache_chunk_size)
-        return original(module, batch)
+    def counted(self, *args):
+        """Record every GradCache backward and the chunk size it ran with."""
+        calls.append(self.chunk_size)
+        return original(self, *args)
 
-    monkeypatch.setattr(EmbeddingModule, "grad_cache_backward", counted)
-    common = TINY_OVERRIDES + [
-        "data.batch_size=8",
-        "data.source.max_pairs=32",
-        "data.source.text_field=short",
-        "optimizer.lr=1e-3",
-        "trainer.gradient_clip_val=0.05",  # small enough to clip: both paths must clip alike
-        "callbacks=none",
-    ]
-    weights = {}
-    for name, extra in (("plain", []), ("cached", ["grad_cache.chunk_size=5"])):
-        metrics = train(compose_config("train", common + extra, tmp_path / name))
-        weights[name] = load_file(str(tmp_path / name / "adapter" / "adapter_model.safetensors"))
-        assert metrics["train/loss"] > 0
-        # 32 pairs / batch 8 = 4 steps, each one a GradCache step of 5-text chunks; none in the plain run
-        assert calls == ([] if name == "plain" else [5, 5, 5, 5]), name
-    assert weights["plain"].keys() == weights["cached"].keys()
-    for key, tensor in weights["plain"].items():
-        assert torch.allclose(weights["cached"][key], tensor, atol=1e-5), key
+    monkeypatch.setattr(GradCacheLoss, "backpropagate", counted)
+    clip = ["trainer.gradient_clip_val=0.05"]  # small enough to clip: both paths must clip alike
+    plain = trained_weights(tmp_path, "plain", clip)
+    assert calls == []
+    cached = trained_weights(tmp_path, "cached", clip + ["grad_cache.chunk_size=5"])
+    assert calls == [5, 5, 5, 5]  # 32 pairs / batch 8 = 4 steps, each one backward of 5-text chunks
+    assert_same_weights(cached, plain)
 
 
-def test_grad_cache_rejects_gradient_accumulation(tmp_path):
-    from embedexp.core.errors import ConfigError
-
-    cfg = compose_config(
-        "train", TINY_OVERRIDES + ["grad_cache.chunk_size=4", "trainer.accumulate_grad_batches=2"], tmp_path
-    )
-    with pytest.raises(ConfigError, match="accumulate_grad_batches must be 1"):
-        train(cfg)
+def test_grad_cache_takes_lightnings_clipping_and_gradient_accumulation(tmp_path):
+    """accumulate_grad_batches=2 and gradient_clip_val apply to GradCache as to plain backprop (SGD: scale shows)."""
+    sgd = ["optimizer._target_=torch.optim.SGD", "optimizer.lr=0.5", "trainer.accumulate_grad_batches=2"]
+    clip = ["trainer.gradient_clip_val=0.01"]
+    plain = trained_weights(tmp_path, "plain", sgd + clip)
+    cached = trained_weights(tmp_path, "cached", sgd + clip + ["grad_cache.chunk_size=5"])
+    assert_same_weights(cached, plain)
+    unclipped = trained_weights(tmp_path, "free", sgd + ["grad_cache.chunk_size=5", "trainer.gradient_clip_val=null"])
+    assert max((unclipped[k] - cached[k]).abs().max().item() for k in cached) > 1e-3
 
 
 class CaptureStep(L.Callback):
@@ -195,7 +241,6 @@ def ddp_step(tmp_path, module: EmbeddingModule, chunk_size: int | None) -> list[
         gradient_clip_val=None,
     )
     module.grad_cache_chunk_size = chunk_size
-    module.automatic_optimization = chunk_size is None
     datamodule = PairDataModule(ListPairs(PAIRS), batch_size=8, seed=3)
     trainer.fit(module, datamodule=datamodule)
     return [torch.load(folder / f"rank{rank}.pt") for rank in (0, 1)]

@@ -188,3 +188,38 @@ def test_zero_shot_scores_are_reused_for_the_same_configuration(tiny_train_cfg, 
         tiny_train_cfg.prompt.template = "Topic of: {text}"
     train(tiny_train_cfg)
     assert len(list((tmp_path / "zero_shot").glob("*.json"))) == 2
+
+
+def test_module_optimizer_and_scheduler_come_from_config(tmp_path):
+    from embedexp.cli.train import build_module
+    from embedexp.core.errors import ConfigError
+    from embedexp.training.module import EmbeddingModule
+
+    from .conftest import TINY_OVERRIDES, compose_config
+
+    def composed(*overrides: str):
+        return compose_config("train", TINY_OVERRIDES + list(overrides), tmp_path)
+
+    cfg = composed("optimizer.lr=0.5", "scheduler=null", "loss.temperature=0.1")
+    embedder = build_embedder(cfg)
+    module = build_module(cfg, embedder)
+    assert type(module) is EmbeddingModule and module.loss_fn.temperature == 0.1
+    optimizer = module.configure_optimizers()  # scheduler=null: the optimizer alone, constant LR
+    assert isinstance(optimizer, torch.optim.AdamW) and optimizer.param_groups[0]["lr"] == 0.5
+    for override, key in [("warmup_ratio=2", "warmup_ratio"), ("grad_cache.chunk_size=0", "grad_cache.chunk_size")]:
+        with pytest.raises(ConfigError, match=key):
+            build_module(composed(override), embedder)
+    with pytest.raises(ConfigError, match="optimizer: Invalid learning rate"):
+        build_module(composed("optimizer.lr=-1"), embedder).configure_optimizers()
+
+
+def test_learning_rate_warms_up_and_decays_by_the_configured_scheduler(tmp_path):
+    """transformers' linear schedule: warm-up steps = warmup_ratio x the fit's 4 steps, then linear decay to 0."""
+    from .conftest import TINY_OVERRIDES, compose_config
+
+    monitor = ["+callbacks.lr._target_=lightning.pytorch.callbacks.LearningRateMonitor", "trainer.log_every_n_steps=1"]
+    overrides = ["data.batch_size=8", "data.source.max_pairs=32", "optimizer.lr=0.01", "warmup_ratio=0.5"]
+    cfg = compose_config("train", TINY_OVERRIDES + overrides + monitor + ["callbacks=none"], tmp_path)
+    train(cfg)
+    rates = pd.read_csv(tmp_path / "csv" / "metrics.csv")["lr-AdamW"].dropna().tolist()
+    assert rates == pytest.approx([0.0, 0.005, 0.01, 0.005])  # steps 0, 1 warm up; 2, 3 decay

@@ -28,10 +28,9 @@ from embedexp.evaluation.callback import ClusteringEvalCallback
 from embedexp.evaluation.console import print_before_after
 from embedexp.evaluation.score_cache import task_set_record
 from embedexp.model.build import build_embedder
-from embedexp.model.pooling import POOLING_WEIGHTS, pooled_dim, save_pooling_weights
+from embedexp.model.embedder import Embedder
+from embedexp.model.pooling import POOLING_WEIGHTS, save_pooling_weights
 from embedexp.training.checkpointing import AtomicCheckpointIO
-from embedexp.training.mntp import build_mntp_module
-from embedexp.training.module import EmbeddingModule
 
 log = logging.getLogger(__name__)
 
@@ -78,24 +77,11 @@ def train(cfg: DictConfig) -> dict:
         cfg.run_name = run_name(cfg)
     embedder = build_embedder(cfg)
     datamodule = instantiate(cfg.data)
-    chunk_size, trainer_overrides, clipping = grad_cache_settings(cfg)
-    loss = instantiate(cfg.loss)
-    if hasattr(loss, "check_dim"):  # Matryoshka prefixes must fit the embedding
-        loss.check_dim(pooled_dim(embedder.pooling, int(embedder.model.config.hidden_size)))
-    if (cfg.get("objective") or {}).get("name") == "mntp":
-        module = build_mntp_module(cfg, embedder, instantiate(cfg.optimizer), cfg.warmup_ratio)
-    else:
-        module = EmbeddingModule(
-            embedder,
-            loss=loss,
-            optimizer=instantiate(cfg.optimizer),
-            warmup_ratio=cfg.warmup_ratio,
-            grad_cache_chunk_size=chunk_size,
-            **clipping,
-        )
+    module = build_module(cfg, embedder)
     callbacks = instantiate_group(cfg.get("callbacks"), cfg.get("tasks"))
     loggers = instantiate_group(cfg.get("logger"))
     status = RunStatus(cfg.paths.output_dir)
+    trainer_overrides = {}
     if not cfg.trainer.get("plugins") and "deepspeed" not in str(cfg.trainer.get("strategy")).lower():
         trainer_overrides["plugins"] = [AtomicCheckpointIO()]  # a kill mid-write keeps the previous checkpoint
     if cfg.trainer.get("enable_progress_bar") is None and progress_mode() != "bar":
@@ -136,26 +122,12 @@ def scored_task_set(callbacks: list) -> dict | None:
     return None if evaluator is None else task_set_record(evaluator.tasks)
 
 
-def grad_cache_settings(cfg: DictConfig) -> tuple[int | None, dict, dict]:
-    """GradCache chunk size, Trainer overrides and the module's clipping arguments.
-
-    GradCache runs under manual optimization, where Lightning refuses `gradient_clip_val` and gradient accumulation:
-    the trainer's clipping moves into the module (which clips before each step), and accumulation is an error (a
-    larger `data.batch_size` is what GradCache is for).
-    """
-    chunk_size = (cfg.get("grad_cache") or {}).get("chunk_size")
-    if not chunk_size:
-        return None, {}, {}
-    if (cfg.trainer.get("accumulate_grad_batches") or 1) != 1:
-        raise ConfigError(
-            "grad_cache.chunk_size is set: trainer.accumulate_grad_batches must be 1 "
-            "(GradCache already fits the whole batch; raise data.batch_size instead)"
-        )
-    clipping = {
-        "gradient_clip_val": cfg.trainer.get("gradient_clip_val"),
-        "gradient_clip_algorithm": cfg.trainer.get("gradient_clip_algorithm") or "norm",
-    }
-    return int(chunk_size), {"gradient_clip_val": None}, clipping
+def build_module(cfg: DictConfig, embedder: Embedder) -> L.LightningModule:
+    """The LightningModule of `objective` (a `_partial_` target, conf/objective/), given the embedder."""
+    objective = cfg.get("objective")
+    if not objective or "_target_" not in objective:
+        raise ConfigError("objective: needs a _target_ LightningModule (see conf/objective/contrastive.yaml)")
+    return instantiate_node(objective)(embedder)
 
 
 def collect_metrics(cfg: DictConfig, trainer: L.Trainer, callbacks: list, start: float, run_provenance: dict) -> dict:

@@ -9,17 +9,17 @@ any pair source (anchors and positives, each once per batch) or a plain text fil
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 import torch
 import torch.nn.functional as F
-from omegaconf import DictConfig
+from transformers import get_linear_schedule_with_warmup
 
 from embedexp.core.errors import ConfigError
 from embedexp.model.backbone import load_pretrained
 from embedexp.model.embedder import Embedder
 from embedexp.model.prompts import PromptTemplate, TokenizedPrompts
-from embedexp.training.module import EmbeddingModule
+from embedexp.training.module import EmbeddingModule, Scheduler
 
 log = logging.getLogger(__name__)
 IGNORE = -100
@@ -77,19 +77,28 @@ class MNTPModule(EmbeddingModule):
     def __init__(
         self,
         embedder: Embedder,
-        head_weight: torch.Tensor | None = None,
+        head_loader: Callable[[Embedder], torch.Tensor | None] | None = None,
         mask_probability: float = 0.2,
         mask_token: str | None = "_",
         optimizer: Callable[..., torch.optim.Optimizer] | None = None,
+        scheduler: Scheduler | None = get_linear_schedule_with_warmup,
         warmup_ratio: float = 0.1,
+        grad_cache_chunk_size: int | None = None,
     ) -> None:
-        """`head_weight`: the LM head [vocab, hidden] (None: the input embeddings, i.e. a tied head)."""
-        super().__init__(embedder, optimizer=optimizer, warmup_ratio=warmup_ratio)
+        """`head_loader(embedder)`: the LM head [vocab, hidden], None for a tied one (then: the input embeddings).
+
+        conf/objective/mntp.yaml builds it with `output_embeddings` on `model.backbone`. GradCache is refused: MNTP's
+        loss is per text, a larger batch needs no cache.
+        """
+        if grad_cache_chunk_size:
+            raise ConfigError("objective=mntp does not use GradCache: set grad_cache.chunk_size=null")
+        super().__init__(embedder, optimizer=optimizer, scheduler=scheduler, warmup_ratio=warmup_ratio)
         if not 0 < mask_probability < 1:
             raise ConfigError(f"objective.mask_probability={mask_probability} must be in (0, 1)")
         self.mask_probability = mask_probability
         self.mask_id = mask_token_id(embedder.tokenizer, mask_token)
         self.plain = PromptTemplate("mntp", "{text}")  # raw texts: MNTP adapts the model, not a prompt
+        head_weight = head_loader(embedder) if head_loader is not None else None
         self.register_buffer("head_weight", head_weight.detach() if head_weight is not None else None, persistent=False)
 
     def lm_head(self) -> torch.Tensor:
@@ -126,19 +135,19 @@ class MNTPModule(EmbeddingModule):
         self.log("val/loss", loss, prog_bar=True, batch_size=len(batch["text"]), sync_dist=True)
 
 
-def output_embeddings(cfg: DictConfig, embedder: Embedder) -> torch.Tensor | None:
-    """The LM head of the backbone: None when it is tied to the input embeddings (or the backbone has no checkpoint,
-    like the random tiny model), else the checkpoint's `lm_head` weight (loaded once with its causal-LM class)."""
-    backbone = cfg.model.backbone
+def output_embeddings(embedder: Embedder, backbone: Mapping) -> torch.Tensor | None:
+    """The LM head of the backbone (`model.backbone`): None when it is tied to the input embeddings (or the backbone
+    has no checkpoint, like the random tiny model), else the checkpoint's `lm_head` weight (loaded with its causal-LM
+    class)."""
     config = embedder.model.config
     if getattr(config, "tie_word_embeddings", False) or not backbone.get("name_or_path"):
         return None
     from transformers import AutoModelForCausalLM
 
-    log.info("MNTP: loading the untied LM head of %s", backbone.name_or_path)
+    log.info("MNTP: loading the untied LM head of %s", backbone["name_or_path"])
     model, _ = load_pretrained(
         AutoModelForCausalLM,
-        backbone.name_or_path,
+        backbone["name_or_path"],
         backbone.get("gguf_file"),
         backbone.get("cache_dir", ".cache/embedexp"),
         "model.backbone.name_or_path",
@@ -146,18 +155,3 @@ def output_embeddings(cfg: DictConfig, embedder: Embedder) -> torch.Tensor | Non
         backbone.get("revision"),
     )
     return model.get_output_embeddings().weight.detach().to(next(embedder.model.parameters()).dtype)
-
-
-def build_mntp_module(cfg: DictConfig, embedder: Embedder, optimizer, warmup_ratio: float) -> MNTPModule:
-    """The MNTP LightningModule from `objective` (see conf/objective/mntp.yaml)."""
-    if (cfg.get("grad_cache") or {}).get("chunk_size"):
-        raise ConfigError("objective=mntp does not use GradCache: set grad_cache.chunk_size=null")
-    objective = cfg.objective
-    return MNTPModule(
-        embedder,
-        head_weight=output_embeddings(cfg, embedder),
-        mask_probability=float(objective.get("mask_probability", 0.2)),
-        mask_token=objective.get("mask_token", "_"),
-        optimizer=optimizer,
-        warmup_ratio=warmup_ratio,
-    )

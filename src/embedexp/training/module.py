@@ -2,48 +2,26 @@
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import json
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import lightning as L
 import torch
+from transformers import get_linear_schedule_with_warmup
 
 from embedexp.core.atomic import atomic_write_text
 from embedexp.core.compat import collect_rng_states, set_rng_states
 from embedexp.core.errors import ConfigError
 from embedexp.model.embedder import Embedder
+from embedexp.model.pooling import pooled_dim
+from embedexp.training.grad_cache import GradCacheLoss
 from embedexp.training.loss import InfoNCELoss
 
 log = logging.getLogger(__name__)
-
-
-class RngState:
-    """The torch CPU RNG state (and CUDA's, once CUDA is initialised), captured now and replayable later.
-
-    GradCache embeds each chunk twice (without, then with a graph); replaying the state makes the second forward draw
-    the same dropout masks as the first, so the cached embeddings are exactly the ones backpropagated through.
-    """
-
-    def __init__(self) -> None:
-        """Capture the current states."""
-        self.cpu = torch.get_rng_state()
-        self.cuda = (
-            torch.cuda.get_rng_state_all() if torch.cuda.is_available() and torch.cuda.is_initialized() else None
-        )
-
-    @contextlib.contextmanager
-    def replay(self) -> Iterator[None]:
-        """Run the block from the captured states; the global RNG continues afterwards as if it had not run."""
-        devices = list(range(len(self.cuda))) if self.cuda is not None else []
-        with torch.random.fork_rng(devices=devices):
-            torch.set_rng_state(self.cpu)
-            if self.cuda is not None:
-                torch.cuda.set_rng_state_all(self.cuda)
-            yield
+Scheduler = Callable[..., torch.optim.lr_scheduler.LRScheduler]
 
 
 class EmbeddingModule(L.LightningModule):
@@ -55,9 +33,11 @@ class EmbeddingModule(L.LightningModule):
     gradient of the global loss) and DDP averages parameter gradients over ranks: the two factors cancel and the
     update equals one process training on the whole global batch (tests/test_scaleout.py checks it).
 
-    With `grad_cache_chunk_size` the step is GradCache (Gao et al. 2021, "Scaling Deep Contrastive Learning Batch
-    Size under Memory Limited Setup"): manual optimization that needs the activation memory of one chunk of texts,
-    whatever the batch size, for the loss and gradients of the whole batch (see `grad_cache_step`).
+    With `grad_cache_chunk_size` the training loss is a `GradCacheLoss` (Gao et al. 2021): the activation memory of
+    one chunk of texts, whatever the batch size, for the loss and gradients of the whole batch. Optimization stays
+    Lightning's (automatic) either way: gradient clipping, accumulation, precision and the LR schedule apply.
+    Built from config: `objective` (conf/objective/contrastive.yaml) is this class with `_partial_: true`, given the
+    embedder by `embedexp.cli.train`.
     """
 
     def __init__(
@@ -65,29 +45,35 @@ class EmbeddingModule(L.LightningModule):
         embedder: Embedder,
         loss: InfoNCELoss | None = None,
         optimizer: Callable[..., torch.optim.Optimizer] | None = None,
+        scheduler: Scheduler | None = get_linear_schedule_with_warmup,
         warmup_ratio: float = 0.1,
         grad_cache_chunk_size: int | None = None,
-        gradient_clip_val: float | None = None,
-        gradient_clip_algorithm: str = "norm",
     ) -> None:
-        """`optimizer` is a partial taking the parameters (Hydra `_partial_: true`).
+        """`optimizer` takes the parameters, `scheduler` (None: constant LR) the optimizer and the keywords
+        `num_warmup_steps`, `num_training_steps` (Hydra `_partial_: true`; transformers' schedules fit).
 
-        `grad_cache_chunk_size`: texts per GradCache chunk (anchors and positives count separately), None = plain
-        backprop. Lightning does not clip gradients under manual optimization, so with GradCache the module clips
-        them itself with `gradient_clip_val` / `gradient_clip_algorithm` (`embedexp.cli.train` moves the trainer's
-        values here).
+        `grad_cache_chunk_size`: texts per GradCache chunk (anchors, positives and negatives alike), None = plain
+        backprop.
         """
         super().__init__()
-        if grad_cache_chunk_size is not None and grad_cache_chunk_size < 1:
+        chunk = grad_cache_chunk_size
+        if chunk is not None and (not isinstance(chunk, int) or isinstance(chunk, bool) or chunk < 1):
             raise ConfigError(f"grad_cache.chunk_size must be a positive number of texts, got {grad_cache_chunk_size}")
+        if not 0 <= warmup_ratio <= 1:
+            raise ConfigError(f"warmup_ratio must be in [0, 1], got {warmup_ratio}")
         self.embedder = embedder
         self.loss_fn = loss or InfoNCELoss()
+        if hasattr(self.loss_fn, "check_dim"):  # Matryoshka prefixes must fit the embedding
+            self.loss_fn.check_dim(pooled_dim(embedder.pooling, int(embedder.model.config.hidden_size)))
         self.optimizer_factory = optimizer or functools.partial(torch.optim.AdamW, lr=1e-4)  # picklable (ddp_spawn)
-        self.warmup_ratio = warmup_ratio
+        self.scheduler_factory, self.warmup_ratio = scheduler, warmup_ratio
         self.grad_cache_chunk_size = grad_cache_chunk_size
-        self.gradient_clip_val, self.gradient_clip_algorithm = gradient_clip_val, gradient_clip_algorithm
-        self.automatic_optimization = grad_cache_chunk_size is None
         self.strict_loading = False  # checkpoints hold the trainable weights only
+
+    @property
+    def grad_cache(self) -> GradCacheLoss | None:
+        """The GradCache loss of `grad_cache_chunk_size` texts per chunk, or None for plain backprop."""
+        return GradCacheLoss(self.embedder, self.grad_cache_chunk_size) if self.grad_cache_chunk_size else None
 
     def gather(self, anchors: torch.Tensor, positives: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """All ranks' anchors and positives, in rank order, differentiable (identity in a single process)."""
@@ -107,20 +93,28 @@ class EmbeddingModule(L.LightningModule):
         keep = torch.arange(width, device=negatives.device).unsqueeze(0) < counts.unsqueeze(1)
         return gathered[keep]
 
+    def pair_vectors(
+        self, vectors: torch.Tensor, batch: dict[str, list[str]]
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """Anchors, positives and hard negatives of the batch's vectors (in `pair_texts` order), gathered under DDP."""
+        n = len(batch["text"])
+        anchors, positives = self.gather(vectors[:n], vectors[n : 2 * n])
+        return anchors, positives, self.gather_negatives(vectors[2 * n :] if "text_neg" in batch else None)
+
     def embed_pairs(self, batch: dict[str, list[str]]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         """Embed texts, positives (and hard negatives) in one forward pass, gathered across processes under DDP."""
-        n = len(batch["text"])
-        negatives = batch.get("text_neg")
-        vectors = self.embedder.embed(batch["text"] + batch["text_pos"] + list(negatives or []))
-        anchors, positives = self.gather(vectors[:n], vectors[n : 2 * n])
-        return anchors, positives, self.gather_negatives(vectors[2 * n :] if negatives is not None else None)
+        return self.pair_vectors(self.embedder.embed(pair_texts(batch)), batch)
 
-    def shared_step(self, batch: dict[str, list[str]], stage: str) -> torch.Tensor:
-        """Loss and in-batch top-1 accuracy, logged under `stage/`."""
-        anchors, positives, negatives = self.embed_pairs(batch)
+    def pair_loss(self, vectors: torch.Tensor, batch: dict[str, list[str]], stage: str) -> torch.Tensor:
+        """The loss of the batch's vectors, its loss and in-batch top-1 accuracy logged under `stage/`."""
+        anchors, positives, negatives = self.pair_vectors(vectors, batch)
         loss = self.loss_fn(anchors, positives, negatives)
         self.log_step(loss, anchors, positives, len(batch["text"]), stage)
         return loss
+
+    def shared_step(self, batch: dict[str, list[str]], stage: str) -> torch.Tensor:
+        """Loss and in-batch top-1 accuracy of one forward pass over the batch, logged under `stage/`."""
+        return self.pair_loss(self.embedder.embed(pair_texts(batch)), batch, stage)
 
     def log_step(
         self, loss: torch.Tensor, anchors: torch.Tensor, positives: torch.Tensor, size: int, stage: str
@@ -133,12 +127,20 @@ class EmbeddingModule(L.LightningModule):
         self.log(f"{stage}/acc", accuracy, batch_size=size, sync_dist=stage != "train")
 
     def training_step(self, batch: dict[str, list[str]], batch_idx: int) -> torch.Tensor:
-        """One contrastive step; a non-finite loss stops the run with the offending texts named."""
-        if self.grad_cache_chunk_size is not None:
-            return self.grad_cache_step(batch)
-        loss = self.shared_step(batch, "train")
+        """One contrastive step (GradCache's when set); a non-finite loss stops the run with the texts named."""
+        grad_cache = self.grad_cache
+        if grad_cache is None:
+            loss = self.shared_step(batch, "train")
+        else:
+            loss = grad_cache(pair_texts(batch), lambda vectors: self.pair_loss(vectors, batch, "train"))
         self.check_finite(loss, batch)
         return loss
+
+    def on_fit_start(self) -> None:
+        """GradCache's backward needs DDP without unused-parameter search (the loss it returns has no graph)."""
+        wrapped = self.trainer.strategy.model  # DistributedDataParallel under DDP, by now
+        if self.grad_cache_chunk_size and getattr(wrapped, "find_unused_parameters", False):
+            raise ConfigError("grad_cache.chunk_size is set: trainer.strategy.find_unused_parameters must be false")
 
     def check_finite(self, loss: torch.Tensor, batch: dict[str, list[str]]) -> None:
         """Stop the run on a non-finite loss, saving the batch's texts."""
@@ -147,66 +149,6 @@ class EmbeddingModule(L.LightningModule):
             raise FloatingPointError(
                 f"non-finite loss {loss.item()} at step {self.global_step}; the batch's texts are saved in {saved}"
             )
-
-    def grad_cache_step(self, batch: dict[str, list[str]]) -> torch.Tensor:
-        """One GradCache optimizer step over the whole batch: gradients (`grad_cache_backward`), clip, step, schedule.
-
-        Manual optimization does none of clipping, stepping or LR scheduling by itself.
-        """
-        optimizer, scheduler = self.optimizers(), self.lr_schedulers()
-        optimizer.zero_grad()
-        loss, anchors, positives = self.grad_cache_backward(batch)
-        if self.gradient_clip_val:
-            self.clip_gradients(optimizer, self.gradient_clip_val, self.gradient_clip_algorithm)
-        optimizer.step()
-        if scheduler is not None:
-            scheduler.step()
-        self.log_step(loss, anchors, positives, len(batch["text"]), "train")
-        return loss
-
-    def grad_cache_backward(self, batch: dict[str, list[str]]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Accumulate the whole batch's loss gradient in the parameters' `.grad`, one chunk's activations at a time.
-
-        1. embed the batch's texts chunk by chunk without a graph, saving each chunk's RNG state first;
-        2. the loss of the cached embeddings (all-gathered across ranks under DDP, as in the plain step) and its
-           gradient with respect to this rank's embeddings (the all-gather's backward sums the ranks' shares);
-        3. re-embed each chunk with a graph under its saved RNG state (same dropout masks, so the same embeddings)
-           and backpropagate that chunk's slice of the gradient: the parameter gradients add up to the plain step's.
-           Under DDP all chunks but the last accumulate without gradient synchronisation and the last one
-           all-reduces the sum once, so DDP's averaging over ranks applies exactly as in the plain step.
-
-        Returns the loss and the (gathered) anchors and positives, detached.
-        """
-        n, size = len(batch["text"]), self.grad_cache_chunk_size or len(batch["text"]) * 2
-        negative_texts = batch.get("text_neg")
-        texts = batch["text"] + batch["text_pos"] + list(negative_texts or [])
-        chunks = [self.embedder.tokenize(texts[i : i + size]) for i in range(0, len(texts), size)]
-        states, cached = [], []
-        with torch.no_grad():
-            for chunk in chunks:
-                states.append(RngState())
-                cached.append(self.embedder(chunk))
-        vectors = torch.cat(cached).requires_grad_()
-        anchors, positives = self.gather(vectors[:n], vectors[n : 2 * n])
-        negatives = self.gather_negatives(vectors[2 * n :] if negative_texts is not None else None)
-        loss = self.loss_fn(anchors, positives, negatives)
-        self.check_finite(loss, batch)
-        (vector_grads,) = torch.autograd.grad(loss, vectors)
-        attached = self._trainer is not None
-        block_sync = getattr(self.trainer.strategy, "block_backward_sync", None) if attached else None
-        start = 0
-        for index, (chunk, state) in enumerate(zip(chunks, states)):
-            with state.replay():
-                chunk_vectors = self.embedder(chunk)
-            chunk_grads = vector_grads[start : start + len(chunk_vectors)]
-            start += len(chunk_vectors)
-            last = index == len(chunks) - 1
-            with contextlib.nullcontext() if last or block_sync is None else block_sync():
-                if attached:
-                    self.manual_backward(chunk_vectors, chunk_grads)
-                else:
-                    chunk_vectors.backward(chunk_grads)
-        return loss.detach(), anchors.detach(), positives.detach()
 
     def save_failed_batch(self, batch: dict[str, list[str]], loss: float) -> Path:
         """Write the texts of a batch that produced a non-finite loss next to the run's outputs."""
@@ -219,20 +161,24 @@ class EmbeddingModule(L.LightningModule):
         self.shared_step(batch, "val")
 
     def configure_optimizers(self):
-        """Optimizer over trainable parameters, linear warm-up then linear decay per step."""
+        """`optimizer` over the trainable parameters; `scheduler` stepped per optimizer step, warm-up steps
+        `warmup_ratio` × the fit's steps."""
         params = [p for p in self.parameters() if p.requires_grad]
         if not params:
             raise ValueError("no trainable parameters: enable model.lora or unfreeze the backbone")
-        optimizer = self.optimizer_factory(params)
+        try:
+            optimizer = self.optimizer_factory(params)
+        except (TypeError, ValueError) as error:
+            raise ConfigError(f"optimizer: {error}") from error
+        if self.scheduler_factory is None:
+            return optimizer
         total = self.total_training_steps()
-        warmup = int(self.warmup_ratio * total)
-
-        def schedule(step: int) -> float:
-            if step < warmup:
-                return (step + 1) / (warmup + 1)
-            return max(0.0, (total - step) / max(1, total - warmup))
-
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
+        try:
+            scheduler = self.scheduler_factory(
+                optimizer, num_warmup_steps=int(self.warmup_ratio * total), num_training_steps=total
+            )
+        except (TypeError, ValueError) as error:
+            raise ConfigError(f"scheduler: {error}") from error
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
     def total_training_steps(self) -> int:
@@ -267,6 +213,11 @@ class EmbeddingModule(L.LightningModule):
         """Restore the RNG states saved with the checkpoint."""
         if "rng_states" in checkpoint:
             restore_rng_states(checkpoint["rng_states"])
+
+
+def pair_texts(batch: dict[str, list[str]]) -> list[str]:
+    """The batch's texts in embedding order: anchors, positives, then hard negatives."""
+    return batch["text"] + batch["text_pos"] + list(batch.get("text_neg") or [])
 
 
 def rng_states_for_checkpoint() -> dict:
