@@ -8,7 +8,7 @@ import logging
 import pytest
 import torch
 
-from embedexp import hardware
+from embedexp.core import hardware
 from embedexp.core.errors import ConfigError
 from embedexp.core.hardware import PrecisionProbe, resolve_config_precisions, resolve_precision
 from embedexp.core.progress import Progress

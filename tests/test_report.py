@@ -10,9 +10,10 @@ import pandas as pd
 import pytest
 import yaml
 
-from embedexp.analysis.report.build import build_report, positional_to_override
+from embedexp.analysis.report.build import build_report
 from embedexp.analysis.report.collect import parse_overrides
 from embedexp.analysis.report.stats import confidence_interval
+from embedexp.cli.arguments import positional_to_override
 
 from .test_cli import run_module
 

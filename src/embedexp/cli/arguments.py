@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import sys
+from collections.abc import Callable
 from pathlib import Path
+
+from omegaconf import ListConfig
 
 PATH_FLAGS = {"-cp", "--config-path", "-cd", "--config-dir", "-cn", "--config-name"}
 
@@ -20,3 +24,20 @@ def positional_to_override(argv: list[str]) -> list[str]:
         return rest
     quoted = ",".join('"' + str(Path(f).resolve()).replace("\\", "\\\\").replace('"', '\\"') + '"' for f in folders)
     return [f"sweep_dir=[{quoted}]", *rest]
+
+
+def sweep_dirs(value) -> list:
+    """`sweep_dir` as a list: one folder or several."""
+    return list(value) if isinstance(value, ListConfig | list) else [value]
+
+
+def print_written(paths: dict[str, Path], what: str) -> None:
+    """Print the Markdown file, then where every file went."""
+    print(paths["md"].read_text())
+    print(f"{what} written to " + ", ".join(str(p) for p in paths.values()))
+
+
+def run_with_folder_arguments(hydra_main: Callable[[], None]) -> None:
+    """Run a Hydra main whose positional folder arguments become `sweep_dir=[...]`."""
+    sys.argv = [sys.argv[0], *positional_to_override(sys.argv[1:])]
+    hydra_main()

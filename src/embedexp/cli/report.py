@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import logging
-import sys
 
 import hydra
-from omegaconf import DictConfig, ListConfig
+from omegaconf import DictConfig
 
 from embedexp.analysis.report.build import build_report
-from embedexp.cli.arguments import positional_to_override
+from embedexp.cli.arguments import print_written, run_with_folder_arguments, sweep_dirs
 from embedexp.core.config import CONFIG_DIR
 from embedexp.core.errors import exit_on_error
 
@@ -19,7 +18,7 @@ log = logging.getLogger(__name__)
 @hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="report")
 def _hydra_main(cfg: DictConfig) -> None:
     """Hydra entry point: build the report and print the Markdown table."""
-    dirs = list(cfg.sweep_dir) if isinstance(cfg.sweep_dir, ListConfig | list) else [cfg.sweep_dir]
+    dirs = sweep_dirs(cfg.sweep_dir)
     with exit_on_error(log):
         paths = build_report(
             dirs,
@@ -32,14 +31,12 @@ def _hydra_main(cfg: DictConfig) -> None:
             cfg.plot,
             cfg.get("read_wandb", True),
         )
-    print(paths["md"].read_text())
-    print("report written to " + ", ".join(str(p) for p in paths.values()))
+    print_written(paths, "report")
 
 
 def main() -> None:
     """Console entry point: `python -m embedexp report <folder> ...` or `sweep_dir=<folder>`."""
-    sys.argv = [sys.argv[0], *positional_to_override(sys.argv[1:])]
-    _hydra_main()
+    run_with_folder_arguments(_hydra_main)
 
 
 if __name__ == "__main__":
