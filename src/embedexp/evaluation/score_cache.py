@@ -15,24 +15,27 @@ from embedexp.model.embedder import Embedder
 log = logging.getLogger(__name__)
 
 
-def task_fingerprint(task) -> str:
-    """Name, seed, bootstrap settings and a hash of the texts and labels of a task."""
-    task.load_data()
-    split = task.dataset["test"]
+def _texts_and_labels_digest(split) -> str:
+    """SHA-1 of a task split's texts and labels."""
     digest = hashlib.sha1()
     for column in ("sentences", "labels"):
         digest.update(json.dumps(list(split[column])).encode())
-    return f"{task.metadata.name}:{task.seed}:{task.n_clusters}:{task.max_documents_per_cluster}:{digest.hexdigest()}"
+    return digest.hexdigest()
+
+
+def task_fingerprint(task) -> str:
+    """Name, seed, bootstrap settings and a hash of the texts and labels of a task."""
+    task.load_data()
+    digest = _texts_and_labels_digest(task.dataset["test"])
+    return f"{task.metadata.name}:{task.seed}:{task.n_clusters}:{task.max_documents_per_cluster}:{digest}"
 
 
 def task_identity(task) -> dict:
     """What a task scores: its name, number of texts and a hash of its texts and labels (16 hex digits)."""
     task.load_data()
     split = task.dataset["test"]
-    digest = hashlib.sha1()
-    for column in ("sentences", "labels"):
-        digest.update(json.dumps(list(split[column])).encode())
-    return {"name": task.metadata.name, "n_texts": len(split["sentences"]), "hash": digest.hexdigest()[:16]}
+    digest = _texts_and_labels_digest(split)[:16]
+    return {"name": task.metadata.name, "n_texts": len(split["sentences"]), "hash": digest}
 
 
 def task_set_record(tasks: list) -> dict:
