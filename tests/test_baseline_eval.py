@@ -11,6 +11,8 @@ import torch
 
 from embedexp.cli.eval import evaluate
 from embedexp.core.errors import ConfigError
+from embedexp.evaluation.score_cache import task_set_record
+from embedexp.evaluation.tasks import build_tasks
 from embedexp.evaluation.sentence_transformer import SentenceTransformerEncoder, sentence_transformer_folder
 
 from .conftest import compose_config
@@ -70,6 +72,8 @@ def test_eval_scores_a_plain_folder_through_mteb(tiny_st_folder, tmp_path):
     assert scores["clustering_mean"] == pytest.approx(np.mean([scores[t] for t in tasks]))
     assert table.loc[0, "clustering_mean"] == pytest.approx(scores["clustering_mean"])
     assert (tmp_path / "provenance.json").is_file()
+    # the task set is recorded, so a report can check a baseline scored the runs' tasks
+    assert table.loc[0, "task_set"] == task_set_record(build_tasks(cfg.tasks))["id"]
 
 
 def test_a_folder_that_is_neither_export_nor_sentence_transformers_is_a_clear_error(tiny_st_folder, tmp_path):

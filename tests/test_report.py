@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import time
 
 import pandas as pd
@@ -14,6 +15,7 @@ from embedexp.analysis.report.build import build_report
 from embedexp.analysis.report.collect import parse_overrides
 from embedexp.analysis.report.stats import confidence_interval
 from embedexp.cli.arguments import positional_to_override
+from embedexp.core.errors import ConfigError
 
 from .test_cli import run_module
 
@@ -260,3 +262,44 @@ def test_report_never_pools_or_ranks_runs_of_different_task_sets(tmp_path):
     assert "## Task sets differ (2)" in markdown and "- `bbbb`: TaskA (300 texts, hash hTaskA)" in markdown
     runs = pd.read_csv(paths["runs"])
     assert set(runs["task_set"]) == {"aaaa", "bbbb"}
+
+
+def write_eval_results(folder, model, scores, task_set_id=None):
+    """An `embedexp eval` output folder: eval_results.csv with the model, its scores and the task set it scored."""
+    folder.mkdir(parents=True)
+    row = {"model": model, "pooling": "mean", "prompt": "none", **scores}
+    if task_set_id:
+        row["task_set"] = task_set_id
+    pd.DataFrame([row]).to_csv(folder / "eval_results.csv", index=False)
+    return folder
+
+
+def test_baselines_join_the_report_only_when_they_scored_the_runs_tasks(tmp_path):
+    folder = tmp_path / "sweep"
+    tasks = task_set("aaaa", "TaskA", "TaskB")
+    for seed, mean in [(1, 0.40), (2, 0.44)]:
+        write_job(folder, seed, ["pooling=mean", f"seed={seed}"], {"TaskA": mean, "clustering_mean": mean}, None, seed,
+                  tasks)
+    minilm = write_eval_results(tmp_path / "minilm", "minilm", {"TaskA": 0.55, "clustering_mean": 0.57}, "aaaa")
+    paths = build_report([folder], tmp_path / "out", plot=True, baselines=[minilm])
+    table = pd.read_csv(paths["csv"]).set_index(["config", "stage"])
+    row = table.loc[("baseline minilm", "baseline")]
+    assert row["n"] == 1 and row["clustering_mean mean"] == pytest.approx(0.57) and math.isnan(row["TaskA ci95"])
+    assert table.loc[("all runs", "fine_tuned"), "clustering_mean mean"] == pytest.approx(0.42)
+    markdown = paths["md"].read_text()
+    assert re.search(r"\| baseline minilm +\| baseline +\| +1 \|.*0\.5700 \(n=1\)", markdown)
+    assert "Stage `baseline`" in markdown and "not checked" not in markdown
+    # without it the report has no baseline row
+    plain = pd.read_csv(build_report([folder], tmp_path / "plain", plot=False)["csv"])
+    assert "baseline" not in set(plain["stage"])
+    # another task set: refused, naming the file; a missing folder: refused, naming it
+    other = write_eval_results(tmp_path / "other", "minilm", {"clustering_mean": 0.6}, "bbbb")
+    with pytest.raises(ConfigError, match=r"other/eval_results.csv scored task set bbbb, the runs scored aaaa"):
+        build_report([folder], tmp_path / "out2", plot=False, baselines=[other])
+    with pytest.raises(ConfigError, match=r"baselines: .*/nowhere not found"):
+        build_report([folder], tmp_path / "out3", plot=False, baselines=[tmp_path / "nowhere"])
+    assert not (tmp_path / "out2").exists() and not (tmp_path / "out3").exists()
+    # an eval from before task sets were recorded: kept, said to be unchecked
+    old = write_eval_results(tmp_path / "old", "minilm", {"clustering_mean": 0.57})
+    markdown = build_report([folder], tmp_path / "out4", plot=False, baselines=[old])["md"].read_text()
+    assert "task set not recorded, not checked" in markdown

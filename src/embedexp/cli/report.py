@@ -30,6 +30,7 @@ def _hydra_main(cfg: DictConfig) -> None:
             cfg.get("title"),
             cfg.plot,
             cfg.get("read_wandb", True),
+            list(cfg.get("baselines") or []),
         )
     print_written(paths, "report")
 

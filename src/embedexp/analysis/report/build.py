@@ -13,6 +13,9 @@ writes into `out_dir` (default
 | `best.csv` | best configuration per metric, its runner-up and whether their intervals are disjoint |
 | `runs.csv` | every job's raw scores (config, stage, seed, metric, value, job folder) |
 | `report.png` | one panel per metric, a bar per configuration and stage with CI error bars |
+
+`baselines=[<eval folder>, ...]` adds other models' `embedexp eval` results (e.g. `make baseline`) as rows of stage
+`baseline`, refused when they scored other tasks than the runs (`embedexp.analysis.report.baselines`).
 """
 
 from __future__ import annotations
@@ -21,6 +24,9 @@ import logging
 from collections.abc import Sequence
 from pathlib import Path
 
+import pandas as pd
+
+from embedexp.analysis.report.baselines import baseline_rows
 from embedexp.analysis.report.collect import DEFAULT_EXCLUDE, collect_runs, config_keys, runs_frame, task_sets
 from embedexp.analysis.report.plots import plot_report
 from embedexp.analysis.report.stats import best_per_metric, summarize
@@ -42,6 +48,7 @@ def build_report(
     title: str | None = None,
     plot: bool = True,
     read_wandb: bool = True,
+    baselines: Sequence[str | Path] = (),
 ) -> dict[str, Path]:
     """Write the report files for the jobs under `sweep_dirs`; returns their paths by name."""
     if not 0 < confidence < 1:
@@ -56,6 +63,9 @@ def build_report(
             f"report: no finished job with scores of stages {list(stages)} under {', '.join(map(str, folders))}"
         )
     keys, _ = config_keys(records, exclude_keys)
+    extra, notes = baseline_rows(baselines, list(task_sets(records)))
+    if not extra.empty:
+        runs = pd.concat([runs, extra], ignore_index=True)
     summary = summarize(runs, confidence)
     best = best_per_metric(summary)
     unfinished = [r for r in records if not r.finished]
@@ -70,7 +80,7 @@ def build_report(
         with atomic_file(out / "report.png") as staging:
             figure.savefig(staging, format="png", dpi=120)
         paths["png"] = out / "report.png"
-    markdown = report_markdown(folders, constant, summary, best, records, unfinished, confidence, heading)
+    markdown = report_markdown(folders, constant, summary, best, records, unfinished, confidence, heading, notes)
     paths["md"] = atomic_write_text(out / "report.md", markdown)
     return paths
 
@@ -80,7 +90,7 @@ def _shared(constant: dict[str, str]) -> str:
     return ", ".join(f"{k}={v}" for k, v in constant.items())
 
 
-def report_markdown(folders, constant, summary, best, records, unfinished, confidence, heading) -> str:
+def report_markdown(folders, constant, summary, best, records, unfinished, confidence, heading, notes=()) -> str:
     """The Markdown report: sources, the table, the best configuration per metric, notes."""
     finished = sum(r.finished for r in records)
     from_wandb = sum(r.finished and r.source != "metrics.json" for r in records)
@@ -115,6 +125,12 @@ def report_markdown(folders, constant, summary, best, records, unfinished, confi
             f"{len(degenerate)} of {len(summary)} cells have a zero-width interval: every seed gave the same score "
             "(k-means on few texts is discrete, and a short fine-tuning may not move any assignment). That is no "
             "evidence of precision; more seeds, texts or training are.",
+        ]
+    if (summary["stage"] == "baseline").any():
+        lines += [
+            "",
+            "Stage `baseline`: another model's `embedexp eval` on the same tasks (one run, no seeds, no interval).",
+            *[f"Note: {note}." for note in notes],
         ]
     duplicated = _duplicate_seeds(summary)
     if duplicated:

@@ -12,7 +12,11 @@ import pandas as pd  # noqa: E402
 
 from embedexp.analysis.report.stats import metric_order  # noqa: E402
 
-STAGE_STYLE = {"fine_tuned": dict(color="tab:blue", hatch=None), "zero_shot": dict(color="tab:gray", hatch="//")}
+STAGE_STYLE = {
+    "fine_tuned": dict(color="tab:blue", hatch=None),
+    "zero_shot": dict(color="tab:gray", hatch="//"),
+    "baseline": dict(color="tab:green", hatch=".."),
+}
 
 
 def plot_report(summary: pd.DataFrame, title: str = "", confidence: float = 0.95) -> plt.Figure:

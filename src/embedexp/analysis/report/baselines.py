@@ -1,0 +1,74 @@
+"""Baseline rows for the report: another model's `python -m embedexp eval` results next to the sweep's runs.
+
+A baseline is an eval output folder (or its `eval_results.csv`), e.g. all-MiniLM-L6-v2 from `make baseline`. Its
+scores join the report as stage `baseline` (one run, no seeds, no interval). The eval run records the task set it
+scored (`task_set` column); a baseline that scored other tasks than the runs is refused, since its numbers would
+not be comparable; one from an eval that predates task-set records is kept and the report says it is unchecked.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from pathlib import Path
+
+import pandas as pd
+
+from embedexp.analysis.report.collect import UNRECORDED
+from embedexp.core.errors import ConfigError
+
+STAGE = "baseline"
+RESULTS = "eval_results.csv"
+LABELS = ("model", "pooling", "prompt", "task_set")
+
+
+def results_file(path: str | Path) -> Path:
+    """`eval_results.csv` of an eval output folder, or the file itself."""
+    path = Path(path)
+    csv = path / RESULTS if path.is_dir() else path
+    if not csv.is_file():
+        raise ConfigError(f"report: baselines: {csv} not found (an `embedexp eval` output folder holds {RESULTS})")
+    return csv
+
+
+def read_baseline(path: str | Path) -> tuple[str, str, dict[str, float]]:
+    """(model label, task set id, metric → score) of the last row of an eval results table."""
+    csv = results_file(path)
+    table = pd.read_csv(csv)
+    if table.empty or "clustering_mean" not in table.columns:
+        raise ConfigError(f"report: baselines: {csv} has no clustering_mean column (not an embedexp eval table)")
+    row = table.iloc[-1]
+    scores = {
+        str(k): float(v)
+        for k, v in row.items()
+        if k not in LABELS and isinstance(v, int | float) and not math.isnan(float(v))
+    }
+    task_set = row.get("task_set")
+    task_set = UNRECORDED if task_set is None or (isinstance(task_set, float) and math.isnan(task_set)) else task_set
+    return str(row.get("model", csv.parent.name)), str(task_set), scores
+
+
+def baseline_rows(paths: Sequence[str | Path], run_task_sets: Sequence[str]) -> tuple[pd.DataFrame, list[str]]:
+    """Long rows (config, stage=baseline, seed, metric, value, task_set, job) and notes for the report.
+
+    Raises ConfigError when a baseline's recorded task set is none of the task sets the runs scored.
+    """
+    rows, notes = [], []
+    known = set(run_task_sets) - {UNRECORDED}
+    for path in paths:
+        model, task_set, scores = read_baseline(path)
+        if task_set == UNRECORDED or not known:
+            notes.append(f"baseline `{model}` ({results_file(path)}): task set not recorded, not checked")
+        elif task_set not in known:
+            raise ConfigError(
+                f"report: baselines: {results_file(path)} scored task set {task_set}, the runs scored "
+                f"{', '.join(sorted(known))}: evaluate the baseline on the runs' tasks (same `tasks=` overrides)"
+            )
+        several = len(set(run_task_sets)) > 1
+        if not several:
+            task_set = next(iter(run_task_sets), task_set)  # one task set: the baseline joins its table
+        label = f"baseline {model}" + (f" [tasks {task_set}]" if several else "")
+        for metric, value in scores.items():
+            rows.append(dict(config=label, stage=STAGE, seed="-", metric=metric, value=value, task_set=task_set))
+            rows[-1]["job"] = str(results_file(path))
+    return pd.DataFrame(rows), notes
