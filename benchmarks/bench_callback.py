@@ -5,11 +5,16 @@ without caches (the baseline); the first evaluation with the frozen-prefix cache
 after the LoRA weights changed (runs only the 8 LoRA layers), each in fp32 and in bf16; a zero-shot evaluation
 read from the score cache.
 
-    python benchmarks/bench_callback.py
+    python benchmarks/bench_callback.py                                   # the default run, 300 texts per task
+    python benchmarks/bench_callback.py --overrides experiment=recipe_cpu --n-docs 300 1000 --precisions bf16
+
+`--overrides` compose another run's config (its pairs time the step, its steps per epoch make the epoch);
+`--n-docs` sets every task's size, one measurement per value (the callback-fidelity study's candidate sizes).
 """
 
 from __future__ import annotations
 
+import argparse
 import statistics
 import tempfile
 import time
@@ -18,9 +23,10 @@ import torch
 from bench_train import LORA, embedexp_step_times
 from common import CACHE_DIR, EOL, auto_label, header, smollm2
 from hydra import compose, initialize_config_dir
+from hydra.utils import instantiate
+from omegaconf import OmegaConf
 
 from embedexp.core.config import CONFIG_DIR
-from embedexp.data.pairs import DebianPairs
 from embedexp.evaluation.run import evaluate_clustering
 from embedexp.evaluation.score_cache import ZeroShotScoreCache, configuration_key
 from embedexp.evaluation.tasks import build_tasks
@@ -62,42 +68,51 @@ def evaluation_costs(embedder, model, tasks, batch_size: int, precision: str) ->
 
 
 def main() -> None:
-    """Print evaluation costs and their share of an epoch, in fp32 and bf16, and which one `auto` runs here."""
+    """Print evaluation costs and their share of an epoch, per precision and task size, and what `auto` runs here."""
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--overrides", nargs="*", default=[], help="Hydra overrides of the train config")
+    parser.add_argument("--n-docs", nargs="*", type=int, default=[], help="texts per task (default: the config's)")
+    parser.add_argument("--precisions", nargs="*", default=["32", "bf16"], choices=["32", "bf16"])
+    args = parser.parse_args()
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-        cfg = compose(config_name="train", overrides=[f"paths.cache_dir={CACHE_DIR}"])
+        cfg = compose(config_name="train", overrides=[f"paths.cache_dir={CACHE_DIR}", *args.overrides])
     steps_per_epoch = cfg.data.source.max_pairs // cfg.data.batch_size
     header(
-        f"clustering callback vs one epoch of the default run ({steps_per_epoch} steps of {cfg.data.batch_size} pairs)"
+        f"clustering callback vs one epoch of {' '.join(args.overrides) or 'the default run'} "
+        f"({steps_per_epoch} steps of {cfg.data.batch_size} pairs)"
     )
-    source = DebianPairs(text_field="short", max_pairs=8 * cfg.data.batch_size, seed=0, cache_dir=CACHE_DIR)
-    tasks = build_tasks(cfg.tasks)
-    n_texts = sum(len(t.metadata.name) > 0 and t.max_documents_per_cluster for t in tasks)
+    source = instantiate(cfg.data.source, max_pairs=8 * cfg.data.batch_size)
     backbone = smollm2()
     model = apply_lora(backbone.model, **LORA)
     embedder = Embedder(
         model, backbone.tokenizer, build_pooling("mean"), PromptTemplate("eol", EOL), cfg.model.max_length
     )
     auto = auto_label()
-    print(f"{len(tasks)} tasks, {n_texts} texts")
-    print(f"\n{'precision / evaluation':64s} {'seconds':>8s} {'of epoch':>9s}")
-    for precision in ("32", "bf16"):
+    baseline_scores, tasks = None, build_tasks(cfg.tasks)
+    print(f"\n{'precision / evaluation':72s} {'seconds':>8s} {'of epoch':>9s}")
+    for precision in args.precisions:
         step = statistics.median(
             embedexp_step_times(source, 6, cfg.data.batch_size, cfg.model.max_length, precision)[1:]
         )
         epoch = step * steps_per_epoch
-        costs = evaluation_costs(embedder, model, tasks, cfg.eval.batch_size, precision)
         label = ("fp32" if precision == "32" else "bf16") + (" (auto here)" if precision == auto else "")
-        rows = [
-            (f"{label}: training step {step:.2f} s -> epoch", epoch),
-            (f"{label}: full evaluation, no caches (baseline)", costs["full"]),
-            (f"{label}: first evaluation, filling the frozen-prefix cache", costs["first"]),
-            (f"{label}: later evaluation, LoRA layers only (every epoch)", costs["tail"]),
-        ]
-        for name, seconds in rows:
-            print(f"{name:64s} {seconds:8.1f} {seconds / epoch:8.1%}")
-        print(f"{label}: per-epoch evaluation speed-up vs baseline {costs['full'] / costs['tail']:.2f}x (goal <= 10%)")
-        if precision == auto:
-            baseline_scores = costs["scores"]
+        print(f"{label + f': training step {step:.2f} s -> epoch':72s} {epoch:8.1f} {1:8.1%}")
+        for n_docs in args.n_docs or [None]:
+            tasks = build_tasks(cfg.tasks if n_docs is None else sized_tasks(cfg.tasks, n_docs))
+            size = f"{len(tasks)} tasks x {n_docs or 'config'} texts"
+            costs = evaluation_costs(embedder, model, tasks, cfg.eval.batch_size, precision)
+            rows = [
+                (f"{label}, {size}: full evaluation, no caches (baseline)", costs["full"]),
+                (f"{label}, {size}: first evaluation, filling the frozen-prefix cache", costs["first"]),
+                (f"{label}, {size}: later evaluation, LoRA layers only (every epoch)", costs["tail"]),
+            ]
+            for name, seconds in rows:
+                print(f"{name:72s} {seconds:8.1f} {seconds / epoch:8.1%}")
+            print(f"{label}, {size}: per-epoch evaluation speed-up vs baseline {costs['full'] / costs['tail']:.2f}x")
+            if precision == auto:
+                baseline_scores = costs["scores"]
+    if baseline_scores is None:
+        return
     scores_cache = ZeroShotScoreCache(tempfile.mkdtemp())
     embedder.prefix_cache = None
     with torch.no_grad():
@@ -108,6 +123,14 @@ def main() -> None:
     scores_cache.put(key, baseline_scores)
     hit, _ = timed(lambda: scores_cache.get(configuration_key(embedder, tasks, auto)))
     print(f"zero-shot evaluation from the score cache: {hit:.2f} s")
+
+
+def sized_tasks(tasks_cfg, n_docs: int):
+    """A copy of the tasks config with every task at `n_docs` texts."""
+    sized = OmegaConf.create(OmegaConf.to_container(tasks_cfg, resolve=True))
+    for name in sized:
+        sized[name].n_docs = n_docs
+    return sized
 
 
 if __name__ == "__main__":

@@ -76,9 +76,7 @@ def plain_loop_step_times(pairs, steps: int, batch_size: int, max_length: int) -
     return times
 
 
-def embedexp_step_times(
-    source, steps: int, batch_size: int, max_length: int, precision: str = "auto"
-) -> list[float]:
+def embedexp_step_times(source, steps: int, batch_size: int, max_length: int, precision: str = "auto") -> list[float]:
     """embedexp's training (Lightning, default settings, `precision` as trainer.precision); wall time of each step."""
     backbone = smollm2()
     model = apply_lora(backbone.model, **LORA)

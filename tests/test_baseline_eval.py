@@ -12,8 +12,8 @@ import torch
 from embedexp.cli.eval import evaluate
 from embedexp.core.errors import ConfigError
 from embedexp.evaluation.score_cache import task_set_record
-from embedexp.evaluation.tasks import build_tasks
 from embedexp.evaluation.sentence_transformer import SentenceTransformerEncoder, sentence_transformer_folder
+from embedexp.evaluation.tasks import build_tasks
 
 from .conftest import compose_config
 

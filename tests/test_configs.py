@@ -114,3 +114,13 @@ def test_unknown_lora_target_names_the_key(tmp_path):
     cfg = compose_config("train", TINY_OVERRIDES + ["model.lora.target_modules=[qkv_proj]"], tmp_path)
     with pytest.raises(ConfigError, match=r"model.lora.target_modules: \['qkv_proj'\] not found.*q_proj"):
         build_embedder(cfg)
+
+
+def test_offline_1000_is_tasks_offline_at_the_fidelity_studys_callback_size(tmp_path):
+    offline = compose_config("train", ["tasks=offline"], tmp_path / "a").tasks
+    sized = compose_config("train", ["tasks=offline_1000"], tmp_path / "b").tasks
+    assert set(sized) == set(offline) and all(sized[name].n_docs == 1000 for name in sized)
+    for name in offline:  # the same sources, labels and seed: only the size differs
+        assert {k: v for k, v in sized[name].items() if k != "n_docs"} == {
+            k: v for k, v in offline[name].items() if k != "n_docs"
+        }

@@ -59,8 +59,12 @@ def fabricated_scores() -> pd.DataFrame:
 
 
 def test_fidelity_table_per_size_and_task_and_the_recommended_size():
-    table = fidelity_table(fabricated_scores(), "3000", n_resamples=300)
+    scores = fabricated_scores()
+    prefix = dict(n_docs="callback", metric="clustering_mean@64", value=0.3, seconds=None)  # only the callback has it
+    scores = pd.concat([scores, pd.DataFrame([{**prefix, "run": f"job{i}"} for i in range(8)])], ignore_index=True)
+    table = fidelity_table(scores, "3000", n_resamples=300)
     by = table.set_index(["metric", "n_docs"])
+    assert "clustering_mean@64" not in set(table["metric"])  # nothing to compare it with: no row
     assert by.loc[("TaskA", "300"), "spearman"] == pytest.approx(1.0)
     assert by.loc[("TaskB", "callback"), "spearman"] == pytest.approx(-1.0)
     assert by.loc[("clustering_mean", "100"), "spearman"] < 0.9

@@ -278,8 +278,9 @@ def test_baselines_join_the_report_only_when_they_scored_the_runs_tasks(tmp_path
     folder = tmp_path / "sweep"
     tasks = task_set("aaaa", "TaskA", "TaskB")
     for seed, mean in [(1, 0.40), (2, 0.44)]:
-        write_job(folder, seed, ["pooling=mean", f"seed={seed}"], {"TaskA": mean, "clustering_mean": mean}, None, seed,
-                  tasks)
+        write_job(
+            folder, seed, ["pooling=mean", f"seed={seed}"], {"TaskA": mean, "clustering_mean": mean}, None, seed, tasks
+        )
     minilm = write_eval_results(tmp_path / "minilm", "minilm", {"TaskA": 0.55, "clustering_mean": 0.57}, "aaaa")
     paths = build_report([folder], tmp_path / "out", plot=True, baselines=[minilm])
     table = pd.read_csv(paths["csv"]).set_index(["config", "stage"])
@@ -303,3 +304,11 @@ def test_baselines_join_the_report_only_when_they_scored_the_runs_tasks(tmp_path
     old = write_eval_results(tmp_path / "old", "minilm", {"clustering_mean": 0.57})
     markdown = build_report([folder], tmp_path / "out4", plot=False, baselines=[old])["md"].read_text()
     assert "task set not recorded, not checked" in markdown
+
+
+def test_the_logger_is_bookkeeping_not_a_configuration(tmp_path):
+    folder = tmp_path / "sweep"
+    write_job(folder, 0, ["experiment=recipe_cpu", "seed=1", "logger=csv"], {"clustering_mean": 0.50}, seed=1)
+    write_job(folder, 1, ["experiment=recipe_cpu", "seed=2"], {"clustering_mean": 0.52}, seed=2)
+    table = pd.read_csv(build_report([folder], tmp_path / "out", plot=False)["csv"])
+    assert list(table["config"]) == ["all runs"] and table.loc[0, "n"] == 2

@@ -161,4 +161,5 @@ def test_recipe_cpu_is_three_seeds_of_the_issue_16_recipe():
     assert len(sweep_axes(recipe)["seed"]) >= 3
     assert recipe.pooling._target_.endswith("LastTokenPooling") and recipe.prompt.name == "eol"
     assert recipe.data.source.pairing == "short_long" and recipe.data.source.max_pairs == 3000
-    assert list(recipe.tasks) == list(hydra_compose([]).tasks)  # scored on tasks=offline, like make run
+    assert list(recipe.tasks) == list(hydra_compose([]).tasks)  # the tasks of tasks=offline, like make run ...
+    assert {task.n_docs for task in recipe.tasks.values()} == {1000}  # ... at the fidelity study's callback size

@@ -60,9 +60,7 @@ for entry_point in metadata.distribution("embedexp").entry_points:
 
 def run(args: list, cwd: Path, env: dict | None = None, timeout: int = 1800) -> subprocess.CompletedProcess:
     """Run a command; fail the test with its output when it fails (the timeout allows a heavily shared CPU)."""
-    result = subprocess.run(
-        [str(a) for a in args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout
-    )
+    result = subprocess.run([str(a) for a in args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
     assert result.returncode == 0, f"{args}\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
     return result
 

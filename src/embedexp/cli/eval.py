@@ -79,7 +79,7 @@ def evaluate_sentence_transformer(cfg: DictConfig, prompts: dict | None) -> dict
     )
     tasks = build_tasks(cfg.tasks)
     scores = score_tasks(encoder, tasks)
-    row = {"model": cfg.model_path, "pooling": encoder.pooling, "prompt": "prompts" if prompts else "none", **scores}
+    row = {"model": name, "pooling": encoder.pooling, "prompt": "prompts" if prompts else "none", **scores}
     md_path, _ = write_results_table([row], cfg.paths.output_dir, stem="eval_results", task_set=task_set_record(tasks))
     run_provenance = provenance(cfg.seed, {"eval": str(cfg.eval.precision)})
     atomic_write_text(Path(cfg.paths.output_dir) / "provenance.json", json.dumps(run_provenance, indent=2))

@@ -35,7 +35,9 @@ STAGE_ORDER = ("fine_tuned", "zero_shot")
 NOT_SCORES = {"loss", "acc"}
 # override keys that do not define a configuration: the seed (averaged over) and bookkeeping
 UNRECORDED = "unrecorded"  # runs made before task sets were recorded
-DEFAULT_EXCLUDE = ("seed", "ckpt_path", "run_name", "trainer.devices", "hydra.*", "paths.*", "tags")
+DEFAULT_EXCLUDE = (
+    "seed", "ckpt_path", "run_name", "trainer.devices", "hydra.*", "paths.*", "tags", "logger", "logger.*",
+)  # fmt: skip
 
 
 @dataclass

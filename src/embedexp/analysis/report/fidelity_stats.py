@@ -81,6 +81,8 @@ def fidelity_table(
             continue
         paired = group.set_index("run")["value"]
         runs = [r for r in paired.index if (r, metric) in full.index]
+        if not runs:  # a metric the reference lacks (e.g. the callback's Matryoshka prefixes)
+            continue
         rho, low, high = bootstrap_spearman(
             paired.loc[runs].to_numpy(), full.loc[[(r, metric) for r in runs]].to_numpy(), n_resamples, confidence, seed
         )
