@@ -29,6 +29,7 @@ from omegaconf import OmegaConf
 from embedexp.core.config import CONFIG_DIR
 from embedexp.evaluation.run import evaluate_clustering
 from embedexp.evaluation.score_cache import ZeroShotScoreCache, configuration_key
+from embedexp.evaluation.sizes import prefix_task
 from embedexp.evaluation.tasks import build_tasks
 from embedexp.model.embedder import Embedder
 from embedexp.model.lora import apply_lora
@@ -45,11 +46,7 @@ def timed(fn):
 
 def evaluation_costs(embedder, model, tasks, batch_size: int, precision: str) -> dict[str, float]:
     """Seconds of a full evaluation, the first with the frozen-prefix cache, and a later one (LoRA layers only)."""
-    embedder.prefix_cache = None
-    with torch.no_grad():
-        for name, param in model.named_parameters():
-            if "lora_B" in name:
-                param.zero_()
+    reset_to_base(embedder, model)
 
     def evaluate():
         return evaluate_clustering(embedder, tasks, batch_size=batch_size, precision=precision)
@@ -65,6 +62,15 @@ def evaluation_costs(embedder, model, tasks, batch_size: int, precision: str) ->
     size = cache.bytes / 2**20
     print(f"prefix cache ({precision}): {size:.0f} MB, split at layer {cache.split}, verified={cache.verified}")
     return {"full": full, "first": first, "tail": tail, "scores": scores}
+
+
+def reset_to_base(embedder, model) -> None:
+    """The base model again: LoRA's B matrices zero (its update vanishes), no frozen-prefix cache."""
+    embedder.prefix_cache = None
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if "lora_B" in name:
+                param.zero_()
 
 
 def main() -> None:
@@ -88,7 +94,8 @@ def main() -> None:
         model, backbone.tokenizer, build_pooling("mean"), PromptTemplate("eol", EOL), cfg.model.max_length
     )
     auto = auto_label()
-    baseline_scores, tasks = None, build_tasks(cfg.tasks)
+    sized = tasks_by_size(cfg.tasks, args.n_docs)
+    baseline = None  # (tasks, scores) of the base model under `auto`, for the score-cache lookup
     print(f"\n{'precision / evaluation':72s} {'seconds':>8s} {'of epoch':>9s}")
     for precision in args.precisions:
         step = statistics.median(
@@ -97,8 +104,7 @@ def main() -> None:
         epoch = step * steps_per_epoch
         label = ("fp32" if precision == "32" else "bf16") + (" (auto here)" if precision == auto else "")
         print(f"{label + f': training step {step:.2f} s -> epoch':72s} {epoch:8.1f} {1:8.1%}")
-        for n_docs in args.n_docs or [None]:
-            tasks = build_tasks(cfg.tasks if n_docs is None else sized_tasks(cfg.tasks, n_docs))
+        for n_docs, tasks in sized.items():
             size = f"{len(tasks)} tasks x {n_docs or 'config'} texts"
             costs = evaluation_costs(embedder, model, tasks, cfg.eval.batch_size, precision)
             rows = [
@@ -110,27 +116,27 @@ def main() -> None:
                 print(f"{name:72s} {seconds:8.1f} {seconds / epoch:8.1%}")
             print(f"{label}, {size}: per-epoch evaluation speed-up vs baseline {costs['full'] / costs['tail']:.2f}x")
             if precision == auto:
-                baseline_scores = costs["scores"]
-    if baseline_scores is None:
+                baseline = tasks, costs["scores"]
+    if baseline is None:
         return
+    tasks, scores = baseline
     scores_cache = ZeroShotScoreCache(tempfile.mkdtemp())
-    embedder.prefix_cache = None
-    with torch.no_grad():
-        for name, param in model.named_parameters():
-            if "lora_B" in name:
-                param.zero_()
-    key = configuration_key(embedder, tasks, auto)
-    scores_cache.put(key, baseline_scores)
+    reset_to_base(embedder, model)
+    scores_cache.put(configuration_key(embedder, tasks, auto), scores)
     hit, _ = timed(lambda: scores_cache.get(configuration_key(embedder, tasks, auto)))
     print(f"zero-shot evaluation from the score cache: {hit:.2f} s")
 
 
-def sized_tasks(tasks_cfg, n_docs: int):
-    """A copy of the tasks config with every task at `n_docs` texts."""
-    sized = OmegaConf.create(OmegaConf.to_container(tasks_cfg, resolve=True))
-    for name in sized:
-        sized[name].n_docs = n_docs
-    return sized
+def tasks_by_size(tasks_cfg, sizes: list[int]) -> dict:
+    """n_docs -> the configured tasks at that size (None -> as configured): drawn once at the largest size, the
+    smaller ones its first n_docs texts per task (`prefix_task`: what a draw of n_docs gives)."""
+    if not sizes:
+        return {None: build_tasks(tasks_cfg)}
+    largest = OmegaConf.create(OmegaConf.to_container(tasks_cfg, resolve=True))
+    for name in largest:
+        largest[name].n_docs = max(sizes)
+    drawn = build_tasks(largest)
+    return {n: [prefix_task(task, n) for task in drawn] for n in sorted(sizes)}
 
 
 if __name__ == "__main__":

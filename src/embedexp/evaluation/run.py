@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import os
 import random
 from collections.abc import Sequence
@@ -13,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from embedexp.core.atomic import atomic_write_text
+from embedexp.core.errors import ConfigError
 from embedexp.evaluation.encoder import MtebEncoder
 from embedexp.evaluation.prefix import PrefixEncoder, dim_key, usable_dims
 from embedexp.model.embedder import Embedder
@@ -83,6 +85,21 @@ def write_results_table(
         markdown += f"\nTask set {task_set['id']}: " + describe_tasks(task_set) + "\n"
     md_path = atomic_write_text(Path(folder) / f"{stem}.md", markdown)
     return md_path, csv_path
+
+
+def read_results_row(csv: str | os.PathLike) -> tuple[dict, dict[str, float]]:
+    """(labels, scores) of the last row of a `write_results_table` CSV: its label columns, and its numeric others."""
+    table = pd.read_csv(csv)
+    if table.empty:
+        raise ConfigError(f"{csv}: an empty results table")
+    row = table.iloc[-1]
+    labels = {k: row[k] for k in LABEL_COLUMNS if k in row.index and not pd.isna(row[k])}
+    scores = {
+        str(k): float(v)
+        for k, v in row.items()
+        if k not in LABEL_COLUMNS and isinstance(v, int | float) and not math.isnan(v)
+    }
+    return labels, scores
 
 
 def describe_tasks(task_set: dict) -> str:

@@ -8,7 +8,6 @@ not be comparable; one from an eval that predates task-set records is kept and t
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -16,10 +15,10 @@ import pandas as pd
 
 from embedexp.analysis.report.collect import UNRECORDED
 from embedexp.core.errors import ConfigError
+from embedexp.evaluation.run import MEAN_KEY, read_results_row
 
 STAGE = "baseline"
 RESULTS = "eval_results.csv"
-LABELS = ("model", "pooling", "prompt", "task_set")
 
 
 def results_file(path: str | Path) -> Path:
@@ -31,21 +30,12 @@ def results_file(path: str | Path) -> Path:
     return csv
 
 
-def read_baseline(path: str | Path) -> tuple[str, str, dict[str, float]]:
+def read_baseline(csv: Path) -> tuple[str, str, dict[str, float]]:
     """(model label, task set id, metric → score) of the last row of an eval results table."""
-    csv = results_file(path)
-    table = pd.read_csv(csv)
-    if table.empty or "clustering_mean" not in table.columns:
-        raise ConfigError(f"report: baselines: {csv} has no clustering_mean column (not an embedexp eval table)")
-    row = table.iloc[-1]
-    scores = {
-        str(k): float(v)
-        for k, v in row.items()
-        if k not in LABELS and isinstance(v, int | float) and not math.isnan(float(v))
-    }
-    task_set = row.get("task_set")
-    task_set = UNRECORDED if task_set is None or (isinstance(task_set, float) and math.isnan(task_set)) else task_set
-    return str(row.get("model", csv.parent.name)), str(task_set), scores
+    labels, scores = read_results_row(csv)
+    if MEAN_KEY not in scores:
+        raise ConfigError(f"report: baselines: {csv} has no {MEAN_KEY} column (not an embedexp eval table)")
+    return str(labels.get("model", csv.parent.name)), str(labels.get("task_set", UNRECORDED)), scores
 
 
 def baseline_rows(paths: Sequence[str | Path], run_task_sets: Sequence[str]) -> tuple[pd.DataFrame, list[str]]:
@@ -55,20 +45,22 @@ def baseline_rows(paths: Sequence[str | Path], run_task_sets: Sequence[str]) -> 
     """
     rows, notes = [], []
     known = set(run_task_sets) - {UNRECORDED}
+    several = len(set(run_task_sets)) > 1
     for path in paths:
-        model, task_set, scores = read_baseline(path)
+        csv = results_file(path)
+        model, task_set, scores = read_baseline(csv)
         if task_set == UNRECORDED or not known:
-            notes.append(f"baseline `{model}` ({results_file(path)}): task set not recorded, not checked")
+            notes.append(f"baseline `{model}` ({csv}): task set not recorded, not checked")
         elif task_set not in known:
             raise ConfigError(
-                f"report: baselines: {results_file(path)} scored task set {task_set}, the runs scored "
+                f"report: baselines: {csv} scored task set {task_set}, the runs scored "
                 f"{', '.join(sorted(known))}: evaluate the baseline on the runs' tasks (same `tasks=` overrides)"
             )
-        several = len(set(run_task_sets)) > 1
         if not several:
             task_set = next(iter(run_task_sets), task_set)  # one task set: the baseline joins its table
         label = f"baseline {model}" + (f" [tasks {task_set}]" if several else "")
-        for metric, value in scores.items():
-            rows.append(dict(config=label, stage=STAGE, seed="-", metric=metric, value=value, task_set=task_set))
-            rows[-1]["job"] = str(results_file(path))
+        rows += [
+            dict(config=label, stage=STAGE, seed="-", metric=metric, value=value, task_set=task_set, job=str(csv))
+            for metric, value in scores.items()
+        ]
     return pd.DataFrame(rows), notes

@@ -14,7 +14,6 @@ seconds per job), `fidelity.md` and `fidelity.png` (n_docs → rho with its inte
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -25,6 +24,7 @@ from embedexp.analysis.report.collect import collect_runs
 from embedexp.analysis.report.fidelity_stats import fidelity_table, smallest_faithful_size
 from embedexp.core.atomic import atomic_file, atomic_write_text
 from embedexp.core.errors import ConfigError
+from embedexp.evaluation.run import read_results_row
 
 log = logging.getLogger("embedexp.analysis.report.fidelity")
 JOB_SCORES = "fidelity_scores.csv"
@@ -67,11 +67,8 @@ def eval_results(job_dir: Path) -> pd.DataFrame:
     """Scores of `eval_results.csv` files under the job (full-size `embedexp.cli.eval` runs of its adapter)."""
     rows = []
     for path in sorted(job_dir.rglob("eval_results.csv")):
-        table = pd.read_csv(path)
-        for metric, value in table.iloc[-1].items():
-            numeric = isinstance(value, int | float) and not math.isnan(value)
-            if metric not in ("model", "pooling", "prompt") and numeric:
-                rows.append(dict(n_docs="eval", metric=metric, value=float(value), seconds=None))
+        _, scores = read_results_row(path)
+        rows += [dict(n_docs="eval", metric=metric, value=value, seconds=None) for metric, value in scores.items()]
     return pd.DataFrame(rows, columns=["n_docs", "metric", "value", "seconds"])
 
 
