@@ -1,0 +1,110 @@
+"""Result files: measured tables that the docs render, each naming the command, commit and machine that made it.
+
+A result file is JSON: `title`, `columns`, `rows` (lists of cells), `command` (what to run to make it again),
+`notes`, and `source` (git commit, date, CPU model and class, threads, resolved precisions). Commands that measure
+something write one with `write_result_table`; `make docs` renders every table in the docs from these files, so a
+figure in the docs is never typed by hand.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from embedexp.core.atomic import atomic_write_text
+from embedexp.core.errors import DataError
+
+Cell = str | int | float | bool | None
+
+
+@dataclass
+class ResultTable:
+    """One measured table and where it came from."""
+
+    title: str
+    columns: list[str]
+    rows: list[list[Cell]]
+    command: str
+    source: dict = field(default_factory=dict)
+    notes: str = ""
+
+    def to_markdown(self, digits: int = 4) -> str:
+        """The table as GitHub Markdown (floats rounded to `digits` significant decimals)."""
+        header = "| " + " | ".join(self.columns) + " |"
+        rule = "|" + "|".join("---" for _ in self.columns) + "|"
+        body = ["| " + " | ".join(format_cell(cell, digits) for cell in row) + " |" for row in self.rows]
+        return "\n".join([header, rule, *body])
+
+    def provenance_line(self) -> str:
+        """One line naming the command, commit, date and machine (shown under each rendered table)."""
+        source = self.source
+        machine = source.get("machine", {})
+        parts = [
+            f"`{self.command}`",
+            f"commit {str(source.get('git_commit') or 'unknown')[:12]}",
+            str(source.get("date", "undated")),
+            f"{machine.get('cpu_model', 'unknown CPU')} ({machine.get('cpu_capability', '?')}, "
+            f"{machine.get('threads', '?')} threads)",
+        ]
+        if machine.get("precision"):
+            parts.append("precision " + ", ".join(f"{k}={v}" for k, v in machine["precision"].items()))
+        return "Source: " + "; ".join(parts)
+
+
+def format_cell(cell: Cell, digits: int = 4) -> str:
+    """A table cell as text: floats rounded, None empty, pipes escaped."""
+    if cell is None or (isinstance(cell, float) and math.isnan(cell)):
+        return ""
+    if isinstance(cell, float):
+        return f"{cell:.{digits}f}"
+    return str(cell).replace("|", "\\|")
+
+
+def current_source(precision: dict[str, str] | None = None) -> dict:
+    """The commit, the date and the machine (CPU model, capability, threads, resolved precisions) of this process."""
+    from embedexp.core.hardware import machine_info
+    from embedexp.core.provenance import git_commit
+
+    machine = machine_info(**(precision or {}))
+    return {
+        "git_commit": git_commit(),
+        "date": datetime.date.today().isoformat(),
+        "machine": {k: machine[k] for k in ("cpu_model", "cpu_capability", "threads", "precision") if k in machine},
+    }
+
+
+def write_result_table(
+    path: str | Path,
+    title: str,
+    columns: list[str],
+    rows: list[list[Cell]],
+    command: str,
+    precision: dict[str, str] | None = None,
+    notes: str = "",
+    source: dict | None = None,
+) -> Path:
+    """Write a result file atomically; `source` defaults to this process's commit, date and machine."""
+    width = len(columns)
+    for number, row in enumerate(rows):
+        if len(row) != width:
+            raise ValueError(f"{path}: row {number} has {len(row)} cells for {width} columns")
+    source = source or current_source(precision)
+    table = ResultTable(title, list(columns), [list(r) for r in rows], command, source, notes)
+    return atomic_write_text(path, json.dumps(asdict(table), indent=2, default=str) + "\n")
+
+
+def read_result_table(path: str | Path) -> ResultTable:
+    """Load a result file; a missing key or a ragged row is an error naming the file."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        table = ResultTable(**data)
+    except (OSError, json.JSONDecodeError, TypeError) as error:
+        raise DataError(f"{path}: not a result file ({error})") from error
+    for number, row in enumerate(table.rows):
+        if len(row) != len(table.columns):
+            raise DataError(f"{path}: row {number} has {len(row)} cells for {len(table.columns)} columns")
+    return table
