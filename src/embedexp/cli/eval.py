@@ -13,7 +13,7 @@ from omegaconf import DictConfig, OmegaConf
 from embedexp.core.atomic import atomic_write_text
 from embedexp.core.config import CONFIG_DIR
 from embedexp.core.errors import exit_on_error
-from embedexp.core.hardware import configure_threads, frozen_weights_dtype, resolve_config_precisions
+from embedexp.core.hardware import configure_threads, resolve_config_precisions
 from embedexp.core.provenance import provenance
 from embedexp.evaluation.run import evaluate_clustering, score_tasks, write_results_table
 from embedexp.evaluation.score_cache import task_set_record
@@ -36,7 +36,7 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
         adapter_path=cfg.get("adapter_path"),
         trainable=False,
         new_lora=False,
-        frozen_dtype=frozen_weights_dtype(precision),
+        precisions=precision,
     )
     tasks = build_tasks(cfg.tasks)
     name = f"{embedder.name}+{Path(cfg.adapter_path).name}" if cfg.get("adapter_path") else embedder.name

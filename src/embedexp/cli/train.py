@@ -19,7 +19,7 @@ from embedexp.core.atomic import atomic_write_text
 from embedexp.core.compat import started_experiment
 from embedexp.core.config import CONFIG_DIR
 from embedexp.core.errors import ConfigError, exit_on_error
-from embedexp.core.hardware import configure_threads, frozen_weights_dtype, resolve_config_precisions
+from embedexp.core.hardware import configure_threads, resolve_config_precisions
 from embedexp.core.instantiate import instantiate_node
 from embedexp.core.progress import progress_mode
 from embedexp.core.provenance import provenance
@@ -75,7 +75,7 @@ def train(cfg: DictConfig) -> dict:
     L.seed_everything(cfg.seed, workers=True)
     with open_dict(cfg):
         cfg.run_name = run_name(cfg)
-    embedder = build_embedder(cfg, frozen_dtype=frozen_weights_dtype(precision))
+    embedder = build_embedder(cfg, precisions=precision)
     datamodule = instantiate(cfg.data)
     module = build_module(cfg, embedder)
     callbacks = instantiate_group(cfg.get("callbacks"), cfg.get("tasks"))

@@ -10,6 +10,7 @@ from omegaconf import DictConfig
 
 from embedexp.core.compat import attn_implementation
 from embedexp.core.errors import ConfigError
+from embedexp.core.hardware import frozen_weights_dtype
 from embedexp.model.backbone import Backbone, compile_decoder_layers, hold_frozen_weights_in
 from embedexp.model.bidirectional import set_attention
 from embedexp.model.embedder import Embedder
@@ -27,16 +28,17 @@ def build_embedder(
     trainable: bool = True,
     new_lora: bool = True,
     eager_attention: bool = False,
-    frozen_dtype: torch.dtype | None = None,
+    precisions: dict[str, str] | None = None,
     packed: bool | None = None,
+    frozen_dtype: torch.dtype | None = None,
 ) -> Embedder:
     """Backbone + LoRA (loaded from `adapter_path`, or new from `model.lora` if `new_lora`) + prompt + pooling.
 
     `eager_attention` switches the backbone to eager attention so attention weights can be read (the `attention`
-    pooling does so by itself). `frozen_dtype` (e.g. bf16 where every pass autocasts to it,
-    `embedexp.core.hardware.frozen_weights_dtype`) stores the frozen weights in that type. `packed` (default
-    `model.packed`) runs batches padding-free where the attention allows it (`embedexp.model.packing`);
-    `model.compile` compiles each decoder layer with `torch.compile`.
+    pooling does so by itself). `precisions`: the run's resolved precisions; where all are bf16 and
+    `model.frozen_bf16` is set, the frozen weights are stored in bf16 (`frozen_dtype` sets a type directly).
+    `packed` (default `model.packed`) runs batches padding-free where the attention allows it
+    (`embedexp.model.packing`); `model.compile` compiles each decoder layer with `torch.compile`.
     """
     prompt = instantiate(cfg.prompt)
     if not isinstance(prompt, PromptTemplate):
@@ -65,6 +67,8 @@ def build_embedder(
         model = apply_lora(model, **cfg.model.lora)
     if not trainable:
         model.requires_grad_(False)
+    if frozen_dtype is None and precisions and cfg.model.get("frozen_bf16"):
+        frozen_dtype = frozen_weights_dtype(precisions)
     if frozen_dtype is not None:
         changed = hold_frozen_weights_in(model, frozen_dtype)
         log.info("frozen weights held in %s (%.1f M parameters)", frozen_dtype, changed / 1e6)
