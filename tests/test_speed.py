@@ -143,3 +143,23 @@ def test_compiled_layers_embed_and_train_like_eager_ones(tiny_train_cfg):
     assert torch.allclose(compiled[0], eager[0], atol=1e-4)
     for name, grad in eager[1].items():
         assert torch.allclose(compiled[1][name], grad, atol=1e-4), name
+
+
+def test_training_runs_the_embedder_in_training_mode(tiny_train_cfg):
+    """A pretrained model loads in eval mode; LoRA dropout must still be active while training."""
+    import lightning as L
+    from hydra.utils import instantiate
+
+    from embedexp.cli.train import build_module
+
+    embedder = build_embedder(tiny_train_cfg)
+    embedder.model.eval()  # as transformers' from_pretrained returns it
+    modes = []
+
+    class Spy(L.Callback):
+        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+            modes.append(all(m.training for m in pl_module.embedder.modules()))
+
+    trainer = L.Trainer(max_steps=2, logger=False, enable_checkpointing=False, callbacks=[Spy()], accelerator="cpu")
+    trainer.fit(build_module(tiny_train_cfg, embedder), datamodule=instantiate(tiny_train_cfg.data))
+    assert modes == [True, True]

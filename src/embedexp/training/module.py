@@ -146,8 +146,10 @@ class EmbeddingModule(L.LightningModule):
         return loss
 
     def on_fit_start(self) -> None:
-        """GradCache's backward needs DDP without unused-parameter search (the loss it returns has no graph); texts
-        embedded more than once reuse their frozen layers' outputs."""
+        """Training mode for the whole embedder (`from_pretrained` returns a model in eval mode, where LoRA dropout
+        would be off); GradCache's backward needs DDP without unused-parameter search (the loss it returns has no
+        graph); texts embedded more than once reuse their frozen layers' outputs."""
+        self.embedder.train()
         wrapped = self.trainer.strategy.model  # DistributedDataParallel under DDP, by now
         if self.grad_cache_chunk_size and getattr(wrapped, "find_unused_parameters", False):
             raise ConfigError("grad_cache.chunk_size is set: trainer.strategy.find_unused_parameters must be false")
