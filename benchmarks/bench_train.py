@@ -19,7 +19,6 @@ and the final configuration into benchmarks/results/.
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import os
 import statistics
@@ -27,13 +26,14 @@ import subprocess
 import sys
 import tempfile
 import time
+from datetime import date
 from pathlib import Path
 
 import torch
 from common import CACHE_DIR, EOL, header
 
 from embedexp.core.config import PROJECT_ROOT
-from embedexp.core.hardware import compute_dtype, matmul_peak_flops, resolve_precision
+from embedexp.core.hardware import compute_dtype, cpu_capability, cpu_model, matmul_peak_flops, resolve_precision
 from embedexp.core.results import write_result_table
 from embedexp.model.flops import FlopCounter
 
@@ -258,12 +258,11 @@ def main() -> None:
                 round(row["warmup_s"], 1),
             ]
         )
-    stamp = datetime.date.today().isoformat()
-    machine = f"{torch.backends.cpu.get_cpu_capability().lower()}-{torch.get_num_threads()}t"
+    machine_line = f"{cpu_model()} ({cpu_capability()}, {torch.get_num_threads()} threads), {precision}, {date.today()}"
     results = Path(args.results)
     command = f"python benchmarks/bench_train.py --steps {args.steps} --baseline {args.baseline}"
     write_result_table(
-        results / f"{stamp}_train-changes_{machine}.json",
+        results / "train.json",
         f"experiment=recipe_cpu training steps, each speed change switched on in turn ({args.steps} steps after "
         f"{args.skip} warm-up steps, seed 1, the same batches)",
         [
@@ -301,7 +300,7 @@ def main() -> None:
             f"{ours['pairs_per_s'] / peer_stats['pairs_per_s']:.2f}x"
         )
         write_result_table(
-            results / f"{stamp}_train-peer_{machine}.json",
+            results / "train_peer.json",
             "The same training work in sentence-transformers' own trainer and in embedexp (recipe_cpu: SmolLM2-135M, "
             "eol prompt, last-token pooling, LoRA r=8 on q/k/v/o of the last 8 layers, batch 16, InfoNCE at 0.05)",
             ["trainer", "median s/step", "pairs/s", "real tokens/s", "MFU %", "pairs/s vs sentence-transformers"],
@@ -326,7 +325,7 @@ def main() -> None:
         )
         print(f"encode ({name}): {result['seconds']:.1f} s, {rate:.1f} texts/s, MFU {mfu:.1%}")
     write_result_table(
-        results / f"{stamp}_encode_{machine}.json",
+        results / "encode.json",
         f"Encoding {args.encode_texts} long Debian descriptions (evaluation split) with the recipe's model, prompt and "
         "pooling, batch 32, as the clustering evaluation does",
         ["code", "seconds", "texts/s", "real tokens/s", "MFU %"],
@@ -335,8 +334,8 @@ def main() -> None:
         {"eval": precision},
     )
     for label, name in ((baseline_label, "before"), (final, "after")):
-        (results / f"{stamp}_train-profile-{name}_{machine}.txt").write_text(
-            f"# torch.profiler, 3 steps of {label}\n{runs[label]['profile']}\n", encoding="utf-8"
+        (results / f"train_profile_{name}.txt").write_text(
+            f"# torch.profiler, 3 steps of {label}; {machine_line}\n{runs[label]['profile']}\n", encoding="utf-8"
         )
 
 
