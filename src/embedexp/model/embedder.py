@@ -10,9 +10,12 @@ import torch.nn.functional as F
 
 from embedexp.core.progress import Progress
 from embedexp.model.attention_capture import FinalTokenAttention, final_token_attention
+from embedexp.model.packing import plan_length_groups, run_decoder
 from embedexp.model.pooling import Pooling
 from embedexp.model.prefix_cache import FrozenPrefixCache, plan_batches
 from embedexp.model.prompts import PromptTemplate, TokenizedPrompts, pad_rows, pad_token_id
+
+TOKEN_CACHE_SIZE = 500_000  # texts whose prompted token ids `token_rows` keeps (int32: ~0.4 kB per text)
 
 log = logging.getLogger(__name__)
 
@@ -29,8 +32,10 @@ class Embedder(torch.nn.Module):
         max_length: int = 256,
         padding_side: str = "right",
         name: str = "embedexp-model",
+        packed: bool = False,
     ) -> None:
-        """`model` is a base decoder (or its peft wrapper) returning `last_hidden_state`; `name` labels results."""
+        """`model` is a base decoder (or its peft wrapper) returning `last_hidden_state`; `name` labels results;
+        `packed`: run batches padding-free (`embedexp.model.packing`; the model's attention must be a packed one)."""
         super().__init__()
         self.model = model
         self.tokenizer = tokenizer
@@ -39,8 +44,11 @@ class Embedder(torch.nn.Module):
         self.max_length = max_length
         self.padding_side = padding_side
         self.name = name
+        self.packed = packed
         self.prefix_cache: FrozenPrefixCache | None = None
+        self.train_with_prefix_cache = False  # also under autograd (epochs after the first), not only evaluation
         self.n_truncated = 0
+        self._token_rows: dict[str, tuple[np.ndarray, tuple[int, int], bool]] = {}
 
     @property
     def device(self) -> torch.device:
@@ -48,10 +56,31 @@ class Embedder(torch.nn.Module):
         return next(self.model.parameters()).device
 
     def tokenize(self, texts: list[str]) -> TokenizedPrompts:
-        """Wrap texts in the prompt and tokenize them (text truncated before wrapping)."""
-        batch = self.prompt.tokenize(texts, self.tokenizer, self.max_length, self.padding_side)
-        self.n_truncated += batch.n_truncated
-        return batch
+        """Wrap texts in the prompt and tokenize them (text truncated before wrapping; counted in `n_truncated`)."""
+        rows, spans, truncated = self.token_rows(texts)
+        self.n_truncated += sum(truncated)
+        return pad_rows(rows, spans, pad_token_id(self.tokenizer), self.padding_side, sum(truncated))
+
+    def token_rows(self, texts: list[str]) -> tuple[list[np.ndarray], list[tuple[int, int]], list[bool]]:
+        """Unpadded prompted token ids, pooled-text spans and truncation flags of `texts`, each text tokenized once.
+
+        Training sees every pair once per epoch and evaluation the same texts every time: both reuse the ids.
+        """
+        new = [text for text in dict.fromkeys(texts) if text not in self._token_rows]
+        if new:
+            if len(self._token_rows) + len(new) > TOKEN_CACHE_SIZE:
+                self._token_rows.clear()
+            rows, spans, truncated = self.prompt.token_rows(new, self.tokenizer, self.max_length)
+            for text, row, span, cut in zip(new, rows, spans, truncated):
+                self._token_rows[text] = (np.asarray(row, dtype=np.int32), span, cut)
+        entries = [self._token_rows[text] for text in texts]
+        return [e[0] for e in entries], [e[1] for e in entries], [e[2] for e in entries]
+
+    def pad(self, rows: list, spans: list[tuple[int, int]], picked: list[int]) -> TokenizedPrompts:
+        """The padded batch of the rows at positions `picked`."""
+        return pad_rows(
+            [rows[i] for i in picked], [spans[i] for i in picked], pad_token_id(self.tokenizer), self.padding_side
+        )
 
     def run(
         self, batch: TokenizedPrompts, with_attention: bool = False, layers: tuple[int, ...] | None = None
@@ -64,13 +93,13 @@ class Embedder(torch.nn.Module):
         device = self.device
         input_ids = batch.input_ids.to(device)
         attention_mask = batch.attention_mask.to(device)
+        if not with_attention:
+            if self.prefix_cache is not None and (self.train_with_prefix_cache or not torch.is_grad_enabled()):
+                return self.prefix_cache.run(input_ids, attention_mask), None
+            return run_decoder(self.model, attention_mask, input_ids=input_ids, packed=self.packed), None
         # positions count from the first real token, so left padding gives the same vectors as right padding
         position_ids = (attention_mask.cumsum(dim=1) - 1).clamp_min(0)
         inputs = dict(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, use_cache=False)
-        if not with_attention:
-            if self.prefix_cache is not None and not torch.is_grad_enabled():
-                return self.prefix_cache.run(inputs), None
-            return self.model(**inputs).last_hidden_state, None
         with final_token_attention(self.model, attention_mask, layers) as captured:
             hidden = self.model(**inputs).last_hidden_state
         return hidden, FinalTokenAttention.from_captured(captured)
@@ -84,12 +113,26 @@ class Embedder(torch.nn.Module):
         return self.pooling(hidden, batch.attention_mask.to(device), batch.text_mask.to(device), pooled_attention)
 
     def embed(self, texts: list[str]) -> torch.Tensor:
-        """Tokenize and embed a list of texts in one batch."""
-        return self(self.tokenize(list(texts)))
+        """Embed texts in input order (gradients flow when the caller allows them).
+
+        Packed (`packed`), all texts run as one padding-free sequence; otherwise in groups of similar token length
+        (`plan_length_groups`), so short anchors are not padded to the length of long positives. Either way the
+        forward and backward passes compute on little more than the real tokens.
+        """
+        rows, spans, truncated = self.token_rows(list(texts))
+        self.n_truncated += sum(truncated)
+        # packed: one forward pass for all texts; padded: groups of similar length
+        groups = [list(range(len(rows)))] if self.packed else plan_length_groups([len(row) for row in rows])
+        vectors = [self(self.pad(rows, spans, group)) for group in groups]
+        order = torch.tensor([i for group in groups for i in group], device=vectors[0].device)
+        return torch.cat(vectors).index_select(0, torch.argsort(order))
 
     def enable_prefix_cache(self, max_bytes: int = 1 << 30) -> FrozenPrefixCache:
-        """Reuse the frozen layers' outputs across `encode` calls on the same texts (e.g. every evaluation)."""
-        self.prefix_cache = FrozenPrefixCache(self.model, max_bytes)
+        """Reuse the frozen layers' outputs of texts seen before (every evaluation; training epochs after the first
+        when `train_with_prefix_cache` is set); a cache already enabled is kept, its bound raised to `max_bytes`."""
+        if self.prefix_cache is None:
+            self.prefix_cache = FrozenPrefixCache(self.model, max_bytes, self.packed)
+        self.prefix_cache.max_bytes = max(self.prefix_cache.max_bytes, max_bytes)
         return self.prefix_cache
 
     @torch.inference_mode()
@@ -111,18 +154,17 @@ class Embedder(torch.nn.Module):
         """
         was_training = self.model.training
         self.model.eval()
-        rows, spans, n_truncated = self.prompt.token_rows(list(texts), self.tokenizer, self.max_length)
+        rows, spans, truncated = self.token_rows(list(texts))
+        n_truncated = sum(truncated)
         order = np.argsort([-len(r) for r in rows], kind="stable") if sort_by_length else np.arange(len(rows))
         batches = plan_batches([len(rows[i]) for i in order], batch_size, max_batch_tokens)
-        pad_id = pad_token_id(self.tokenizer)
         chunks = []
         desc = progress or ("encode" if show_progress else None)
         meter = Progress(len(rows), desc, "texts", mode=None if desc else "off")
         try:
             for positions in batches:
                 picked = [int(order[p]) for p in positions]
-                batch = pad_rows([rows[i] for i in picked], [spans[i] for i in picked], pad_id, self.padding_side)
-                vectors = self(batch).float()
+                vectors = self(self.pad(rows, spans, picked)).float()
                 chunks.append(F.normalize(vectors, dim=-1) if normalize else vectors)
                 meter.update(len(picked))
         finally:

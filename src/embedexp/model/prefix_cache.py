@@ -1,7 +1,8 @@
-"""Fast inference helpers: token-budget batch planning and a cache of the frozen layers' outputs.
+"""Fast forward passes: batch planning by length and a per-text cache of the frozen layers' outputs.
 
 With LoRA on the last N decoder layers only, everything below the first adapted layer never changes during
-training, so its output for a fixed evaluation text can be computed once and reused at every evaluation.
+training, so its output for a given text can be computed once and reused: at every evaluation, and in every
+training epoch after the first (only the adapted layers then run, forward and backward).
 """
 
 from __future__ import annotations
@@ -10,6 +11,8 @@ import hashlib
 import logging
 
 import torch
+
+from embedexp.model.packing import run_decoder, unpack
 
 log = logging.getLogger(__name__)
 
@@ -58,17 +61,24 @@ def first_trainable_layer(model: torch.nn.Module) -> int | None:
     return len(decoder.layers)
 
 
-class FrozenPrefixCache:
-    """Caches, per input batch, the hidden states entering the first trainable decoder layer.
+def row_key(ids: torch.Tensor) -> str:
+    """Identity of one text's token ids (padding removed)."""
+    return hashlib.sha1(ids.detach().cpu().numpy().tobytes()).hexdigest()
 
-    `run(inputs)` returns the final hidden states: the first call for a batch runs the whole model and keeps the
-    prefix output; later calls run only the trainable tail. The cache checks itself once against a full forward
-    pass and switches itself off for architectures where the split is not exact.
+
+class FrozenPrefixCache:
+    """Caches, per text, the hidden states entering the first trainable decoder layer.
+
+    `run(input_ids, attention_mask)` returns the final hidden states of a padded batch: rows seen before reuse their
+    cached prefix output, the others run the frozen layers once (as one sub-batch) and are kept while `max_bytes`
+    allows; then only the trainable tail runs, with gradients if the caller enables them. The cache checks itself
+    once against a full forward pass and switches itself off for architectures where the split is not exact.
     """
 
-    def __init__(self, model: torch.nn.Module, max_bytes: int = 1 << 30) -> None:
-        """`max_bytes` bounds the memory held by cached hidden states."""
-        self.model, self.max_bytes = model, max_bytes
+    def __init__(self, model: torch.nn.Module, max_bytes: int = 1 << 30, packed: bool = False) -> None:
+        """`max_bytes` bounds the memory held by cached hidden states (rows beyond it are recomputed each time);
+        `packed`: run the decoder padding-free (`embedexp.model.packing`)."""
+        self.model, self.max_bytes, self.packed = model, max_bytes, packed
         self.entries: dict[str, torch.Tensor] = {}
         self.bytes = 0
         self.split = first_trainable_layer(model)
@@ -77,18 +87,8 @@ class FrozenPrefixCache:
         self.enabled = self.split is not None and 0 < self.split and hasattr(decoder, "layers")
         self.hits = self.misses = 0
 
-    @staticmethod
-    def key(inputs: dict[str, torch.Tensor]) -> str:
-        """Identity of a batch: its token ids and mask."""
-        digest = hashlib.sha1()
-        for name in ("input_ids", "attention_mask"):
-            tensor = inputs[name].detach().cpu().contiguous()
-            digest.update(str(tuple(tensor.shape)).encode())
-            digest.update(tensor.numpy().tobytes())
-        return digest.hexdigest()
-
-    def prefix(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
-        """Hidden states entering layer `split` (the rest of the forward pass is skipped)."""
+    def prefix(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """Padded hidden states entering layer `split` (the rest of the forward pass is skipped; no graph is kept)."""
         decoder = base_decoder(self.model)
 
         def stop(_module, args, kwargs):
@@ -96,47 +96,72 @@ class FrozenPrefixCache:
 
         handle = decoder.layers[self.split].register_forward_pre_hook(stop, with_kwargs=True)
         try:
-            decoder(**inputs)
+            with torch.no_grad():
+                run_decoder(decoder, attention_mask, input_ids=input_ids, packed=self.packed)
         except _StopForward as captured:
-            return captured.hidden
+            return unpack(captured.hidden[0], attention_mask.bool()) if self.packed else captured.hidden
         finally:
             handle.remove()
         raise RuntimeError("the decoder never reached its first trainable layer")
 
-    def tail(self, hidden: torch.Tensor, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
-        """Final hidden states from the cached prefix output, running layers `split`.. only."""
+    def tail(self, hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """Final hidden states from the padded prefix output, running layers `split`.. only."""
         decoder = base_decoder(self.model)
         layers = decoder.layers
         decoder.layers = torch.nn.ModuleList(list(layers)[self.split :])
         try:
-            tail_inputs = {k: v for k, v in inputs.items() if k != "input_ids"}
-            return decoder(inputs_embeds=hidden, **tail_inputs).last_hidden_state
+            return run_decoder(decoder, attention_mask, inputs_embeds=hidden, packed=self.packed)
         finally:
             decoder.layers = layers
 
-    def run(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
-        """Final hidden states for a batch, reusing its frozen prefix output when cached."""
+    def prefix_states(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """Padded [B, T, H] prefix outputs of a batch: cached rows reused, the missing ones computed together."""
+        mask = attention_mask.bool()
+        keys = [row_key(input_ids[i][mask[i]]) for i in range(len(input_ids))]
+        missing = [i for i, key in enumerate(keys) if key not in self.entries]
+        computed: dict[int, torch.Tensor] = {}
+        if missing:
+            self.misses += len(missing)
+            sub_mask = mask[missing]
+            columns = sub_mask.any(dim=0).nonzero().flatten()  # drop the columns only other rows needed
+            keep = slice(int(columns[0]), int(columns[-1]) + 1)
+            states = self.prefix(input_ids[missing][:, keep], attention_mask[missing][:, keep])
+            for row, index in enumerate(missing):
+                computed[index] = states[row][sub_mask[row, keep]]
+                self.store(keys[index], computed[index])
+        self.hits += len(keys) - len(missing)
+        rows = [computed[i] if i in computed else self.entries[keys[i]] for i in range(len(keys))]
+        return unpack(torch.cat(rows), mask)
+
+    def store(self, key: str, states: torch.Tensor) -> None:
+        """Keep one text's prefix output while the memory bound allows."""
+        size = states.numel() * states.element_size()
+        if self.bytes + size <= self.max_bytes:
+            self.entries[key] = states.detach()
+            self.bytes += size
+
+    def run(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """Final hidden states for a padded batch, reusing the frozen prefix outputs of texts seen before."""
+        if self.enabled and not self.verified:
+            self.verify(input_ids, attention_mask)
         if not self.enabled:
-            return self.model(**inputs).last_hidden_state
-        key = self.key(inputs)
-        hidden = self.entries.get(key)
-        if hidden is None:
-            self.misses += 1
-            hidden = self.prefix(inputs)
-            if self.bytes + hidden.numel() * hidden.element_size() <= self.max_bytes:
-                self.entries[key] = hidden
-                self.bytes += hidden.numel() * hidden.element_size()
-        else:
-            self.hits += 1
-        output = self.tail(hidden, inputs)
-        if self.verified:
-            return output
-        full = self.model(**inputs).last_hidden_state
-        mask = inputs["attention_mask"].bool()
-        if torch.allclose(output[mask].float(), full[mask].float(), atol=1e-3, rtol=1e-3):
+            return run_decoder(self.model, attention_mask, input_ids=input_ids, packed=self.packed)
+        return self.tail(self.prefix_states(input_ids, attention_mask), attention_mask)
+
+    def verify(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> None:
+        """Compare the split forward pass with a full one once (eval mode: no dropout); switch off if they differ."""
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            with torch.no_grad():
+                split = self.tail(self.prefix_states(input_ids, attention_mask), attention_mask)
+                full = run_decoder(self.model, attention_mask, input_ids=input_ids, packed=self.packed)
+        finally:
+            self.model.train(was_training)
+        mask = attention_mask.bool()
+        if torch.allclose(split[mask].float(), full[mask].float(), atol=1e-3, rtol=1e-3):
             self.verified = True
-        else:
-            log.warning("frozen-prefix cache disabled: the split forward pass does not match this architecture")
-            self.enabled, self.bytes = False, 0
-            self.entries.clear()
-        return full
+            return
+        log.warning("frozen-prefix cache disabled: the split forward pass does not match this architecture")
+        self.enabled, self.bytes = False, 0
+        self.entries.clear()

@@ -114,20 +114,21 @@ class PromptTemplate:
         padding_side: str = "right",
     ) -> TokenizedPrompts:
         """Tokenize texts inside the prompt; the text is truncated first so the prompt is never cut off."""
-        rows, spans, n_truncated = self.token_rows(texts, tokenizer, max_length)
-        return pad_rows(rows, spans, pad_token_id(tokenizer), padding_side, n_truncated)
+        rows, spans, truncated = self.token_rows(texts, tokenizer, max_length)
+        return pad_rows(rows, spans, pad_token_id(tokenizer), padding_side, sum(truncated))
 
     def token_rows(
         self, texts: list[str], tokenizer, max_length: int
-    ) -> tuple[list[list[int]], list[tuple[int, int]], int]:
-        """Unpadded token ids of each prompted text, the (start, end) span of its pooled copy, and #truncated."""
+    ) -> tuple[list[list[int]], list[tuple[int, int]], list[bool]]:
+        """Unpadded token ids of each prompted text, the (start, end) span of its pooled copy, and whether the text
+        was truncated."""
         head, pieces, tail = self.pieces(tokenizer)
         budget = self.text_budget(tokenizer, max_length)
         joints = self.joints
         encoded = {
             joint: tokenizer([joint + t for t in texts], add_special_tokens=False)["input_ids"] for joint in set(joints)
         }
-        rows, spans, n_truncated = [], [], 0
+        rows, spans, truncated_rows = [], [], []
         for i in range(len(texts)):
             row, span, truncated = list(head), (0, 0), False
             for copy, joint in enumerate(joints):
@@ -140,8 +141,8 @@ class PromptTemplate:
                 row += ids
             rows.append(row + pieces[-1] + tail)
             spans.append(span)
-            n_truncated += truncated
-        return rows, spans, n_truncated
+            truncated_rows.append(truncated)
+        return rows, spans, truncated_rows
 
 
 def pad_rows(

@@ -92,7 +92,9 @@ class MNTPModule(EmbeddingModule):
         """
         if grad_cache_chunk_size:
             raise ConfigError("objective=mntp does not use GradCache: set grad_cache.chunk_size=null")
-        super().__init__(embedder, optimizer=optimizer, scheduler=scheduler, warmup_ratio=warmup_ratio)
+        super().__init__(
+            embedder, optimizer=optimizer, scheduler=scheduler, warmup_ratio=warmup_ratio, cache_frozen_prefix=False
+        )
         if not 0 < mask_probability < 1:
             raise ConfigError(f"objective.mask_probability={mask_probability} must be in (0, 1)")
         self.mask_probability = mask_probability
@@ -115,6 +117,11 @@ class MNTPModule(EmbeddingModule):
         masked, labels = mask_tokens(batch, self.mask_probability, self.mask_id, head.shape[0], generator)
         hidden, _ = self.embedder.run(TokenizedPrompts(masked, batch.attention_mask, batch.text_mask))
         return mntp_loss(hidden, labels.to(hidden.device), head)
+
+    def step_token_lengths(self, batch: dict[str, list[str]]) -> list[int]:
+        """Token counts of the texts one MNTP step runs (raw texts, no prompt)."""
+        rows, _, _ = self.plain.token_rows(self.batch_texts(batch), self.embedder.tokenizer, self.embedder.max_length)
+        return [len(row) for row in rows]
 
     @staticmethod
     def batch_texts(batch: dict[str, list[str]]) -> list[str]:

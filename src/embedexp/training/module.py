@@ -48,12 +48,15 @@ class EmbeddingModule(L.LightningModule):
         scheduler: Scheduler | None = get_linear_schedule_with_warmup,
         warmup_ratio: float = 0.1,
         grad_cache_chunk_size: int | None = None,
+        cache_frozen_prefix: bool = True,
+        prefix_cache_gb: float = 4.0,
     ) -> None:
         """`optimizer` takes the parameters, `scheduler` (None: constant LR) the optimizer and the keywords
         `num_warmup_steps`, `num_training_steps` (Hydra `_partial_: true`; transformers' schedules fit).
 
         `grad_cache_chunk_size`: texts per GradCache chunk (anchors, positives and negatives alike), None = plain
-        backprop.
+        backprop. `cache_frozen_prefix`: when a text is embedded again with the same frozen layers (epochs after the
+        first, GradCache's second pass), reuse their output (up to `prefix_cache_gb`): only the adapted layers run.
         """
         super().__init__()
         chunk = grad_cache_chunk_size
@@ -68,6 +71,7 @@ class EmbeddingModule(L.LightningModule):
         self.optimizer_factory = optimizer or functools.partial(torch.optim.AdamW, lr=1e-4)  # picklable (ddp_spawn)
         self.scheduler_factory, self.warmup_ratio = scheduler, warmup_ratio
         self.grad_cache_chunk_size = grad_cache_chunk_size
+        self.cache_frozen_prefix, self.prefix_cache_bytes = cache_frozen_prefix, int(prefix_cache_gb * 2**30)
         self.strict_loading = False  # checkpoints hold the trainable weights only
 
     @property
@@ -126,6 +130,11 @@ class EmbeddingModule(L.LightningModule):
         self.log(f"{stage}/loss", loss.detach(), prog_bar=True, batch_size=size, sync_dist=stage != "train")
         self.log(f"{stage}/acc", accuracy, batch_size=size, sync_dist=stage != "train")
 
+    def step_token_lengths(self, batch: dict[str, list[str]]) -> list[int]:
+        """Token counts of the prompted texts one training step embeds (for throughput and MFU)."""
+        rows, _, _ = self.embedder.token_rows(pair_texts(batch))
+        return [len(row) for row in rows]
+
     def training_step(self, batch: dict[str, list[str]], batch_idx: int) -> torch.Tensor:
         """One contrastive step (GradCache's when set); a non-finite loss stops the run with the texts named."""
         grad_cache = self.grad_cache
@@ -137,10 +146,17 @@ class EmbeddingModule(L.LightningModule):
         return loss
 
     def on_fit_start(self) -> None:
-        """GradCache's backward needs DDP without unused-parameter search (the loss it returns has no graph)."""
+        """Training mode for the whole embedder (`from_pretrained` returns a model in eval mode, where LoRA dropout
+        would be off); GradCache's backward needs DDP without unused-parameter search (the loss it returns has no
+        graph); texts embedded more than once reuse their frozen layers' outputs."""
+        self.embedder.train()
         wrapped = self.trainer.strategy.model  # DistributedDataParallel under DDP, by now
         if self.grad_cache_chunk_size and getattr(wrapped, "find_unused_parameters", False):
             raise ConfigError("grad_cache.chunk_size is set: trainer.strategy.find_unused_parameters must be false")
+        repeats = (self.trainer.max_epochs or 1) > 1 or self.grad_cache_chunk_size
+        if self.cache_frozen_prefix and repeats:
+            self.embedder.enable_prefix_cache(self.prefix_cache_bytes)
+            self.embedder.train_with_prefix_cache = True
 
     def check_finite(self, loss: torch.Tensor, batch: dict[str, list[str]]) -> None:
         """Stop the run on a non-finite loss, saving the batch's texts."""
