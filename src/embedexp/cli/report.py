@@ -10,6 +10,7 @@ from omegaconf import DictConfig
 from embedexp.analysis.report.build import build_report
 from embedexp.cli.arguments import print_written, run_with_folder_arguments, sweep_dirs
 from embedexp.core.config import CONFIG_DIR
+from embedexp.core.console import quiet_console
 from embedexp.core.errors import exit_on_error
 
 log = logging.getLogger(__name__)
@@ -18,6 +19,7 @@ log = logging.getLogger(__name__)
 @hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="report")
 def _hydra_main(cfg: DictConfig) -> None:
     """Hydra entry point: build the report and print the Markdown table."""
+    quiet_console()
     dirs = sweep_dirs(cfg.sweep_dir)
     with exit_on_error(log):
         paths = build_report(

@@ -1,0 +1,98 @@
+"""`embedexp --help` and `embedexp <command> --help`: each command's config groups and their options, one line each.
+
+Read from the config folder itself: a command's groups are the entries of `conf/<command>.yaml`'s defaults list (the
+internal `hydra` and `paths` groups left out), a group's options are the YAML files in `conf/<group>/`, and an
+option's description is the first comment line of its file (a `# @package` line skipped), clipped to one line.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import yaml
+
+from embedexp.core.config import CONFIG_DIR
+
+INTERNAL_GROUPS = {"hydra", "paths"}
+WIDTH = 110
+
+
+def defaults_list(command: str, config_dir: Path = CONFIG_DIR) -> dict[str, str | None]:
+    """The groups of `conf/<command>.yaml`'s defaults list and their default options (None: no default)."""
+    path = config_dir / f"{command}.yaml"
+    if not path.is_file():
+        return {}
+    entries = (yaml.safe_load(path.read_text(encoding="utf-8")) or {}).get("defaults") or []
+    groups: dict[str, str | None] = {}
+    for entry in entries:
+        if not isinstance(entry, dict):
+            continue
+        for key, option in entry.items():
+            group = re.sub(r"^(optional|override)\s+", "", str(key)).lstrip("/")
+            if group not in INTERNAL_GROUPS:
+                groups[group] = None if option is None else str(option)
+    return groups
+
+
+def description(path: Path) -> str:
+    """The first comment line of a YAML file (skipping `# @package`); empty when the file starts with YAML."""
+    for line in path.read_text(encoding="utf-8").splitlines():
+        text = line.strip()
+        if not text.startswith("#"):
+            if text:
+                break
+            continue
+        text = text.lstrip("#").strip()
+        if text and not text.startswith("@package"):
+            return text.rstrip(":")
+    return ""
+
+
+def group_options(group: str, config_dir: Path = CONFIG_DIR) -> dict[str, str]:
+    """Option name -> description, for every YAML file of `conf/<group>/`."""
+    folder = config_dir / group
+    return {path.stem: description(path) for path in sorted(folder.glob("*.yaml"))} if folder.is_dir() else {}
+
+
+def clip(text: str, width: int = WIDTH) -> str:
+    """One line of at most `width` characters."""
+    return text if len(text) <= width else text[: width - 1].rstrip() + "…"
+
+
+def command_help(command: str, summary: str = "", config_dir: Path = CONFIG_DIR) -> str:
+    """The help of one command: usage, then each config group with its options (the default marked `*`)."""
+    lines = [f"usage: embedexp {command} [group=option ...] [key=value ...]", ""]
+    if summary:
+        lines += [summary, ""]
+    groups = defaults_list(command, config_dir)
+    if not groups:
+        return "\n".join(lines + [f"(no config groups: conf/{command}.yaml has no defaults list)"])
+    lines.append(f"config groups (conf/<group>/; * = the default of conf/{command}.yaml):")
+    for group, default in groups.items():
+        lines.append(f"  {group}=" + ("" if default else "  (none by default)"))
+        options = group_options(group, config_dir)
+        width = max((len(name) for name in options), default=0) + 2
+        for name, text in options.items():
+            mark = "*" if name == default else " "
+            lines.append(clip(f"    {mark} {name:{width}s}{text}"))
+    lines += [
+        "",
+        f"Any key of the composed config can be set too (key=value). `embedexp {command} --cfg job` prints that "
+        "config;",
+        f"`embedexp {command} --hydra-help` shows Hydra's own flags. The documentation: docs/configuration.md.",
+    ]
+    return "\n".join(lines)
+
+
+def overview(commands: dict[str, str], config_dir: Path = CONFIG_DIR) -> str:
+    """`embedexp --help`: every command with its summary and the names of its config groups."""
+    lines = ["usage: embedexp <command> [group=option ...] [key=value ...]   (or python -m embedexp <command>)", ""]
+    lines.append("commands (config groups in brackets):")
+    for name, summary in commands.items():
+        lines.append(clip(f"  {name:13s} {summary}"))
+        groups = list(defaults_list(name, config_dir))
+        if groups:
+            lines.append(clip(f"  {'':13s} [{', '.join(groups)}]"))
+    lines += ["", "`embedexp <command> --help` lists each group's options, one line each."]
+    return "\n".join(lines)
