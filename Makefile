@@ -47,9 +47,10 @@ shared-data: install
 run: install shared-data
 	$(PY) -m embedexp train
 
-# make run, then its scores and cost (minutes, peak RSS, CPU class, precision) as results/make_run.json (README.md)
+# make run, then its scores and cost (minutes, peak RSS, CPU class, precision) as a result file (README.md renders it)
+MEASURE_RUN_FILE ?= results/make_run.json
 measure-run: run
-	$(PY) -m embedexp report "$$(ls -d outputs/train/runs/* | tail -1)" result_file=results/make_run.json 'title="make run"'
+	$(PY) -m embedexp report "$$(ls -d outputs/train/runs/* | tail -1)" result_file=$(MEASURE_RUN_FILE) 'title="make run"'
 
 test: install shared-data
 	$(PY) -m pytest -q
@@ -66,7 +67,7 @@ test-fast: install shared-data
 # rendered from its result file (docs/render.py), then `mkdocs build --strict` fails on broken links or references
 docs: install
 	$(PY) docs/render.py
-	$(VENV)/bin/mkdocs build --strict --site-dir site
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --site-dir site
 
 docs-serve: docs
 	$(VENV)/bin/mkdocs serve

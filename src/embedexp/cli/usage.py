@@ -2,7 +2,8 @@
 
 Read from the config folder itself: a command's groups are the entries of `conf/<command>.yaml`'s defaults list (the
 internal `hydra` and `paths` groups left out), a group's options are the YAML files in `conf/<group>/`, and an
-option's description is the first comment line of its file (a `# @package` line skipped), clipped to one line.
+option's description is the first sentence of its file's leading comment (usually its first comment line; a
+`# @package` line skipped), clipped to one line.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import yaml
 from embedexp.core.config import CONFIG_DIR
 
 INTERNAL_GROUPS = {"hydra", "paths"}
+ABBREVIATIONS = ("et al.", "e.g.", "i.e.", "vs.", "etc.", "cf.")
 WIDTH = 110
 
 
@@ -36,17 +38,30 @@ def defaults_list(command: str, config_dir: Path = CONFIG_DIR) -> dict[str, str 
 
 
 def description(path: Path) -> str:
-    """The first comment line of a YAML file (skipping `# @package`); empty when the file starts with YAML."""
+    """The first sentence of a YAML file's leading comment (a `# @package` line and indented examples skipped)."""
+    lines: list[str] = []
     for line in path.read_text(encoding="utf-8").splitlines():
         text = line.strip()
-        if not text.startswith("#"):
-            if text:
+        body = text.lstrip("#").strip()
+        if body.startswith("@package"):
+            continue
+        if not text.startswith("#") or not body or line.startswith("#  "):  # code, a blank, an example command
+            if lines or (text and not text.startswith("#")):
                 break
             continue
-        text = text.lstrip("#").strip()
-        if text and not text.startswith("@package"):
-            return text.rstrip(":")
-    return ""
+        lines.append(body)
+    return first_sentence(" ".join(lines))
+
+
+def first_sentence(text: str) -> str:
+    """Text up to its first `.` or `;` followed by a space outside brackets, not counting abbreviations (`et al.`)."""
+    depth = 0
+    for position, char in enumerate(text):
+        depth += {"(": 1, "[": 1, "{": 1, ")": -1, "]": -1, "}": -1}.get(char, 0)
+        ends = char in ".;" and depth <= 0 and text[position + 1 : position + 2].isspace()
+        if ends and not text[: position + 1].endswith(ABBREVIATIONS):
+            return text[: position + 1].rstrip(";")
+    return text.rstrip(":")
 
 
 def group_options(group: str, config_dir: Path = CONFIG_DIR) -> dict[str, str]:
