@@ -37,6 +37,12 @@ def test_readme_fits_on_a_screen_and_links_into_the_docs():
         assert f"(docs/{page}.md)" in readme
 
 
+def test_readme_names_every_lever_of_conf_lever():
+    readme = (PROJECT_ROOT / "README.md").read_text(encoding="utf-8").lower()
+    levers = [p.stem for p in (PROJECT_ROOT / "conf" / "lever").glob("*.yaml") if p.stem != "none"]
+    assert levers and [lever for lever in levers if lever not in readme] == []
+
+
 @pytest.fixture
 def project(tmp_path):
     """A repository in miniature: a result file, a page marking its table and plot, rendered once."""

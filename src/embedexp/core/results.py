@@ -39,7 +39,7 @@ class ResultTable:
         return "\n".join([header, rule, *body])
 
     def provenance_line(self) -> str:
-        """One line naming the command, commit, date and machine (shown under each rendered table)."""
+        """One line naming the command, commit, date, machine and precision (shown under each rendered table)."""
         source = self.source
         machine = source.get("machine", {})
         commits = str(source.get("git_commit") or "unknown").split(" / ")
@@ -52,6 +52,8 @@ class ResultTable:
         ]
         if machine.get("precision"):
             parts.append("precision " + ", ".join(f"{k}={v}" for k, v in machine["precision"].items()))
+        if machine.get("bf16_speedup"):
+            parts.append(f"probe: bf16 autocast {machine['bf16_speedup']}x fp32")
         return "Source: " + "; ".join(parts)
 
 
@@ -73,7 +75,10 @@ def current_source(precision: dict[str, str] | None = None) -> dict:
     return {
         "git_commit": git_commit(),
         "date": datetime.date.today().isoformat(),
-        "machine": {k: machine[k] for k in ("cpu_model", "cpu_capability", "threads", "precision") if k in machine},
+        "machine": {
+            **{k: machine[k] for k in ("cpu_model", "cpu_capability", "threads", "precision") if k in machine},
+            "bf16_speedup": (machine.get("precision_probe") or {}).get("bf16_speedup"),
+        },
     }
 
 
@@ -94,9 +99,19 @@ def merge_sources(sources: list[dict]) -> dict:
         "machine": {
             **{k: joined(m.get(k) for m in machines) for k in ("cpu_model", "cpu_capability", "threads")},
             "precision": {phase: joined(p.get(phase) for p in precisions) for phase in phases},
+            "bf16_speedup": spread((m.get("precision_probe") or {}).get("bf16_speedup") for m in machines),
         },
         "runs": len(sources),
     }
+
+
+def spread(values) -> str | None:
+    """`min-max` of the numbers among `values` (one number alone), None without any."""
+    numbers = sorted(float(v) for v in values if isinstance(v, int | float))
+    if not numbers:
+        return None
+    low, high = f"{numbers[0]:.2f}", f"{numbers[-1]:.2f}"
+    return low if low == high else f"{low}-{high}"
 
 
 def write_result_table(
