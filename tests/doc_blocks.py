@@ -51,9 +51,11 @@ def code_blocks(text: str) -> list[Block]:
     return blocks
 
 
-def run_page(page: Path, folder: Path, env: dict[str, str], name: str | None = None, timeout: int = 900) -> list[str]:
-    """Write the page's files and run its commands in `folder`; returns each command's output. A failing command
-    raises AssertionError naming the page, the block's line and the output."""
+def run_page(
+    page: Path, folder: Path, env: dict[str, str], name: str | None = None, timeout: int = 900
+) -> list[subprocess.CompletedProcess]:
+    """Write the page's files and run its commands in `folder`; returns each command's finished process. A failing
+    command raises AssertionError naming the page, the block's line and the output."""
     text = page.read_text(encoding="utf-8")
     blocks = code_blocks(section(text, name) if name else text)
     if name:  # line numbers of a section count from the page's start
@@ -72,7 +74,7 @@ def run_page(page: Path, folder: Path, env: dict[str, str], name: str | None = N
             )
             output = done.stdout + done.stderr
             assert done.returncode == 0, f"{page.name}:{block.line}: exit code {done.returncode}\n{output[-4000:]}"
-            outputs.append(output)
+            outputs.append(done)
     return outputs
 
 

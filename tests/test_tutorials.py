@@ -34,7 +34,8 @@ def test_pooling_tutorial_runs_as_written(tmp_path):
     outputs = run_page(DOCS / "tutorials" / "pooling.md", work, environment(tmp_path))
     runs = sorted((work / "outputs" / "smoke" / "runs").iterdir())
     assert len(runs) == 2 and all((run / "metrics.json").is_file() for run in runs)
-    assert "_target_: my_poolings.LastKMeanPooling" in outputs[2] and "k: 1" in outputs[2]  # the grep step
+    grep = outputs[2].stdout  # the grep step: both runs' pooling, with its option
+    assert grep.count("_target_: my_poolings.LastKMeanPooling") == 2 and "k: 4" in grep and "k: 1" in grep
     jobs = [p for p in next((work / "outputs" / "smoke" / "multiruns").iterdir()).iterdir() if p.name.isdigit()]
     assert len(jobs) == 2 and all((job / "metrics.json").is_file() for job in jobs)
 
@@ -66,6 +67,6 @@ def test_extending_page_runs_as_written(tmp_path):
 def test_readme_python_example_runs_as_written(tmp_path):
     work = tmp_path / "project"
     work.mkdir()
-    (output,) = run_page(PROJECT_ROOT / "README.md", work, environment(tmp_path), name="python-example")
-    assert output.rstrip().splitlines()[-1] == "(2, 64)"  # two texts, the tiny model's 64 dimensions
+    (done,) = run_page(PROJECT_ROOT / "README.md", work, environment(tmp_path), name="python-example")
+    assert done.stdout.rstrip().splitlines()[-1] == "(2, 64)"  # two texts, the tiny model's 64 dimensions
     assert (work / "outputs" / "python-run" / "export" / "sentence_transformers" / "modules.json").is_file()
