@@ -2,8 +2,8 @@
 
 A page marks what is rendered; the text between a marker and its end marker is replaced:
 
-    <!-- result: results/recipe.json [transpose] [labels=config,stage] [where=stage:fine_*] [digits=3]
-         [pending="make recipe"] -->
+    <!-- result: results/recipe.json [transpose] [labels=config,stage] [where=stage:fine_*] [hide=n,config]
+         [digits=3] [pending="make recipe"] -->
     (the table, the file's notes, and a `Source:` line naming its command, commit, date and machine)
     <!-- /result -->
 
@@ -81,6 +81,15 @@ def selected(table, options: dict[str, str]):
     return table
 
 
+def hidden(table, options: dict[str, str]):
+    """The table without the `hide=` columns."""
+    drop = set(options.get("hide", "").split(",")) - {""}
+    keep = [i for i, column in enumerate(table.columns) if column not in drop]
+    table.columns = [table.columns[i] for i in keep]
+    table.rows = [[row[i] for i in keep] for row in table.rows]
+    return table
+
+
 def transposed(table, options: dict[str, str]):
     """Rows become columns: headed by the `labels=` columns' cells (default: the first column) joined with ` · `."""
     labels = options.get("labels", table.columns[0]).split(",")
@@ -97,7 +106,7 @@ def result_block(root: Path, target: str, options: dict[str, str], flags: set[st
     table = load(root, target)
     if table is None:
         return pending(target, options)
-    table = selected(table, options)
+    table = hidden(selected(table, options), options)
     if "transpose" in flags:
         table = transposed(table, options)
     parts = [table.to_markdown(int(options.get("digits", 4)))]

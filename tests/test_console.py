@@ -90,9 +90,12 @@ def test_command_help_lists_groups_and_options_from_the_yaml_files():
     first_comment = (CONFIG_DIR / "pooling" / "mean.yaml").read_text().splitlines()[0].lstrip("# ")
     assert any(re.match(rf"\s+\* mean\s+{re.escape(first_comment)}", line) for line in lines), lines
     assert any(re.match(r"\s+ smoke\s+\S", line) for line in lines)  # every option has a description
+    assert any(re.match(r"\s+seed\s+= 42$", line) for line in lines)  # the command's own keys
     overview = python("-m", "embedexp", "--help")
     assert overview.returncode == 0
     assert "[model, pooling, prompt, tasks]" in overview.stdout  # eval's groups
+    report = python("-m", "embedexp", "report", "--help")  # no groups to choose: its keys and their comments
+    assert re.search(r"^\s+result_file\s+also write the table as a result file", report.stdout, re.M), report.stdout
 
 
 def test_failed_download_is_one_line_naming_url_reason_and_way_out(tmp_path):

@@ -99,12 +99,13 @@ def test_a_new_result_file_replaces_its_pending_note(project):
 def test_transposed_table_and_line_plot(project):
     root, page = project
     page.write_text(
-        "<!-- result: results/speed.json transpose labels=config,stage where=stage:fine_* -->\n<!-- /result -->\n"
+        "<!-- result: results/speed.json transpose labels=stage where=stage:fine_* hide=config -->\n<!-- /result -->\n"
         "<!-- plot: results/speed.json name=line x=config y=n -->\n<!-- /plot -->\n"
     )
     render.render_all(root)
     text = page.read_text()
-    assert "|  | a · fine_tuned |" in text and "| TaskA | 0.5000 ± 0.0100 |" in text and "zero_shot" not in text
+    assert "|  | fine_tuned |" in text and "| TaskA | 0.5000 ± 0.0100 |" in text and "zero_shot" not in text
+    assert "| config |" not in text
     assert (root / "docs" / "img" / "line.png").is_file() and render.stale(root) == []
 
 

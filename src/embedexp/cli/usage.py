@@ -75,14 +75,30 @@ def clip(text: str, width: int = WIDTH) -> str:
     return text if len(text) <= width else text[: width - 1].rstrip() + "…"
 
 
+def top_level_keys(command: str, config_dir: Path = CONFIG_DIR) -> dict[str, str]:
+    """Key -> its inline comment (else `= <value>`), for the top-level keys of `conf/<command>.yaml`."""
+    path = config_dir / f"{command}.yaml"
+    keys = {}
+    for line in path.read_text(encoding="utf-8").splitlines() if path.is_file() else []:
+        found = re.match(r"^([A-Za-z_]\w*):(.*)$", line)
+        if found and found.group(1) != "defaults":
+            value, _, comment = found.group(2).partition(" #")
+            shown = f"= {value.strip()}" if value.strip() else f"(nested: {found.group(1)}.<key>)"
+            keys[found.group(1)] = comment.strip() or shown
+    return keys
+
+
 def command_help(command: str, summary: str = "", config_dir: Path = CONFIG_DIR) -> str:
-    """The help of one command: usage, then each config group with its options (the default marked `*`)."""
+    """The help of one command: usage, each config group with its options (the default marked `*`), its keys."""
     lines = [f"usage: embedexp {command} [group=option ...] [key=value ...]", ""]
     if summary:
         lines += [summary, ""]
     groups = defaults_list(command, config_dir)
+    keys = top_level_keys(command, config_dir)
+    width = max((len(key) for key in keys), default=0) + 2
+    key_lines = [clip(f"  {key:{width}s}{text}") for key, text in keys.items()]
     if not groups:
-        return "\n".join(lines + [f"(no config groups: conf/{command}.yaml has no defaults list)"])
+        return "\n".join(lines + [f"keys of conf/{command}.yaml (no config groups to choose):", *key_lines])
     lines.append(f"config groups (conf/<group>/; * = the default of conf/{command}.yaml):")
     for group, default in groups.items():
         lines.append(f"  {group}=" + ("" if default else "  (none by default)"))
@@ -91,6 +107,7 @@ def command_help(command: str, summary: str = "", config_dir: Path = CONFIG_DIR)
         for name, text in options.items():
             mark = "*" if name == default else " "
             lines.append(clip(f"    {mark} {name:{width}s}{text}"))
+    lines += ["", f"keys of conf/{command}.yaml (and of every group above, as <group>.<key>):", *key_lines]
     lines += [
         "",
         f"Any key of the composed config can be set too (key=value). `embedexp {command} --cfg job` prints that "
