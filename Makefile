@@ -18,7 +18,7 @@ SHARED_DATA := $(or $(EMBEDEXP_SHARED_DATA),$(if $(wildcard ../shared/clustering
 export EMBEDEXP_SHARED_DATA := $(SHARED_DATA)
 SHARED_FILES := 20ng_subjects.jsonl.gz stackoverflow_titles.jsonl.gz biomedical_titles.jsonl.gz
 
-.PHONY: install shared-data run measure-run test test-fast lint docs docs-serve faults recipe eval baseline export synth bench clean
+.PHONY: install shared-data run measure-run test measure-test test-fast lint docs docs-serve faults recipe eval baseline export synth bench clean
 
 install: $(VENV)/.installed
 
@@ -59,6 +59,10 @@ test: install shared-data
 lint: install
 	$(VENV)/bin/lint-imports
 	$(VENV)/bin/ruff check src tests benchmarks docs
+
+# make test, then its counts, minutes and peak memory as results/make_test.json (README.md renders it)
+measure-test: install shared-data
+	EMBEDEXP_TEST_RESULT=$(CURDIR)/results/make_test.json $(PY) -m pytest -q
 
 test-fast: install shared-data
 	$(PY) -m pytest -q -m "not slow"

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import subprocess
+import sys
 
 import pandas as pd
 import pytest
 
 from embedexp.analysis.report.build import build_report
 from embedexp.analysis.report.result_file import write_fidelity_result, write_report_result
+from embedexp.core.config import PROJECT_ROOT
 from embedexp.core.results import merge_sources, read_result_table
 
 from .test_cli import run_module
@@ -94,3 +98,17 @@ def test_report_command_writes_the_result_file(sweep, tmp_path):
     )
     assert str(tmp_path) not in table.command  # paths below the current folder are relative
     assert len(table.rows) == 4
+
+
+@pytest.mark.slow  # a pytest subprocess
+def test_measured_test_run_writes_its_counts_time_and_memory(tmp_path):
+    target = tmp_path / "make_test.json"
+    env = dict(os.environ, EMBEDEXP_TEST_RESULT=str(target))
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/test_results_file.py"],
+        cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout[-3000:]
+    table = read_result_table(target)
+    assert table.rows[0][:4] == ["make test", 2, 0, 0] and table.rows[0][4] > 0 and table.rows[0][5] > 0
+    assert table.command == "make measure-test"
