@@ -1,5 +1,5 @@
-# embedexp: `make run` trains and evaluates the offline default; `make test` runs the tests.
-# Both create .venv and install everything they need first.
+# embedexp: `make run` trains and evaluates the offline default; `make test` runs the tests; `make docs` builds the
+# documentation site. Each creates .venv and installs everything it needs first.
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -18,7 +18,7 @@ SHARED_DATA := $(or $(EMBEDEXP_SHARED_DATA),$(if $(wildcard ../shared/clustering
 export EMBEDEXP_SHARED_DATA := $(SHARED_DATA)
 SHARED_FILES := 20ng_subjects.jsonl.gz stackoverflow_titles.jsonl.gz biomedical_titles.jsonl.gz
 
-.PHONY: install shared-data run test test-fast lint recipe eval baseline export synth bench clean
+.PHONY: install shared-data run measure-run test measure-test test-fast lint docs docs-serve faults recipe eval baseline export synth bench clean
 
 install: $(VENV)/.installed
 
@@ -42,10 +42,15 @@ shared-data: install
 	@for f in $(SHARED_FILES); do test -f "$(SHARED_DATA)/$$f" || missing=1; done; \
 	if [ -n "$$missing" ]; then echo "shared clustering data not in $(SHARED_DATA): downloading it"; \
 		$(PY) -m embedexp fetch_shared --out "$(SHARED_DATA)" || \
-		echo "download failed: see README, Offline evaluation (tasks=offline_debian scores the Debian tasks only)"; fi
+		echo "shared data not downloaded: see docs/evaluation.md (tasks=offline_debian scores the Debian tasks only)"; fi
 
 run: install shared-data
 	$(PY) -m embedexp train
+
+# make run, then its scores and cost (minutes, peak RSS, CPU class, precision) as a result file (README.md renders it)
+MEASURE_RUN_FILE ?= results/make_run.json
+measure-run: run
+	$(PY) -m embedexp report "$$(ls -d outputs/train/runs/* | tail -1)" result_file=$(MEASURE_RUN_FILE) 'title="make run"'
 
 test: install shared-data
 	$(PY) -m pytest -q
@@ -53,23 +58,42 @@ test: install shared-data
 # the layer contracts of .importlinter (a layer imports only from layers below it, no cycles) and ruff
 lint: install
 	$(VENV)/bin/lint-imports
-	$(VENV)/bin/ruff check src tests benchmarks
+	$(VENV)/bin/ruff check src tests benchmarks docs
+
+# make test, then its counts, minutes and peak memory as results/make_test.json (README.md renders it)
+measure-test: install shared-data
+	EMBEDEXP_TEST_RESULT=$(CURDIR)/results/make_test.json $(PY) -m pytest -q
 
 test-fast: install shared-data
 	$(PY) -m pytest -q -m "not slow"
+
+# the documentation site (mkdocs.yml, docs/) into site/: first every measured table and plot of README.md and docs/ is
+# rendered from its result file (docs/render.py), then `mkdocs build --strict` fails on broken links or references
+docs: install
+	$(PY) docs/render.py
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --site-dir site
+
+docs-serve: docs
+	$(VENV)/bin/mkdocs serve
+
+# the fault injection of tests/test_faults.py (kills included, about a minute); its counts go to results/faults.json
+faults: install
+	EMBEDEXP_FAULTS_RESULT=$(CURDIR)/results/faults.json $(PY) -m pytest -q tests/test_faults.py
 
 # speed and memory: each script measures its baseline in the same run and prints ratios
 bench: install
 	cd benchmarks && for script in bench_load bench_encode bench_train bench_callback bench_scaling; do \
 		../$(PY) $$script.py || exit 1; done
 
-# issue 16's CPU recipe: 3 seeds (about 50 minutes on 2 cores), all-MiniLM-L6-v2 through the same evaluator on the
-# recipe's tasks (1 minute), then the report: zero-shot, fine-tuned (95 % intervals over seeds) and the baseline, per task
+# the CPU recipe: 3 seeds, all-MiniLM-L6-v2 through the same evaluator on the recipe's tasks, then the report (zero-shot,
+# fine-tuned with 95 % intervals over seeds, the baseline, per task) and its result file results/recipe.json, which
+# README.md and docs/results.md render (their run time: the file's "minutes per run" column)
 RECIPE_BASELINE := outputs/recipe_cpu/baseline_minilm
 recipe: install shared-data
 	$(PY) -m embedexp train -m experiment=recipe_cpu
 	$(PY) -m embedexp eval $(MINILM) tasks=offline_1000 hydra.run.dir=$(RECIPE_BASELINE)
-	$(PY) -m embedexp report "$$(ls -d outputs/recipe_cpu/multiruns/* | tail -1)" baselines=[$(RECIPE_BASELINE)]
+	$(PY) -m embedexp report "$$(ls -d outputs/recipe_cpu/multiruns/* | tail -1)" baselines=[$(RECIPE_BASELINE)] \
+		result_file=results/recipe.json 'title="recipe_cpu vs all-MiniLM-L6-v2"'
 
 eval: install
 	$(PY) -m embedexp eval
@@ -86,4 +110,4 @@ synth: install
 	$(PY) -m embedexp synth
 
 clean:
-	rm -rf outputs .pytest_cache dist
+	rm -rf outputs .pytest_cache dist site

@@ -66,3 +66,42 @@ def mean_export(tmp_path_factory):
     root = tmp_path_factory.mktemp("mean")
     run = make_run(root / "run", ["pooling=mean", "prompt=eol"])
     return run, export(run, root / "export"), root / "export"
+
+
+_SESSION_START: list[float] = []
+
+
+def pytest_sessionstart(session) -> None:
+    """Remember when the test session started (for `make measure-test`)."""
+    import time
+
+    _SESSION_START.append(time.perf_counter())
+
+
+def pytest_sessionfinish(session, exitstatus) -> None:
+    """With EMBEDEXP_TEST_RESULT=<file> (`make measure-test`): what the run cost as a result file for the README."""
+    target = os.environ.get("EMBEDEXP_TEST_RESULT")
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    if not target or reporter is None or not _SESSION_START:
+        return
+    import resource
+    import time
+
+    from embedexp.core.results import write_result_table
+
+    counts = [len(reporter.stats.get(outcome, [])) for outcome in ("passed", "failed", "skipped")]
+    minutes = (time.perf_counter() - _SESSION_START[0]) / 60
+    peaks = [resource.getrusage(who).ru_maxrss / 1024**2 for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)]
+    columns = [
+        "command",
+        "passed",
+        "failed",
+        "skipped",
+        "minutes",
+        "peak RSS, test process (GB)",
+        "peak RSS, a child (GB)",
+    ]
+    row = ["make test", *counts, round(minutes, 1), round(peaks[0], 1), round(peaks[1], 1)]
+    write_result_table(
+        target, "make test", columns, [row], "make measure-test", notes="after install; children: subprocess tests"
+    )

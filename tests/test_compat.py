@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import random
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import lightning as L
@@ -18,6 +21,7 @@ SRC = Path(compat.__file__).resolve().parents[1]
 # the private names compat.py wraps; nothing else in src/embedexp may spell them
 PRIVATE = re.compile(
     r"\._attn_implementation|_accelerator_connector|\._experiment\b|\._tokenizer\b|_collect_rng_states|_set_rng_states"
+    r"|_printed_messages"
 )
 
 
@@ -92,6 +96,20 @@ def test_started_experiment_does_not_start_a_wandb_run(tmp_path):
         assert compat.started_experiment(logger) is run
     finally:
         run.finish()
+
+
+def test_marked_wandb_warnings_are_not_printed():
+    script = (  # a fresh process: W&B's printed-warning memory and silent mode are process-wide
+        "from wandb.errors import term\n"
+        "from embedexp.core import compat\n"
+        "compat.mark_wandb_warnings_shown(['marked by embedexp'])\n"
+        "term.termwarn('marked by embedexp', repeat=False)\n"
+        "term.termwarn('not marked', repeat=False)\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "WANDB_SILENT"}
+    result = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "not marked" in result.stderr and "marked by embedexp" not in result.stderr
 
 
 def test_rng_states_round_trip():

@@ -19,22 +19,31 @@ COMMANDS = {
 }
 
 
+HELP_FLAGS = {"-h", "--help"}
+OWN_HELP = {"fetch_shared"}  # argparse commands: their own --help
+
+
 def usage() -> str:
-    """The list of commands."""
-    lines = ["usage: python -m embedexp <command> [hydra overrides]", "", "commands:"]
-    lines += [f"  {name:13s} {summary}" for name, summary in COMMANDS.items()]
-    return "\n".join(lines + ["", "`python -m embedexp <command> --help` shows the command's config."])
+    """The list of commands and their config groups."""
+    from embedexp.cli.usage import overview
+
+    return overview(COMMANDS)
 
 
 def main() -> None:
-    """Run `embedexp.cli.<command>.main()` with the remaining arguments."""
-    if len(sys.argv) < 2 or sys.argv[1] in {"-h", "--help"}:
+    """Run `embedexp.cli.<command>.main()` with the remaining arguments; `--help` lists config groups."""
+    if len(sys.argv) < 2 or sys.argv[1] in HELP_FLAGS:
         print(usage())
         raise SystemExit(0 if len(sys.argv) >= 2 else 2)
     command = sys.argv[1].replace("-", "_")
     if command not in COMMANDS:
         print(f"embedexp: unknown command {sys.argv[1]!r}\n\n{usage()}", file=sys.stderr)
         raise SystemExit(2)
+    if HELP_FLAGS & set(sys.argv[2:]) and command not in OWN_HELP:
+        from embedexp.cli.usage import command_help
+
+        print(command_help(command, COMMANDS[command]))
+        raise SystemExit(0)
     sys.argv = [f"embedexp {command}", *sys.argv[2:]]
     importlib.import_module(f"embedexp.cli.{command}").main()
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -35,6 +36,15 @@ def print_written(paths: dict[str, Path], what: str) -> None:
     """Print the Markdown file, then where every file went."""
     print(paths["md"].read_text())
     print(f"{what} written to " + ", ".join(str(p) for p in paths.values()))
+
+
+def typed_command(command: str) -> str:
+    """`python -m embedexp <command> <overrides>` of this Hydra job (paths below the current folder made relative),
+    the command a result file names."""
+    from hydra.core.hydra_config import HydraConfig
+
+    overrides = list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
+    return " ".join(["python -m embedexp", command, *overrides]).replace(os.getcwd() + os.sep, "")
 
 
 def run_with_folder_arguments(hydra_main: Callable[[], None]) -> None:

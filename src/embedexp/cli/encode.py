@@ -20,6 +20,7 @@ from omegaconf import DictConfig
 
 from embedexp.core.atomic import atomic_file
 from embedexp.core.config import CONFIG_DIR
+from embedexp.core.console import quiet_console
 from embedexp.core.errors import ConfigError, exit_on_error
 from embedexp.core.hardware import autocast_for, configure_threads
 from embedexp.core.progress import encode_with_progress
@@ -78,6 +79,7 @@ def encode(cfg: DictConfig) -> Path:
 @hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="encode")
 def main(cfg: DictConfig) -> None:
     """Hydra entry point."""
+    quiet_console()
     with exit_on_error(log):
         print(encode(cfg))
 

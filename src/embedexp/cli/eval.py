@@ -12,6 +12,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from embedexp.core.atomic import atomic_write_text
 from embedexp.core.config import CONFIG_DIR
+from embedexp.core.console import quiet_console
 from embedexp.core.errors import exit_on_error
 from embedexp.core.hardware import configure_threads, resolve_config_precisions
 from embedexp.core.provenance import provenance
@@ -103,6 +104,7 @@ def _folder_label(model_path: str) -> str:
 @hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="eval")
 def main(cfg: DictConfig) -> float:
     """Hydra entry point; returns the mean V-measure."""
+    quiet_console()
     with exit_on_error(log):
         return evaluate(cfg)["clustering_mean"]
 

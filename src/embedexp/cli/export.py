@@ -8,6 +8,7 @@ import hydra
 from omegaconf import DictConfig
 
 from embedexp.core.config import CONFIG_DIR
+from embedexp.core.console import quiet_console
 from embedexp.core.errors import exit_on_error
 from embedexp.export.core import export_from_config
 
@@ -17,6 +18,7 @@ log = logging.getLogger(__name__)
 @hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="export")
 def main(cfg: DictConfig) -> None:
     """Hydra entry point: export, print where each form went and its self-check cosine."""
+    quiet_console()
     with exit_on_error(log):
         results = export_from_config(cfg)
     for form, result in results.items():

@@ -9,6 +9,7 @@ import hydra
 from omegaconf import DictConfig
 
 from embedexp.core.config import CONFIG_DIR
+from embedexp.core.console import quiet_console
 from embedexp.core.errors import exit_on_error
 from embedexp.synthesis.mining import mine
 
@@ -18,6 +19,7 @@ log = logging.getLogger(__name__)
 @hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="mine")
 def main(cfg: DictConfig) -> None:
     """Hydra entry point: print the summary."""
+    quiet_console()
     with exit_on_error(log):
         print(json.dumps(mine(cfg), indent=2))
 

@@ -18,6 +18,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from embedexp.core.atomic import atomic_write_text
 from embedexp.core.compat import started_experiment
 from embedexp.core.config import CONFIG_DIR
+from embedexp.core.console import quiet_console
 from embedexp.core.errors import ConfigError, exit_on_error
 from embedexp.core.hardware import configure_threads, resolve_config_precisions
 from embedexp.core.instantiate import instantiate_node
@@ -174,6 +175,7 @@ def finish_loggers(loggers: list, status: str, reason: str | None, step: int, ex
 @hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="train")
 def main(cfg: DictConfig) -> float | None:
     """Hydra entry point; returns the optimised metric for sweepers."""
+    quiet_console()
     try:
         with exit_on_error(log):
             metrics = train(cfg)

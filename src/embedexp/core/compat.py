@@ -77,3 +77,17 @@ def set_rng_states(states: dict[str, Any]) -> None:
     from lightning.fabric.utilities.seed import _set_rng_states
 
     _set_rng_states(states)
+
+
+def mark_wandb_warnings_shown(messages: list[str]) -> None:
+    """Make W&B treat these `repeat=False` warnings as already printed in this process (a quiet console).
+
+    `wandb.termwarn(message, repeat=False)` skips a message whose styled text (`WARNING <message>`) is in
+    `wandb.errors.term._printed_messages` (wandb 0.18-0.31); no public setting silences one warning
+    (`show_warnings=False` silences all).
+    """
+    from wandb.errors import term
+
+    printed = getattr(term, "_printed_messages", None)
+    if isinstance(printed, set):
+        printed.update(f"{term.WARN_STRING} {message}" for message in messages)

@@ -39,18 +39,21 @@ class ResultTable:
         return "\n".join([header, rule, *body])
 
     def provenance_line(self) -> str:
-        """One line naming the command, commit, date and machine (shown under each rendered table)."""
+        """One line naming the command, commit, date, machine and precision (shown under each rendered table)."""
         source = self.source
         machine = source.get("machine", {})
+        commits = str(source.get("git_commit") or "unknown").split(" / ")
         parts = [
             f"`{self.command}`",
-            f"commit {str(source.get('git_commit') or 'unknown')[:12]}",
-            str(source.get("date", "undated")),
-            f"{machine.get('cpu_model', 'unknown CPU')} ({machine.get('cpu_capability', '?')}, "
-            f"{machine.get('threads', '?')} threads)",
+            "commit " + " / ".join(c[:12] + ("-dirty" if c.endswith("-dirty") else "") for c in commits),
+            str(source.get("date") or "undated") + (f" ({source['runs']} runs)" if source.get("runs") else ""),
+            f"{machine.get('cpu_model') or 'unknown CPU'} ({machine.get('cpu_capability') or '?'}, "
+            f"{machine.get('threads') or '?'} threads)",
         ]
         if machine.get("precision"):
             parts.append("precision " + ", ".join(f"{k}={v}" for k, v in machine["precision"].items()))
+        if machine.get("bf16_speedup"):
+            parts.append(f"probe: bf16 autocast {machine['bf16_speedup']}x fp32")
         return "Source: " + "; ".join(parts)
 
 
@@ -72,8 +75,43 @@ def current_source(precision: dict[str, str] | None = None) -> dict:
     return {
         "git_commit": git_commit(),
         "date": datetime.date.today().isoformat(),
-        "machine": {k: machine[k] for k in ("cpu_model", "cpu_capability", "threads", "precision") if k in machine},
+        "machine": {
+            **{k: machine[k] for k in ("cpu_model", "cpu_capability", "threads", "precision") if k in machine},
+            "bf16_speedup": (machine.get("precision_probe") or {}).get("bf16_speedup"),
+        },
     }
+
+
+def merge_sources(sources: list[dict]) -> dict:
+    """One `source` for a table measured by several runs: each field's distinct values joined with ` / `."""
+
+    def joined(values) -> str | None:
+        distinct = list(dict.fromkeys(str(v) for v in values if v not in (None, "", {})))
+        return " / ".join(distinct) or None
+
+    machines = [s.get("machine") or {} for s in sources]
+    precisions = [m.get("precision") or {} for m in machines]
+    phases = list(dict.fromkeys(k for p in precisions for k in p))
+    dates = sorted(str(s["date"]) for s in sources if s.get("date"))
+    return {
+        "git_commit": joined(s.get("git_commit") for s in sources),
+        "date": dates[0] if dates and dates[0] == dates[-1] else (f"{dates[0]} to {dates[-1]}" if dates else None),
+        "machine": {
+            **{k: joined(m.get(k) for m in machines) for k in ("cpu_model", "cpu_capability", "threads")},
+            "precision": {phase: joined(p.get(phase) for p in precisions) for phase in phases},
+            "bf16_speedup": spread((m.get("precision_probe") or {}).get("bf16_speedup") for m in machines),
+        },
+        "runs": len(sources),
+    }
+
+
+def spread(values) -> str | None:
+    """`min-max` of the numbers among `values` (one number alone), None without any."""
+    numbers = sorted(float(v) for v in values if isinstance(v, int | float))
+    if not numbers:
+        return None
+    low, high = f"{numbers[0]:.2f}", f"{numbers[-1]:.2f}"
+    return low if low == high else f"{low}-{high}"
 
 
 def write_result_table(

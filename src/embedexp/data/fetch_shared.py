@@ -20,6 +20,7 @@ import json
 import logging
 import re
 import tarfile
+import urllib.error
 import urllib.request
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -39,11 +40,21 @@ NEWSGROUP_MEMBER = re.compile(r"(?:^|/)20news-bydate-(train|test)/([^/]+)/(\d+)$
 TIMEOUT_S = 120
 
 
+OFFLINE_HINT = (
+    "Without internet: build the files on a machine that has it and copy them into $EMBEDEXP_SHARED_DATA, "
+    "or pass local copies with --source-dir; or score the Debian tasks only with tasks=offline_debian"
+)
+
+
 def open_source(location: str) -> io.BufferedIOBase:
-    """A URL (http/https) or a local file, opened for binary reading."""
+    """A URL (http/https) or a local file, opened for binary reading; a failed download is one `DataError`."""
     if location.startswith(("http://", "https://")):
         log.info("downloading %s", location)
-        return urllib.request.urlopen(location, timeout=TIMEOUT_S)  # noqa: S310 - fixed public sources
+        try:
+            return urllib.request.urlopen(location, timeout=TIMEOUT_S)  # noqa: S310 - fixed public sources
+        except (urllib.error.URLError, OSError) as error:
+            reason = getattr(error, "reason", None) or error
+            raise DataError(f"download failed: {location} ({reason}). {OFFLINE_HINT}.") from error
     return open(location, "rb")
 
 
