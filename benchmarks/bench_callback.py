@@ -33,7 +33,7 @@ from embedexp.evaluation.sizes import prefix_task
 from embedexp.evaluation.tasks import build_tasks
 from embedexp.model.embedder import Embedder
 from embedexp.model.lora import apply_lora
-from embedexp.model.pooling import build_pooling
+from embedexp.model.pooling import MeanPooling
 from embedexp.model.prompts import PromptTemplate
 
 
@@ -90,9 +90,7 @@ def main() -> None:
     source = instantiate(cfg.data.source, max_pairs=8 * cfg.data.batch_size)
     backbone = smollm2()
     model = apply_lora(backbone.model, **LORA)
-    embedder = Embedder(
-        model, backbone.tokenizer, build_pooling("mean"), PromptTemplate("eol", EOL), cfg.model.max_length
-    )
+    embedder = Embedder(model, backbone.tokenizer, MeanPooling(), PromptTemplate("eol", EOL), cfg.model.max_length)
     auto = auto_label()
     sized = tasks_by_size(cfg.tasks, args.n_docs)
     baseline = None  # (tasks, scores) of the base model under `auto`, for the score-cache lookup

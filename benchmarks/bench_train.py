@@ -25,7 +25,7 @@ from embedexp.data.datamodule import PairDataModule
 from embedexp.data.pairs import DebianPairs
 from embedexp.model.embedder import Embedder
 from embedexp.model.lora import apply_lora
-from embedexp.model.pooling import build_pooling
+from embedexp.model.pooling import MeanPooling
 from embedexp.model.prompts import PromptTemplate
 from embedexp.training.loss import InfoNCELoss
 from embedexp.training.module import EmbeddingModule
@@ -80,7 +80,7 @@ def embedexp_step_times(source, steps: int, batch_size: int, max_length: int, pr
     """embedexp's training (Lightning, default settings, `precision` as trainer.precision); wall time of each step."""
     backbone = smollm2()
     model = apply_lora(backbone.model, **LORA)
-    embedder = Embedder(model, backbone.tokenizer, build_pooling("mean"), PromptTemplate("eol", EOL), max_length)
+    embedder = Embedder(model, backbone.tokenizer, MeanPooling(), PromptTemplate("eol", EOL), max_length)
     module = EmbeddingModule(embedder, InfoNCELoss(0.05), lambda p: torch.optim.AdamW(p, lr=2e-4))
     timer = StepTimer()
     trainer = L.Trainer(

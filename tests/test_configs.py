@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from hydra.errors import MissingConfigException
 from hydra.utils import instantiate
+from omegaconf import OmegaConf
 
 from embedexp.core.config import CONFIG_DIR
 from embedexp.core.errors import ConfigError
@@ -20,10 +21,13 @@ def options(group: str) -> list[str]:
 
 
 @pytest.mark.parametrize("name", options("pooling"))
-def test_pooling_options_instantiate(name, tmp_path):
-    sized = {"hidden_size": 64} if name == "latent_attention" else {}
-    pooling = instantiate(compose_config("train", [f"pooling={name}"], tmp_path).pooling, **sized)
-    assert isinstance(pooling, Pooling) and pooling.name == name
+def test_pooling_options_instantiate_with_their_yaml_options_as_config(name, tmp_path):
+    node = compose_config("train", [f"pooling={name}"], tmp_path).pooling
+    sized = {"hidden_size": 64} if "hidden_size" in node else {}
+    pooling = instantiate(node, **sized)
+    assert isinstance(pooling, Pooling)
+    options_in_yaml = {key: value for key, value in OmegaConf.to_container(node).items() if key != "_target_"}
+    assert pooling.get_config_dict() == {**options_in_yaml, **sized}  # saved, exported and cached as configured
 
 
 @pytest.mark.parametrize("name", options("prompt"))

@@ -16,7 +16,7 @@ from sentence_transformers.sentence_transformer.modules import Pooling as STPool
 
 from embedexp.export import PROBE_TEXTS, SelfCheckError, check_export, load_export
 from embedexp.export.sentence_transformers import st_pooling_mode
-from embedexp.model.pooling import build_pooling
+from embedexp.model.pooling import LastTokenPooling, MaxPooling, MeanPooling, WeightedMeanPooling
 
 from .export_helpers import TEXTS, export, make_run, reference
 
@@ -53,7 +53,7 @@ def test_sentence_transformers_folder_uses_plain_modules_where_they_exist(mean_e
     pooling = json.loads((mean_export[2] / "sentence_transformers" / "1_Pooling" / "config.json").read_text())
     assert pooling["pooling_mode"] == "mean"
     modules = json.loads((custom_export[2] / "sentence_transformers" / "modules.json").read_text())
-    assert [m["type"].rsplit(".", 1)[-1] for m in modules] == ["EmbedexpTransformer", "EmbedexpPooling", "Normalize"]
+    assert [m["type"].rsplit(".", 1)[-1] for m in modules] == ["EmbedexpTransformer", "AttentionPooling", "Normalize"]
 
 
 @pytest.mark.parametrize("name", ["mean_export", "custom_export"])
@@ -82,12 +82,18 @@ def test_plain_sentence_transformer_equals_the_embedder(mean_export):
 
 
 @pytest.mark.parametrize(
-    "name,mode", [("mean", "mean"), ("last", "lasttoken"), ("weighted_mean", "weightedmean"), ("max", "max")]
+    "pooling_class,mode",
+    [
+        (MeanPooling, "mean"),
+        (LastTokenPooling, "lasttoken"),
+        (WeightedMeanPooling, "weightedmean"),
+        (MaxPooling, "max"),
+    ],
 )
 @pytest.mark.parametrize("side", ["left", "right"])
-def test_sentence_transformers_pooling_modes_equal_embedexp_poolings(name, mode, side):
-    pooling = build_pooling(name)
-    assert st_pooling_mode(pooling) == mode and st_pooling_mode(build_pooling(name, exclude_prompt=True)) is None
+def test_sentence_transformers_pooling_modes_equal_embedexp_poolings(pooling_class, mode, side):
+    pooling = pooling_class()
+    assert st_pooling_mode(pooling) == mode and st_pooling_mode(pooling_class(exclude_prompt=True)) is None
     lengths = [5, 2, 7]
     mask = torch.zeros(3, 7, dtype=torch.long)
     for row, length in enumerate(lengths):
@@ -97,7 +103,7 @@ def test_sentence_transformers_pooling_modes_equal_embedexp_poolings(name, mode,
             mask[row, :length] = 1
     hidden = torch.randn(3, 7, 16, generator=torch.Generator().manual_seed(0))
     features = STPooling(16, mode)({"token_embeddings": hidden, "attention_mask": mask})
-    assert torch.allclose(features["sentence_embedding"], pooling(hidden, mask), atol=1e-6)
+    assert torch.allclose(features["sentence_embedding"], pooling.pool_tokens(hidden, mask), atol=1e-6)
 
 
 def test_custom_module_folder_loads_with_trust_remote_code(custom_export):
@@ -169,9 +175,9 @@ def test_failing_selfcheck_leaves_no_export(tmp_path, monkeypatch):
     run = make_run(tmp_path / "run", ["pooling=mean", "prompt=eol"])
     write = core.write_sentence_transformers
 
-    def write_then_break(*args, **kwargs):
-        entries = write(*args, **kwargs)
-        wrong_pooling_mode(args[-1])
+    def write_then_break(embedder, folder, **kwargs):
+        entries = write(embedder, folder, **kwargs)
+        wrong_pooling_mode(folder)
         return entries
 
     monkeypatch.setattr(core, "write_sentence_transformers", write_then_break)

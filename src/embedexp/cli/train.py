@@ -27,9 +27,8 @@ from embedexp.core.run_status import FINISHED, RunStatus, classify
 from embedexp.evaluation.callback import ClusteringEvalCallback
 from embedexp.evaluation.console import print_before_after
 from embedexp.evaluation.score_cache import task_set_record
-from embedexp.model.build import build_embedder
+from embedexp.model.build import build_embedder, save_adapter
 from embedexp.model.embedder import Embedder
-from embedexp.model.pooling import POOLING_WEIGHTS, save_pooling_weights
 from embedexp.training.checkpointing import AtomicCheckpointIO
 
 log = logging.getLogger(__name__)
@@ -104,7 +103,7 @@ def train(cfg: DictConfig) -> dict:
         metrics["task_set"] = hyperparams["task_set"]
         metrics["run/status"] = FINISHED
         if trainer.is_global_zero:
-            save_adapter(embedder, Path(cfg.paths.output_dir) / "adapter")
+            save_trained(embedder, Path(cfg.paths.output_dir) / "adapter")
             atomic_write_text(Path(cfg.paths.output_dir) / "metrics.json", json.dumps(metrics, indent=2))
     except BaseException as error:  # noqa: BLE001 - recorded, then re-raised
         state, reason, exit_code = classify(error, trainer)
@@ -148,14 +147,11 @@ def collect_metrics(cfg: DictConfig, trainer: L.Trainer, callbacks: list, start:
     return metrics
 
 
-def save_adapter(embedder, folder: Path) -> None:
-    """Save the LoRA adapter (peft format) and any pooling weights so `eval`/export can reload them."""
+def save_trained(embedder, folder: Path) -> None:
+    """Save the LoRA adapter with tokenizer and pooling so `eval`/export can reload them (LoRA runs only)."""
     if hasattr(embedder.model, "peft_config"):
-        embedder.model.save_pretrained(str(folder))
-        embedder.tokenizer.save_pretrained(str(folder))
-        if save_pooling_weights(embedder.pooling, folder):
-            log.info("pooling weights saved to %s", folder / POOLING_WEIGHTS)
-        log.info("LoRA adapter saved to %s", folder)
+        save_adapter(embedder, folder)
+        log.info("LoRA adapter and pooling saved to %s", folder)
 
 
 def finish_loggers(loggers: list, status: str, reason: str | None, step: int, exit_code: int) -> None:

@@ -49,6 +49,22 @@ os.environ.setdefault("WANDB_MODE", "offline")
 # Rust tokenizers' own thread pool deadlocks in forked DataLoader workers; torch's threads do the parallel work.
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
+
+def hydra_choices() -> dict[str, str]:
+    """The option chosen in each config group of this Hydra run (`pooling: mean`, ...; Hydra's own groups left
+    out), or {} outside a Hydra run."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if not HydraConfig.initialized():
+        return {}
+    choices = HydraConfig.get().runtime.choices
+    return {
+        str(group): str(option)
+        for group, option in choices.items()
+        if option is not None and group != "hydra" and not str(group).startswith("hydra/")
+    }
+
+
 for _name, _resolver in {
     "embedexp_cache_dir": lambda: str(default_cache_dir()),
     "embedexp_shared_data_dir": lambda: str(default_shared_data_dir()),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -19,14 +20,13 @@ from embedexp.core.hardware import configure_threads
 from embedexp.core.progress import Progress
 from embedexp.export.adapter import write_adapter
 from embedexp.export.card import model_card
-from embedexp.export.load import FORMATS, write_manifest
+from embedexp.export.load import FORMATS, pooling_record, write_manifest
 from embedexp.export.merged import merge_lora, write_merged
 from embedexp.export.selfcheck import PROBE_TEXTS, check_export, reference_vectors
-from embedexp.export.sentence_transformers import pooling_spec, write_sentence_transformers
-from embedexp.export.source import ExportSource, resolve_source
+from embedexp.export.sentence_transformers import write_sentence_transformers
+from embedexp.export.source import ExportSource, load_export_source
 from embedexp.model.bidirectional import attention_mode
 from embedexp.model.matryoshka import truncate_normalized
-from embedexp.model.pooling import save_pooling_weights
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +60,7 @@ def base_manifest(
             "append_eos": embedder.prompt.append_eos,
             "pool_copy": embedder.prompt.pool_copy,
         },
-        "pooling": pooling_spec(embedder.pooling),
+        "pooling": pooling_record(embedder.pooling),
         "max_length": embedder.max_length,
         "padding_side": embedder.padding_side,
         "embed_dim": embed_dim,
@@ -151,35 +151,17 @@ def export_model(
     )
     results: dict[str, dict[str, Any]] = {}
     if "adapter" in forms:
-
-        def write(folder: Path) -> dict:
-            entries = write_adapter(embedder.model, embedder.tokenizer, folder)
-            save_pooling_weights(embedder.pooling, folder)
-            return entries
-
+        write = functools.partial(write_adapter, embedder)
         results["adapter"] = _export_one("adapter", targets["adapter"], write, manifest, **common)
     if {"merged", "sentence_transformers"} & set(forms):
         embedder.model = merge_lora(embedder.model)  # in place: the reference vectors are already computed
     if "merged" in forms:
-
-        def write(folder: Path) -> dict:
-            entries = write_merged(embedder.model, embedder.tokenizer, folder)
-            save_pooling_weights(embedder.pooling, folder)
-            return entries
-
+        write = functools.partial(write_merged, embedder)
         results["merged"] = _export_one("merged", targets["merged"], write, manifest, **common)
     if "sentence_transformers" in forms:
 
         def write(folder: Path) -> dict:
-            entries = write_sentence_transformers(
-                embedder.model,
-                embedder.tokenizer,
-                embedder.pooling,
-                embedder.prompt,
-                embedder.max_length,
-                folder,
-                truncate_dim=truncate_dim,
-            )
+            entries = write_sentence_transformers(embedder, folder, truncate_dim=truncate_dim)
             return {
                 "embed_dim": entries.pop("embed_dim"),
                 "tokenizer_original": entries.pop("tokenizer_original"),
@@ -198,7 +180,7 @@ def export_model(
 def export_from_config(cfg: DictConfig) -> dict[str, dict[str, Any]]:
     """`python -m embedexp export`: resolve the source from the config and export the requested forms."""
     configure_threads(cfg.get("num_threads", "auto"))
-    source = resolve_source(cfg)
+    source = load_export_source(cfg)
     output_dir = cfg.get("output_dir") or (
         source.run_dir / "export" if source.run_dir is not None else Path(cfg.paths.output_dir)
     )

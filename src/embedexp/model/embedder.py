@@ -81,7 +81,9 @@ class Embedder(torch.nn.Module):
         hidden, attention = self.run(batch, needs_attention, getattr(self.pooling, "layers", None))
         pooled_attention = attention.pooled() if attention is not None else None
         device = hidden.device
-        return self.pooling(hidden, batch.attention_mask.to(device), batch.text_mask.to(device), pooled_attention)
+        return self.pooling.pool_tokens(
+            hidden, batch.attention_mask.to(device), batch.text_mask.to(device), pooled_attention
+        )
 
     def embed(self, texts: list[str]) -> torch.Tensor:
         """Tokenize and embed a list of texts in one batch."""
