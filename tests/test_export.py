@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -247,3 +248,26 @@ def test_latest_run_is_the_newest_finished_one(tmp_path):
         if finished:
             (folder / "metrics.json").write_text("{}")
     assert latest_run(tmp_path).name == "2026-01-02_10-00-00"
+
+
+class RunsCodeWhenUnpickled:
+    """What a hostile checkpoint can hold: unpickling it calls a function (here: creates a file)."""
+
+    def __init__(self, marker) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.touch, (self.marker,))
+
+
+def test_checkpoint_with_a_pickled_callable_is_refused(mean_export, tmp_path):
+    from embedexp.core.errors import ConfigError
+
+    marker = tmp_path / "code_ran"
+    ckpt = tmp_path / "hostile.ckpt"
+    state = {"embedder.model.base_model.model.layers.1.self_attn.q_proj.lora_A.default.weight": torch.zeros(4, 64)}
+    torch.save({"state_dict": state, "hyper_parameters": RunsCodeWhenUnpickled(marker)}, ckpt)
+    refusal = re.escape(f"ckpt_path='{ckpt}': refused: the checkpoint holds objects other than tensors")
+    with pytest.raises(ConfigError, match=refusal):
+        export(mean_export[0], tmp_path / "out", f"ckpt_path={ckpt}", "formats=[merged]")
+    assert not marker.exists() and not (tmp_path / "out").exists()

@@ -68,7 +68,7 @@ def test_killed_run_resumes_to_the_same_result(reference, tmp_path, signal_name)
     )
     assert killed.returncode == (-9 if signal_name == "SIGKILL" else 143), killed.stderr[-3000:]
     saved = "last.ckpt" if signal_name == "SIGKILL" else "on_exception.ckpt"
-    checkpoint = torch.load(run_dir / "checkpoints" / saved, weights_only=False)
+    checkpoint = torch.load(run_dir / "checkpoints" / saved, weights_only=True)
     entry = 15 if signal_name == "SIGKILL" else 17  # mid-epoch 2 (steps 13..24)
     assert checkpoint["global_step"] == entry
     assert not (run_dir / "metrics.json").exists()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import pickle
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -102,8 +103,13 @@ def run_records(run_dir: Path | None) -> dict[str, Any]:
 
 def load_checkpoint(embedder: Embedder, ckpt_path: str) -> None:
     """Load a Lightning checkpoint's trainable weights (keys `embedder.<...>`) into the embedder; all must match."""
-    try:
-        checkpoint = torch.load(ckpt_path, map_location="cpu", weights_only=False)
+    try:  # tensors and plain containers only: a checkpoint from elsewhere must not run code
+        checkpoint = torch.load(ckpt_path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        raise ConfigError(
+            f"ckpt_path={ckpt_path!r}: refused: the checkpoint holds objects other than tensors and plain values "
+            f"(loading them would run code): {str(err).splitlines()[-1] if str(err) else err}"
+        ) from err
     except (OSError, RuntimeError) as err:
         raise ConfigError(f"ckpt_path={ckpt_path!r}: cannot read checkpoint: {err}") from err
     state = {k.removeprefix("embedder."): v for k, v in checkpoint.get("state_dict", {}).items()}
