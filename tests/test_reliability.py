@@ -12,9 +12,10 @@ import torch
 from omegaconf import open_dict
 from safetensors.torch import load_file
 
-from embedexp.cli.train import resolve_ckpt_path, train
+from embedexp.cli.train import train
 from embedexp.core.config import PROJECT_ROOT
 from embedexp.model.build import build_embedder
+from embedexp.training.checkpointing import resolve_ckpt_path
 
 from .conftest import compose_config
 from .helpers import CountSteps

@@ -10,8 +10,8 @@ import yaml
 from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 
-from embedexp.cli.train import resolve_ckpt_path
 from embedexp.core.config import CONFIG_DIR
+from embedexp.training.checkpointing import resolve_ckpt_path
 
 from .conftest import compose_config
 from .test_cli import run_module
