@@ -120,11 +120,23 @@ def test_unknown_lora_target_names_the_key(tmp_path):
         build_embedder(cfg)
 
 
-def test_offline_1000_is_tasks_offline_at_the_fidelity_studys_callback_size(tmp_path):
-    offline = compose_config("train", ["tasks=offline"], tmp_path / "a").tasks
-    sized = compose_config("train", ["tasks=offline_1000"], tmp_path / "b").tasks
-    assert set(sized) == set(offline) and all(sized[name].n_docs == 1000 for name in sized)
-    for name in offline:  # the same sources, labels and seed: only the size differs
-        assert {k: v for k, v in sized[name].items() if k != "n_docs"} == {
-            k: v for k, v in offline[name].items() if k != "n_docs"
-        }
+@pytest.mark.parametrize("config", ["train", "eval", "fidelity"])
+@pytest.mark.parametrize("name", [n for n in options("tasks") if not n.startswith("mteb")])
+def test_every_local_task_can_be_made_optional_in_every_command(config, name, tmp_path):
+    """The missing-data error's hint (`tasks.<key>.optional=true`) works in every task set and command."""
+    tasks = compose_config(config, [f"tasks={name}"], tmp_path).tasks
+    keys = [key for key, node in tasks.items() if node is not None]
+    relaxed = compose_config(config, [f"tasks={name}", *(f"tasks.{key}.optional=true" for key in keys)], tmp_path)
+    assert all(relaxed.tasks[key].optional is True for key in keys)
+
+
+@pytest.mark.parametrize("name", ["offline_full", "offline_1000", "offline_debian", "tiny", "smoke"])
+def test_task_sets_extend_tasks_offline(name, tmp_path):
+    """One definition per task: every local task set takes its sources, labels and seed from tasks=offline."""
+    offline = compose_config("train", ["tasks=offline"], tmp_path).tasks
+    sized = ("n_docs", "n_labels", "n_sections", "n_bootstrap")
+    for key, node in compose_config("train", [f"tasks={name}"], tmp_path).tasks.items():
+        if node is not None:
+            assert {k: v for k, v in node.items() if k not in sized} == {
+                k: v for k, v in offline[key].items() if k not in sized
+            }, key
