@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from contextlib import contextmanager
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
@@ -63,9 +64,19 @@ def load_pooling(folder: Path, manifest: dict[str, Any]) -> Pooling:
     return pooling_class.load(str(folder / POOLING_FOLDER))
 
 
+def prompt_record(prompt: PromptTemplate) -> dict[str, Any]:
+    """What a manifest says about the prompt: its class and constructor fields."""
+    return {"target": class_path(prompt), **{f.name: getattr(prompt, f.name) for f in fields(prompt) if f.init}}
+
+
 def manifest_prompt(manifest: dict[str, Any]) -> PromptTemplate:
-    """The run's prompt template."""
-    return PromptTemplate(**manifest["prompt"])
+    """The run's prompt template, rebuilt from its class (PromptTemplate in manifests that do not name one)."""
+    record = dict(manifest["prompt"])
+    target = record.pop("target", None)
+    prompt_class = import_from_string(target) if target else PromptTemplate
+    if not (isinstance(prompt_class, type) and issubclass(prompt_class, PromptTemplate)):
+        raise ConfigError(f"{MANIFEST}: prompt {target} is not an embedexp.model.prompts.PromptTemplate")
+    return prompt_class(**record)
 
 
 def _model_kwargs(manifest: dict[str, Any]) -> dict[str, Any]:
