@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import json
+from pathlib import Path
 
 import pytest
 import yaml
@@ -15,23 +16,6 @@ import yaml
 from .test_wheel import installed, run, snapshot, with_shared_data  # noqa: F401 - `installed` is a fixture
 
 pytestmark = pytest.mark.slow
-
-POOLING_CLASS = '''
-from embedexp.model.pooling import Pooling, weighted_average
-
-
-class PowerMeanPooling(Pooling):
-    """Signed power mean of the token states: power 1 is the mean, larger powers lean towards the largest values."""
-
-    def __init__(self, power: float = 2.0, exclude_prompt: bool = False) -> None:
-        super().__init__(exclude_prompt)
-        self.power = power
-
-    def pool(self, hidden, mask, attention=None):
-        powered = hidden.sign() * hidden.abs().pow(self.power)
-        mean = weighted_average(powered, mask)
-        return mean.sign() * mean.abs().pow(1 / self.power)
-'''
 
 POOLING_YAML = """\
 _target_: my_poolings.PowerMeanPooling
@@ -71,7 +55,7 @@ def test_a_pooling_with_options_from_the_users_folder_works_everywhere(installed
     before = snapshot(venv)
     user = root / "contract"
     (user / "my_conf" / "pooling").mkdir(parents=True)
-    (user / "my_poolings.py").write_text(POOLING_CLASS)
+    (user / "my_poolings.py").write_text((Path(__file__).parent / "user_poolings.py").read_text())
     (user / "my_conf" / "pooling" / "power_mean.yaml").write_text(POOLING_YAML)
     env = with_shared_data(dict(env, PYTHONPATH=str(user)))
     options = ["pooling=power_mean", "pooling.power=3", "pooling.exclude_prompt=true", SEARCHPATH]

@@ -15,13 +15,12 @@ from embedexp.model.pooling import (
     LastTokenPooling,
     MaxPooling,
     MeanPooling,
-    Pooling,
     WeightedMeanPooling,
-    weighted_average,
 )
 
 from .conftest import compose_config
 from .test_configs import options
+from .user_poolings import PowerMeanPooling
 
 # two sequences: row 0 has 3 real tokens, row 1 has 2; hidden size 2
 REAL = [torch.tensor([[1.0, 0.0], [2.0, 4.0], [3.0, -2.0]]), torch.tensor([[5.0, 1.0], [-1.0, 3.0]])]
@@ -120,19 +119,6 @@ def test_pooling_never_nan_for_masks_with_a_token(data, batch_size, width, exclu
     pooling = instantiate(POOLING_CONFIGS[name], exclude_prompt=exclude_prompt, **sized)
     out = pooling.pool_tokens(hidden, mask, text, attention)
     assert torch.isfinite(out).all()
-
-
-class PowerMeanPooling(Pooling):
-    """A user's pooling with two options: the signed power mean of the token states."""
-
-    def __init__(self, power: float = 2.0, exclude_prompt: bool = False) -> None:
-        super().__init__(exclude_prompt)
-        self.power = power
-
-    def pool(self, hidden, mask, attention=None):
-        powered = hidden.sign() * hidden.abs().pow(self.power)
-        mean = weighted_average(powered, mask)
-        return mean.sign() * mean.abs().pow(1 / self.power)
 
 
 class ForgetfulPooling(MeanPooling):

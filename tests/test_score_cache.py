@@ -7,7 +7,6 @@ import torch
 from embedexp.evaluation.score_cache import configuration_key
 from embedexp.evaluation.tasks import build_tasks
 from embedexp.model.build import build_embedder
-from embedexp.model.pooling import Pooling, weighted_average
 
 from .conftest import TINY_OVERRIDES, compose_config
 
@@ -24,21 +23,8 @@ def test_key_changes_when_an_adapter_is_merged_into_any_frozen_layer(tmp_path):
     assert configuration_key(embedder, tasks, "32") != before, name
 
 
-class PowerMeanPooling(Pooling):
-    """A user's pooling with an option of its own: the signed power mean of the token states."""
-
-    def __init__(self, power: float = 2.0, exclude_prompt: bool = False) -> None:
-        super().__init__(exclude_prompt)
-        self.power = power
-
-    def pool(self, hidden, mask, attention=None):
-        powered = hidden.sign() * hidden.abs().pow(self.power)
-        mean = weighted_average(powered, mask)
-        return mean.sign() * mean.abs().pow(1 / self.power)
-
-
 def test_key_tells_every_pooling_and_prompt_option_apart(tmp_path):
-    user_pooling = ["pooling._target_=tests.test_score_cache.PowerMeanPooling", "+pooling.power=1", "prompt=echo"]
+    user_pooling = ["pooling._target_=tests.user_poolings.PowerMeanPooling", "+pooling.power=1", "prompt=echo"]
     variants = {
         "as configured": [],
         "pooling.power": ["pooling.power=3"],

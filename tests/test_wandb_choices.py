@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 
 import pytest
 import yaml
 
 from embedexp.analysis.report.wandb_runs import find_runs, wandb_command
-from embedexp.core.config import PROJECT_ROOT
 
+from .test_cli import run_module
 from .test_report import wait_for_exit_record
 
 SWEEP = [
@@ -41,14 +39,7 @@ def run_record(run_dir) -> dict:
 @pytest.mark.slow  # a two-job sweep in a subprocess
 def test_sweep_runs_log_group_choices_name_and_sweep_group(tmp_path):
     sweep = tmp_path / "sweep"
-    result = subprocess.run(
-        [sys.executable, "-m", "embedexp.cli.train", *SWEEP, f"hydra.sweep.dir={sweep}"],
-        cwd=PROJECT_ROOT,
-        env=dict(os.environ),
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
+    result = run_module("embedexp.cli.train", *SWEEP, f"hydra.sweep.dir={sweep}", cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     seen = {}
     for job, pooling in (("0", "mean"), ("1", "last")):
