@@ -107,9 +107,13 @@ def test_eval_config_composes(tmp_path):
     assert cfg.adapter_path is None and "debian_short" in cfg.tasks
 
 
-def test_unknown_option_is_a_clear_error(tmp_path):
-    with pytest.raises(MissingConfigException, match="pooling/median"):
-        compose_config("train", ["pooling=median"], tmp_path)
+def test_unknown_option_is_a_clear_error_listing_the_options_of_every_config_folder(tmp_path):
+    (tmp_path / "my_conf" / "pooling").mkdir(parents=True)
+    (tmp_path / "my_conf" / "pooling" / "power_mean.yaml").write_text("_target_: my_poolings.PowerMeanPooling\n")
+    with pytest.raises(MissingConfigException, match="pooling/median") as error:
+        compose_config("train", ["pooling=median", f"hydra.searchpath=[file://{tmp_path / 'my_conf'}]"], tmp_path)
+    listed = str(error.value).split("Available options in 'pooling':")[1].split("Config search path")[0].split()
+    assert set(listed) == set(options("pooling")) | {"power_mean"}
 
 
 def test_unknown_lora_target_names_the_key(tmp_path):
