@@ -164,6 +164,9 @@ def test_a_user_pooling_round_trips_through_its_folder(tmp_path):
     PowerMeanPooling(power=3.0, exclude_prompt=True).save(str(tmp_path))
     loaded = PowerMeanPooling.load(str(tmp_path))
     assert (loaded.power, loaded.exclude_prompt) == (3.0, True)
+    (tmp_path / "config.json").unlink()  # e.g. a folder from before poolings saved their options
+    with pytest.raises(ConfigError, match=r"no config\.json; not a pooling folder"):
+        PowerMeanPooling.load(str(tmp_path))
     (tmp_path / "config.json").write_text('{"power": 3.0, "colour": "red"}')
     with pytest.raises(ConfigError, match=r"config\.json: does not fit .*PowerMeanPooling.*colour"):
         PowerMeanPooling.load(str(tmp_path))

@@ -118,6 +118,9 @@ class Pooling(Module):
     def load(cls, model_name_or_path: str, subfolder: str = "", **kwargs: Any) -> Pooling:
         """Rebuild the pooling from its `config.json`, then load its weights if it has any."""
         hub = {key: kwargs[key] for key in ("token", "cache_folder", "revision", "local_files_only") if key in kwargs}
+        if cls.load_file_path(model_name_or_path, cls.config_file_name, subfolder=subfolder, **hub) is None:
+            where = Path(model_name_or_path, subfolder)  # defaults would silently give another pooling
+            raise ConfigError(f"{where}: no {cls.config_file_name}; not a pooling folder written by Pooling.save")
         config = cls.load_config(model_name_or_path, subfolder=subfolder, **hub)
         try:
             pooling = cls(**config)
