@@ -19,7 +19,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from embedexp.core.hardware import autocast_for
 from embedexp.model.embedder import Embedder
-from embedexp.model.pooling import build_pooling
+from embedexp.model.pooling import MeanPooling
 from embedexp.model.prompts import PromptTemplate
 
 
@@ -72,9 +72,7 @@ def main() -> None:
     texts = real_texts(args.texts)
     folder = smollm2_folder()
     backbone = smollm2()
-    embedder = Embedder(
-        backbone.model, backbone.tokenizer, build_pooling("mean"), PromptTemplate("eol", EOL), args.max_length
-    )
+    embedder = Embedder(backbone.model, backbone.tokenizer, MeanPooling(), PromptTemplate("eol", EOL), args.max_length)
 
     def embedexp_encode(precision: str, max_batch_tokens: int | None = None):
         def run(batch: list[str]) -> np.ndarray:

@@ -11,7 +11,7 @@ from common import PeakRSS, header, median_seconds, smollm2
 
 from embedexp.core.hardware import autocast_for
 from embedexp.model.embedder import Embedder
-from embedexp.model.pooling import build_pooling
+from embedexp.model.pooling import MeanPooling
 from embedexp.model.prompts import PromptTemplate
 
 WORDS = "the package provides a library for parsing and writing structured documents in several formats".split()
@@ -31,7 +31,7 @@ def main() -> None:
     args = parser.parse_args()
     header("encode scaling, SmolLM2-135M, mean pooling, precision auto")
     backbone = smollm2()
-    embedder = Embedder(backbone.model, backbone.tokenizer, build_pooling("mean"), PromptTemplate("none"), 4096)
+    embedder = Embedder(backbone.model, backbone.tokenizer, MeanPooling(), PromptTemplate("none"), 4096)
     settings = [(length, 4) for length in (64, 128, 256, 512, 1024, 2048)] + [(128, b) for b in (1, 16, 64)]
     print(f"\n{'tokens':>6s} {'batch':>5s} {'seconds':>8s} {'tokens/s':>9s} {'peak MB':>8s}")
     for length, batch in settings:

@@ -10,9 +10,9 @@ from omegaconf import OmegaConf
 
 from embedexp.export import export_from_config
 from embedexp.export.selfcheck import reference_vectors
-from embedexp.export.source import resolve_source
+from embedexp.export.source import load_export_source
 from embedexp.model.build import build_embedder
-from embedexp.model.pooling import save_pooling_weights
+from embedexp.model.pooling import POOLING_FOLDER
 
 from .conftest import TINY_OVERRIDES, compose_config
 
@@ -32,7 +32,7 @@ def make_run(folder, overrides: list[str]):
         for parameter in embedder.pooling.parameters():  # trained-looking pooling weights (latent attention)
             parameter.add_(0.3 * torch.randn(parameter.shape, generator=generator))
     embedder.model.save_pretrained(folder / "adapter")
-    save_pooling_weights(embedder.pooling, folder / "adapter")
+    embedder.pooling.save(str(folder / "adapter" / POOLING_FOLDER))
     embedder.tokenizer.save_pretrained(folder / "adapter")
     (folder / ".hydra").mkdir(parents=True)
     OmegaConf.save(cfg, folder / ".hydra" / "config.yaml")
@@ -49,4 +49,4 @@ def export(run, output, *overrides: str) -> dict:
 def reference(run, texts: list[str] = TEXTS) -> dict[str, np.ndarray]:
     """The training module's embeddings of `texts` for left and right padding."""
     cfg = compose_config("export", [f"run_dir={run}"], run / "ref")
-    return reference_vectors(resolve_source(cfg).embedder, texts)
+    return reference_vectors(load_export_source(cfg).embedder, texts)

@@ -160,7 +160,7 @@ def read_checkpoint(path: Path) -> tuple:
     """Step and the weight value of a checkpoint."""
     import torch
 
-    checkpoint = torch.load(path, weights_only=False)
+    checkpoint = torch.load(path, weights_only=True)
     return checkpoint["global_step"], float(checkpoint["state_dict"]["lora_A"].mean())
 
 

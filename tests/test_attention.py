@@ -21,7 +21,7 @@ from embedexp.analysis.attention.shares import top_text_tokens
 from embedexp.core.errors import ConfigError, DataError
 from embedexp.model.build import build_embedder
 from embedexp.model.embedder import Embedder
-from embedexp.model.pooling import build_pooling, weighted_average
+from embedexp.model.pooling import AttentionPooling, MeanPooling, weighted_average
 from embedexp.model.prompts import PromptTemplate
 
 from .conftest import compose_config
@@ -104,7 +104,7 @@ def eager_tiny(tiny_backbone):
 
 
 def test_run_captures_final_token_attention_per_layer_and_head(eager_tiny):
-    embedder = Embedder(eager_tiny.model, eager_tiny.tokenizer, build_pooling("mean"), EOL)
+    embedder = Embedder(eager_tiny.model, eager_tiny.tokenizer, MeanPooling(), EOL)
     batch = embedder.tokenize(TEXTS)
     with torch.inference_mode():
         _, attention = embedder.run(batch, with_attention=True)
@@ -119,7 +119,7 @@ def test_run_captures_final_token_attention_per_layer_and_head(eager_tiny):
 
 
 def test_attention_pooling_reads_attention_through_run(eager_tiny):
-    embedder = Embedder(eager_tiny.model, eager_tiny.tokenizer, build_pooling("attention", keep_sink=True), EOL)
+    embedder = Embedder(eager_tiny.model, eager_tiny.tokenizer, AttentionPooling(keep_sink=True), EOL)
     batch = embedder.tokenize(TEXTS)
     with torch.inference_mode():
         pooled = embedder(batch)
@@ -133,7 +133,7 @@ def test_attention_pooling_reads_attention_through_run(eager_tiny):
 def test_shares_sum_to_one_and_agree_for_left_and_right_padding(eager_tiny, prompt):
     results = {}
     for side in ("left", "right"):
-        embedder = Embedder(eager_tiny.model, eager_tiny.tokenizer, build_pooling("mean"), prompt, padding_side=side)
+        embedder = Embedder(eager_tiny.model, eager_tiny.tokenizer, MeanPooling(), prompt, padding_side=side)
         results[side] = analyse(embedder, TEXTS, "base", batch_size=4)
     left, right = results["left"], results["right"]
     heads = eager_tiny.model.config.num_attention_heads

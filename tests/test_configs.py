@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from hydra.errors import MissingConfigException
 from hydra.utils import instantiate
+from omegaconf import OmegaConf
 
 from embedexp.core.config import CONFIG_DIR
 from embedexp.core.errors import ConfigError
@@ -20,10 +21,13 @@ def options(group: str) -> list[str]:
 
 
 @pytest.mark.parametrize("name", options("pooling"))
-def test_pooling_options_instantiate(name, tmp_path):
-    sized = {"hidden_size": 64} if name == "latent_attention" else {}
-    pooling = instantiate(compose_config("train", [f"pooling={name}"], tmp_path).pooling, **sized)
-    assert isinstance(pooling, Pooling) and pooling.name == name
+def test_pooling_options_instantiate_with_their_yaml_options_as_config(name, tmp_path):
+    node = compose_config("train", [f"pooling={name}"], tmp_path).pooling
+    sized = {"hidden_size": 64} if "hidden_size" in node else {}
+    pooling = instantiate(node, **sized)
+    assert isinstance(pooling, Pooling)
+    options_in_yaml = {key: value for key, value in OmegaConf.to_container(node).items() if key != "_target_"}
+    assert pooling.get_config_dict() == {**options_in_yaml, **sized}  # saved, exported and cached as configured
 
 
 @pytest.mark.parametrize("name", options("prompt"))
@@ -103,9 +107,13 @@ def test_eval_config_composes(tmp_path):
     assert cfg.adapter_path is None and "debian_short" in cfg.tasks
 
 
-def test_unknown_option_is_a_clear_error(tmp_path):
-    with pytest.raises(MissingConfigException, match="pooling/median"):
-        compose_config("train", ["pooling=median"], tmp_path)
+def test_unknown_option_is_a_clear_error_listing_the_options_of_every_config_folder(tmp_path):
+    (tmp_path / "my_conf" / "pooling").mkdir(parents=True)
+    (tmp_path / "my_conf" / "pooling" / "power_mean.yaml").write_text("_target_: my_poolings.PowerMeanPooling\n")
+    with pytest.raises(MissingConfigException, match="pooling/median") as error:
+        compose_config("train", ["pooling=median", f"hydra.searchpath=[file://{tmp_path / 'my_conf'}]"], tmp_path)
+    listed = str(error.value).split("Available options in 'pooling':")[1].split("Config search path")[0].split()
+    assert set(listed) == set(options("pooling")) | {"power_mean"}
 
 
 def test_unknown_lora_target_names_the_key(tmp_path):
@@ -116,11 +124,23 @@ def test_unknown_lora_target_names_the_key(tmp_path):
         build_embedder(cfg)
 
 
-def test_offline_1000_is_tasks_offline_at_the_fidelity_studys_callback_size(tmp_path):
-    offline = compose_config("train", ["tasks=offline"], tmp_path / "a").tasks
-    sized = compose_config("train", ["tasks=offline_1000"], tmp_path / "b").tasks
-    assert set(sized) == set(offline) and all(sized[name].n_docs == 1000 for name in sized)
-    for name in offline:  # the same sources, labels and seed: only the size differs
-        assert {k: v for k, v in sized[name].items() if k != "n_docs"} == {
-            k: v for k, v in offline[name].items() if k != "n_docs"
-        }
+@pytest.mark.parametrize("config", ["train", "eval", "fidelity"])
+@pytest.mark.parametrize("name", [n for n in options("tasks") if not n.startswith("mteb")])
+def test_every_local_task_can_be_made_optional_in_every_command(config, name, tmp_path):
+    """The missing-data error's hint (`tasks.<key>.optional=true`) works in every task set and command."""
+    tasks = compose_config(config, [f"tasks={name}"], tmp_path).tasks
+    keys = [key for key, node in tasks.items() if node is not None]
+    relaxed = compose_config(config, [f"tasks={name}", *(f"tasks.{key}.optional=true" for key in keys)], tmp_path)
+    assert all(relaxed.tasks[key].optional is True for key in keys)
+
+
+@pytest.mark.parametrize("name", ["offline_full", "offline_1000", "offline_debian", "tiny", "smoke"])
+def test_task_sets_extend_tasks_offline(name, tmp_path):
+    """One definition per task: every local task set takes its sources, labels and seed from tasks=offline."""
+    offline = compose_config("train", ["tasks=offline"], tmp_path).tasks
+    sized = ("n_docs", "n_labels", "n_sections", "n_bootstrap")
+    for key, node in compose_config("train", [f"tasks={name}"], tmp_path).tasks.items():
+        if node is not None:
+            assert {k: v for k, v in node.items() if k not in sized} == {
+                k: v for k, v in offline[key].items() if k not in sized
+            }, key

@@ -82,9 +82,9 @@ def test_exported_folder_runs_in_mteb_with_per_task_type_prompts(st_folder):
     assert default.prompt_for(tasks[0].metadata).name == "eol"
     # the re-baked tokenizer gives what the Embedder gives with that template
     run = st_folder.parent.parent / "run"
-    from embedexp.export.source import resolve_source
+    from embedexp.export.source import load_export_source
 
-    embedder = resolve_source(compose_config("export", [f"run_dir={run}"], run / "ref")).embedder
+    embedder = load_export_source(compose_config("export", [f"run_dir={run}"], run / "ref")).embedder
     embedder.prompt = PromptTemplate("c", "Cluster the text: {text}")
     assert np.sum(encoder.export.encode(TEXTS, prompt=chosen) * embedder.encode(TEXTS), axis=1).min() > 0.9999
     scores = score_tasks(encoder, tasks)

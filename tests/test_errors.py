@@ -11,14 +11,14 @@ from embedexp.core.errors import ConfigError
 from embedexp.evaluation.tasks import mteb_task
 from embedexp.model.build import build_embedder
 from embedexp.model.embedder import Embedder
-from embedexp.model.pooling import build_pooling
+from embedexp.model.pooling import MeanPooling
 from embedexp.model.prompts import PromptTemplate
 
 from .conftest import TINY_OVERRIDES, compose_config
 
 
 def test_long_texts_are_truncated_with_a_warning_count(tiny_backbone, caplog):
-    embedder = Embedder(tiny_backbone.model, tiny_backbone.tokenizer, build_pooling("mean"), PromptTemplate("none"), 16)
+    embedder = Embedder(tiny_backbone.model, tiny_backbone.tokenizer, MeanPooling(), PromptTemplate("none"), 16)
     texts = ["word " * 100, "short text", "another " * 50]
     with caplog.at_level(logging.WARNING):
         vectors = embedder.encode(texts)

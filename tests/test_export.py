@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -16,7 +17,7 @@ from sentence_transformers.sentence_transformer.modules import Pooling as STPool
 
 from embedexp.export import PROBE_TEXTS, SelfCheckError, check_export, load_export
 from embedexp.export.sentence_transformers import st_pooling_mode
-from embedexp.model.pooling import build_pooling
+from embedexp.model.pooling import LastTokenPooling, MaxPooling, MeanPooling, WeightedMeanPooling
 
 from .export_helpers import TEXTS, export, make_run, reference
 
@@ -53,7 +54,7 @@ def test_sentence_transformers_folder_uses_plain_modules_where_they_exist(mean_e
     pooling = json.loads((mean_export[2] / "sentence_transformers" / "1_Pooling" / "config.json").read_text())
     assert pooling["pooling_mode"] == "mean"
     modules = json.loads((custom_export[2] / "sentence_transformers" / "modules.json").read_text())
-    assert [m["type"].rsplit(".", 1)[-1] for m in modules] == ["EmbedexpTransformer", "EmbedexpPooling", "Normalize"]
+    assert [m["type"].rsplit(".", 1)[-1] for m in modules] == ["EmbedexpTransformer", "AttentionPooling", "Normalize"]
 
 
 @pytest.mark.parametrize("name", ["mean_export", "custom_export"])
@@ -82,12 +83,18 @@ def test_plain_sentence_transformer_equals_the_embedder(mean_export):
 
 
 @pytest.mark.parametrize(
-    "name,mode", [("mean", "mean"), ("last", "lasttoken"), ("weighted_mean", "weightedmean"), ("max", "max")]
+    "pooling_class,mode",
+    [
+        (MeanPooling, "mean"),
+        (LastTokenPooling, "lasttoken"),
+        (WeightedMeanPooling, "weightedmean"),
+        (MaxPooling, "max"),
+    ],
 )
 @pytest.mark.parametrize("side", ["left", "right"])
-def test_sentence_transformers_pooling_modes_equal_embedexp_poolings(name, mode, side):
-    pooling = build_pooling(name)
-    assert st_pooling_mode(pooling) == mode and st_pooling_mode(build_pooling(name, exclude_prompt=True)) is None
+def test_sentence_transformers_pooling_modes_equal_embedexp_poolings(pooling_class, mode, side):
+    pooling = pooling_class()
+    assert st_pooling_mode(pooling) == mode and st_pooling_mode(pooling_class(exclude_prompt=True)) is None
     lengths = [5, 2, 7]
     mask = torch.zeros(3, 7, dtype=torch.long)
     for row, length in enumerate(lengths):
@@ -97,7 +104,7 @@ def test_sentence_transformers_pooling_modes_equal_embedexp_poolings(name, mode,
             mask[row, :length] = 1
     hidden = torch.randn(3, 7, 16, generator=torch.Generator().manual_seed(0))
     features = STPooling(16, mode)({"token_embeddings": hidden, "attention_mask": mask})
-    assert torch.allclose(features["sentence_embedding"], pooling(hidden, mask), atol=1e-6)
+    assert torch.allclose(features["sentence_embedding"], pooling.pool_tokens(hidden, mask), atol=1e-6)
 
 
 def test_custom_module_folder_loads_with_trust_remote_code(custom_export):
@@ -169,9 +176,9 @@ def test_failing_selfcheck_leaves_no_export(tmp_path, monkeypatch):
     run = make_run(tmp_path / "run", ["pooling=mean", "prompt=eol"])
     write = core.write_sentence_transformers
 
-    def write_then_break(*args, **kwargs):
-        entries = write(*args, **kwargs)
-        wrong_pooling_mode(args[-1])
+    def write_then_break(embedder, folder, **kwargs):
+        entries = write(embedder, folder, **kwargs)
+        wrong_pooling_mode(folder)
         return entries
 
     monkeypatch.setattr(core, "write_sentence_transformers", write_then_break)
@@ -241,3 +248,26 @@ def test_latest_run_is_the_newest_finished_one(tmp_path):
         if finished:
             (folder / "metrics.json").write_text("{}")
     assert latest_run(tmp_path).name == "2026-01-02_10-00-00"
+
+
+class RunsCodeWhenUnpickled:
+    """What a hostile checkpoint can hold: unpickling it calls a function (here: creates a file)."""
+
+    def __init__(self, marker) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.touch, (self.marker,))
+
+
+def test_checkpoint_with_a_pickled_callable_is_refused(mean_export, tmp_path):
+    from embedexp.core.errors import ConfigError
+
+    marker = tmp_path / "code_ran"
+    ckpt = tmp_path / "hostile.ckpt"
+    state = {"embedder.model.base_model.model.layers.1.self_attn.q_proj.lora_A.default.weight": torch.zeros(4, 64)}
+    torch.save({"state_dict": state, "hyper_parameters": RunsCodeWhenUnpickled(marker)}, ckpt)
+    refusal = re.escape(f"ckpt_path='{ckpt}': refused: the checkpoint holds objects other than tensors")
+    with pytest.raises(ConfigError, match=refusal):
+        export(mean_export[0], tmp_path / "out", f"ckpt_path={ckpt}", "formats=[merged]")
+    assert not marker.exists() and not (tmp_path / "out").exists()

@@ -116,13 +116,13 @@ def test_scores_at_sizes_equal_scoring_each_size_on_its_own(tiny_backbone, tmp_p
     from embedexp.evaluation.run import evaluate_clustering
     from embedexp.evaluation.sizes import score_at_sizes
     from embedexp.model.embedder import Embedder
-    from embedexp.model.pooling import build_pooling
+    from embedexp.model.pooling import MeanPooling
     from embedexp.model.prompts import PromptTemplate
 
     cfg = compose_config("eval", ["tasks=tiny"], tmp_path)
     node = cfg.tasks.twenty_newsgroups
     prompt = PromptTemplate("none", "{text}")
-    embedder = Embedder(tiny_backbone.model, tiny_backbone.tokenizer, build_pooling("mean"), prompt, max_length=32)
+    embedder = Embedder(tiny_backbone.model, tiny_backbone.tokenizer, MeanPooling(), prompt, max_length=32)
     sized = score_at_sizes(embedder, [instantiate(node, n_docs=60)], [30, 60], batch_size=16, precision="32")
     for n_docs in (30, 60):
         alone = evaluate_clustering(embedder, [instantiate(node, n_docs=n_docs)], precision="32")

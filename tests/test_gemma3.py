@@ -16,7 +16,7 @@ from embedexp.core.config import PROJECT_ROOT
 from embedexp.core.errors import ConfigError
 from embedexp.model.backbone import assemble_gguf_parts, gguf_cache_folder, resolve_source
 from embedexp.model.embedder import Embedder
-from embedexp.model.pooling import build_pooling
+from embedexp.model.pooling import MeanPooling
 from embedexp.model.prompts import PromptTemplate
 
 from .conftest import compose_config
@@ -94,7 +94,7 @@ def test_gemma3_loads_offline_cached_and_embeds(tmp_path):
     config = backbone.model.config
     assert (config.model_type, config.hidden_size, config.num_hidden_layers) == ("gemma3_text", 640, 18)
     prompt = PromptTemplate("eol", 'This sentence: "{text}" means in one word:')
-    embedder = Embedder(backbone.model, backbone.tokenizer, build_pooling("mean"), prompt, max_length=128)
+    embedder = Embedder(backbone.model, backbone.tokenizer, MeanPooling(), prompt, max_length=128)
     vectors = embedder.encode(["A chess engine that plays at grandmaster level", "Library for PNG images"])
     assert vectors.shape == (2, 640) and np.isfinite(vectors).all()
     assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)

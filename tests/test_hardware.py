@@ -200,7 +200,7 @@ def test_train_with_int_precisions_from_the_command_line(tmp_path, monkeypatch, 
     assert saved["machine"]["precision"] == {"train": "32-true", "eval": "32"}
     cache_files = list((tmp_path / "zero_shot_cache").glob("*.json"))
     assert cache_files, "the zero-shot score cache key must accept the precision"
-    assert cfg.trainer.precision == "32-true"
+    assert cfg.trainer.precision == 32  # resolved on a copy: the caller's config is left as composed
     lines = [r.getMessage() for r in caplog.records]
     assert any(line.startswith("train: 4/4 steps (") for line in lines), lines
     assert any(line.startswith("embed DebianShortDescSectionClustering: ") for line in lines), lines

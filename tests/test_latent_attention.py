@@ -15,12 +15,13 @@ from embedexp.cli.train import train
 from embedexp.core.errors import ConfigError
 from embedexp.export import PROBE_TEXTS, SelfCheckError, check_export
 from embedexp.model.build import build_embedder
-from embedexp.model.pooling import POOLING_WEIGHTS, LatentAttentionPooling, MeanPooling
+from embedexp.model.pooling import POOLING_FOLDER, LatentAttentionPooling, MeanPooling
 
 from .conftest import TINY_OVERRIDES, compose_config
 from .export_helpers import TEXTS, export, make_run, reference
 
 LATENT = ["pooling=latent_attention", "pooling.num_latents=8", "pooling.num_heads=4"]
+WEIGHTS = f"{POOLING_FOLDER}/model.safetensors"  # beside the adapter (and merged) files
 
 
 def states(seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -33,7 +34,7 @@ def states(seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
 def test_every_weight_receives_a_gradient():
     pooling = LatentAttentionPooling(hidden_size=16, num_latents=4, num_heads=2, zero_init=False)
     hidden, mask = states()
-    pooling(hidden, mask).pow(2).sum().backward()
+    pooling.pool_tokens(hidden, mask).pow(2).sum().backward()
     grads = {name: p.grad for name, p in pooling.named_parameters()}
     assert {"latents", "cross_attention.in_proj_weight", "mlp.0.weight", "mlp.2.weight"} <= set(grads)
     assert all(g is not None and g.abs().sum() > 0 for g in grads.values())
@@ -42,12 +43,12 @@ def test_every_weight_receives_a_gradient():
 def test_zero_init_starts_as_mean_pooling_and_learns_from_there():
     pooling = LatentAttentionPooling(hidden_size=16, num_latents=4, num_heads=2)
     hidden, mask = states()
-    assert torch.allclose(pooling(hidden, mask), MeanPooling()(hidden, mask), atol=1e-6)
-    pooling(hidden, mask).pow(2).sum().backward()
+    assert torch.allclose(pooling.pool_tokens(hidden, mask), MeanPooling().pool_tokens(hidden, mask), atol=1e-6)
+    pooling.pool_tokens(hidden, mask).pow(2).sum().backward()
     assert pooling.cross_attention.out_proj.weight.grad.abs().sum() > 0 and pooling.mlp[2].weight.grad.abs().sum() > 0
     padded = hidden.clone()
     padded[1, 3:] = 1e3  # padding must not leak into the pooled vector
-    assert torch.allclose(pooling(padded, mask), pooling(hidden, mask), atol=1e-5)
+    assert torch.allclose(pooling.pool_tokens(padded, mask), pooling.pool_tokens(hidden, mask), atol=1e-5)
 
 
 def test_bad_sizes_name_the_key():
@@ -65,9 +66,9 @@ def test_training_updates_the_pooling_and_the_adapter_reloads_it(tmp_path):
     before = build_embedder(cfg).pooling.state_dict()  # the same seed builds the same initial weights in train()
     assert before["latents"].shape == (8, 64)
     train(cfg)
-    checkpoint = torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=False)["state_dict"]
+    checkpoint = torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
     assert {f"embedder.pooling.{k}" for k in before} <= set(checkpoint)  # trained with the LoRA, checkpointed
-    assert (tmp_path / "adapter" / POOLING_WEIGHTS).is_file()
+    assert (tmp_path / "adapter" / WEIGHTS).is_file()
     reloaded = build_embedder(cfg, adapter_path=str(tmp_path / "adapter"), trainable=False)
     after = reloaded.pooling.state_dict()
     for key in ("latents", "cross_attention.in_proj_weight", "cross_attention.out_proj.weight", "mlp.2.weight"):
@@ -82,9 +83,9 @@ def test_training_updates_the_pooling_and_the_adapter_reloads_it(tmp_path):
 
 def test_adapter_without_pooling_weights_is_an_error(tmp_path):
     run = make_run(tmp_path / "run", LATENT)
-    (run / "adapter" / POOLING_WEIGHTS).unlink()
+    (run / "adapter" / WEIGHTS).unlink()
     cfg = compose_config("train", TINY_OVERRIDES + LATENT, tmp_path / "cfg")
-    with pytest.raises(ConfigError, match=POOLING_WEIGHTS):
+    with pytest.raises(ConfigError, match=f"{run / 'adapter' / POOLING_FOLDER}: no weights .*model.safetensors"):
         build_embedder(cfg, adapter_path=str(run / "adapter"))
 
 
@@ -99,11 +100,11 @@ def latent_export(tmp_path_factory):
 def test_export_carries_the_pooling_weights_and_passes_its_selfcheck(latent_export):
     run, results, output = latent_export
     assert all(r["min_cosine"] >= 0.9999 for r in results.values())
-    assert (output / "adapter" / POOLING_WEIGHTS).is_file() and (output / "merged" / POOLING_WEIGHTS).is_file()
+    assert (output / "adapter" / WEIGHTS).is_file() and (output / "merged" / WEIGHTS).is_file()
     folder = output / "sentence_transformers"
     modules = json.loads((folder / "modules.json").read_text())
-    assert [m["type"].rsplit(".", 1)[-1] for m in modules] == ["EmbedexpTransformer", "EmbedexpPooling", "Normalize"]
-    assert (folder / "1_EmbedexpPooling" / "model.safetensors").is_file()
+    assert [m["type"] for m in modules][1] == "embedexp.model.pooling.LatentAttentionPooling"  # the class itself
+    assert (folder / "1_LatentAttentionPooling" / "model.safetensors").is_file()
     vectors = SentenceTransformer(str(folder), device="cpu", trust_remote_code=True).encode(TEXTS)
     assert np.sum(vectors * reference(run)["right"], axis=1).min() > 0.9999
 
@@ -114,12 +115,7 @@ def test_export_with_other_pooling_weights_fails_its_selfcheck(latent_export, tm
     folder = tmp_path / form
     shutil.copytree(output / form, folder)
     fresh = make_run(tmp_path / "fresh", [*LATENT, "prompt=eol", "seed=7"])  # same shapes, other weights
-    if form == "merged":
-        shutil.copy(fresh / "adapter" / POOLING_WEIGHTS, folder / POOLING_WEIGHTS)
-    else:
-        from safetensors.torch import load_file, save_file
-
-        weights = {f"pooling.{k}": v for k, v in load_file(str(fresh / "adapter" / POOLING_WEIGHTS)).items()}
-        save_file(weights, str(folder / "1_EmbedexpPooling" / "model.safetensors"))
+    into = folder / (POOLING_FOLDER if form == "merged" else "1_LatentAttentionPooling") / "model.safetensors"
+    shutil.copy(fresh / "adapter" / WEIGHTS, into)  # one file layout everywhere: the pooling's own save()
     with pytest.raises(SelfCheckError, match="does not reproduce"):
         check_export(folder, reference(run, list(PROBE_TEXTS)), list(PROBE_TEXTS))

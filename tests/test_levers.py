@@ -7,13 +7,14 @@ from omegaconf import OmegaConf
 
 from embedexp.core.config import CONFIG_DIR
 
+from .test_sweeps import sweep_axes
+
 
 def test_levers_sweeps_every_lever_over_seeds_and_each_changes_the_recipe():
+    axes = sweep_axes(["experiment=levers"])
+    levers = sorted(path.stem for path in (CONFIG_DIR / "lever").glob("*.yaml"))
+    assert sorted(axes["lever"]) == levers and len(axes["seed"]) >= 3
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-        sweep = compose(config_name="train", overrides=["experiment=levers"], return_hydra_config=True)
-        axes = {k: str(v).split(",") for k, v in sweep.hydra.sweeper.params.items()}
-        levers = sorted(path.stem for path in (CONFIG_DIR / "lever").glob("*.yaml"))
-        assert sorted(axes["lever"]) == levers and len(axes["seed"]) >= 3
         runs = {
             lever: OmegaConf.to_container(
                 compose(config_name="train", overrides=["experiment=levers_smoke", f"lever={lever}"])

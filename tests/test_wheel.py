@@ -19,19 +19,6 @@ from embedexp.core.config import PROJECT_ROOT
 
 pytestmark = pytest.mark.slow
 
-USER_POOLING = '''
-from embedexp.model.pooling import Pooling
-
-
-class MinPooling(Pooling):
-    """Per-dimension minimum of the token states: a pooling embedexp does not ship."""
-
-    name = "min"
-
-    def pool(self, hidden, mask, attention=None):
-        return hidden.masked_fill(~mask.unsqueeze(-1), float("inf")).min(dim=1).values
-'''
-
 COMPOSE_EVERY_ENTRY_POINT = """
 import sys
 from importlib import metadata
@@ -121,22 +108,6 @@ def with_shared_data(env: dict) -> dict:
     from embedexp.core.config import default_shared_data_dir
 
     return dict(env, EMBEDEXP_SHARED_DATA=str(default_shared_data_dir()))
-
-
-def test_wheel_uses_a_pooling_from_the_users_folder(installed):
-    venv, env, root = installed
-    before = snapshot(venv)
-    user = root / "my_project"
-    (user / "my_conf" / "pooling").mkdir(parents=True)
-    (user / "my_poolings.py").write_text(USER_POOLING)
-    (user / "my_conf" / "pooling" / "min.yaml").write_text("_target_: my_poolings.MinPooling\nexclude_prompt: false\n")
-    args = ["embedexp-eval", "model=tiny", "tasks=tiny", "pooling=min", "hydra.searchpath=[file://my_conf]"]
-    run(args, user, with_shared_data(dict(env, PYTHONPATH=str(user))))
-    tables = list(user.glob("outputs/eval/runs/*/eval_results.csv"))
-    assert len(tables) == 1, f"no single eval run folder under {user / 'outputs'}: {tables}"
-    table = tables[0]
-    assert "MinPooling" in table.read_text()
-    assert snapshot(venv) == before
 
 
 def test_every_entry_point_composes_its_packaged_config_from_any_folder(installed):

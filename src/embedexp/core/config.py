@@ -49,9 +49,54 @@ os.environ.setdefault("WANDB_MODE", "offline")
 # Rust tokenizers' own thread pool deadlocks in forked DataLoader workers; torch's threads do the parallel work.
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
+
+def hydra_choices() -> dict[str, str]:
+    """The option chosen in each config group of this Hydra run (`pooling: mean`, ...; Hydra's own groups left
+    out), or {} outside a Hydra run."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if not HydraConfig.initialized():
+        return {}
+    choices = HydraConfig.get().runtime.choices
+    return {
+        str(group): str(option)
+        for group, option in choices.items()
+        if option is not None and group != "hydra" and not str(group).startswith("hydra/")
+    }
+
+
+def run_name(task_name: str) -> str:
+    """A run's readable name: this job's command-line overrides (`pooling=last,seed=1`), else the task name."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if HydraConfig.initialized():
+        return HydraConfig.get().job.override_dirname or task_name
+    return task_name
+
+
+def run_group(task_name: str) -> str:
+    """The group of a run's logger: `<task name>/<sweep folder>` for the jobs of one multirun, else the task name."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    if HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN:
+        return f"{task_name}/{Path(HydraConfig.get().sweep.dir).name}"
+    return task_name
+
+
+def show_progress_bar() -> bool:
+    """Whether Lightning draws its progress bar: on a terminal; elsewhere the ProgressLog callback writes lines."""
+    from embedexp.core.progress import progress_mode
+
+    return progress_mode() == "bar"
+
+
 for _name, _resolver in {
     "embedexp_cache_dir": lambda: str(default_cache_dir()),
     "embedexp_shared_data_dir": lambda: str(default_shared_data_dir()),
+    "embedexp_run_name": run_name,
+    "embedexp_run_group": run_group,
+    "embedexp_progress_bar": show_progress_bar,
 }.items():
     if not OmegaConf.has_resolver(_name):
         OmegaConf.register_new_resolver(_name, _resolver)

@@ -28,11 +28,6 @@ class MissingTaskData(DataError):
         super().__init__(f"task {task_name}: data file {path} not found. {hint}".strip())
 
 
-def unknown_name(kind: str, name: str, valid: list[str] | tuple[str, ...]) -> ConfigError:
-    """Build the error for an unknown registry name, listing the valid ones."""
-    return ConfigError(f"unknown {kind} '{name}'; valid names: {', '.join(sorted(valid))}")
-
-
 @contextlib.contextmanager
 def exit_on_error(log: logging.Logger) -> Iterator[None]:
     """In an entry point: log an `EmbedexpError` and exit with `error: <message>` instead of a traceback."""

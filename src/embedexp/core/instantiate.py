@@ -27,6 +27,13 @@ def instantiate_node(node, tasks_cfg: DictConfig | None = None):
         raise
 
 
+def instantiate_group(group: DictConfig | None, tasks_cfg: DictConfig | None = None) -> list:
+    """Instantiate every `_target_` entry of a group such as `callbacks` or `logger` (empty or missing: [])."""
+    if not group:
+        return []
+    return [instantiate_node(node, tasks_cfg) for node in group.values() if node and "_target_" in node]
+
+
 def missing_task_error(error: MissingTaskData, tasks_cfg: DictConfig | None) -> DataError:
     """The missing-data error naming the task's config key and how to mark it optional."""
     keys = [key for key, node in (tasks_cfg or {}).items() if node and node.get("name") == error.task_name]

@@ -47,12 +47,13 @@ def classify(error: BaseException, trainer: L.Trainer | None = None) -> tuple[st
 
 
 class RunStatus(L.Callback):
-    """Keeps `run_status.json` of one run folder current (rank 0 writes)."""
+    """Keeps `run_status.json` of one run folder current (rank 0 writes): `running` from setup, the step at every
+    checkpoint, then `finished` at the end of fit or `failed` / `interrupted` with the reason when it raises."""
 
-    def __init__(self, folder: str | Path, enabled: bool = True) -> None:
-        """`enabled`: False on ranks other than 0."""
+    def __init__(self, folder: str | Path, run_name: str | None = None, enabled: bool = True) -> None:
+        """`run_name`: recorded in the file; `enabled`: False on ranks other than 0 (set again at setup)."""
         self.path = Path(folder) / FILE
-        self.enabled = enabled
+        self.run_name, self.enabled = run_name, enabled
         self.record: dict = {}
 
     def _write(self) -> None:
@@ -60,20 +61,36 @@ class RunStatus(L.Callback):
         if self.enabled:
             atomic_write_text(self.path, json.dumps(self.record, indent=2))
 
-    def start(self, run_name: str | None = None) -> None:
+    def start(self) -> None:
         """Mark the run as running (a resumed run overwrites its earlier status)."""
-        self.record = {"status": RUNNING, "reason": None, "step": 0, "run_name": run_name, "started": _now()}
+        self.record = {"status": RUNNING, "reason": None, "step": 0, "run_name": self.run_name, "started": _now()}
         self._write()
 
     def end(self, status: str, reason: str | None, step: int | None) -> None:
         """Record how the run ended."""
+        if not self.record:
+            self.start()
         self.record.update(status=status, reason=reason, ended=_now())
         if step is not None:
             self.record["step"] = int(step)
         self._write()
+
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        """The run is running (written by rank 0)."""
+        self.enabled = trainer.is_global_zero
+        self.start()
 
     def on_save_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict) -> None:
         """Refresh the step at every checkpoint: a run killed later resumes from (at least) here."""
         if self.record.get("status") == RUNNING:
             self.record["step"] = int(trainer.global_step)
             self._write()
+
+    def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        """The run finished."""
+        self.end(FINISHED, None, trainer.global_step)
+
+    def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
+        """The run failed or was interrupted: say why and at which step."""
+        status, reason, _ = classify(exception, trainer)
+        self.end(status, reason, trainer.global_step)

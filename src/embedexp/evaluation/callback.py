@@ -10,6 +10,7 @@ import lightning as L
 from lightning.pytorch.utilities import rank_zero_only
 
 from embedexp.core.hardware import resolve_precision
+from embedexp.evaluation.console import print_before_after
 from embedexp.evaluation.run import MEAN_KEY, evaluate_clustering, write_results_table
 from embedexp.evaluation.score_cache import ZeroShotScoreCache, configuration_key, task_set_record
 
@@ -98,6 +99,16 @@ class ClusteringEvalCallback(L.Callback):
             write_results_table(self.history, self.output_dir, task_set=self.task_set)
         return scores
 
+    def run_metrics(self) -> dict:
+        """What the run's metrics.json records of this evaluation: the final scores (`val/<task>`), the zero-shot ones
+        (`zero_shot/<task>`) and the task set."""
+        metrics: dict = {"task_set": self.task_set}
+        if self.final is not None:
+            metrics.update({f"val/{k}": v for k, v in _scores(self.final).items()})
+            if self.zero_shot is not None:
+                metrics.update({f"zero_shot/{k}": v for k, v in _scores(self.zero_shot).items()})
+        return metrics
+
     def state_dict(self) -> dict:
         """Scores so far, saved in checkpoints (a resumed run does not re-score its start)."""
         return {"history": self.history}
@@ -105,6 +116,11 @@ class ClusteringEvalCallback(L.Callback):
     def load_state_dict(self, state_dict: dict) -> None:
         """Restore the scores of the interrupted run."""
         self.history = list(state_dict.get("history", []))
+
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        """Record the scored task set with the run's hyperparameters (W&B config, CSV hparams.yaml)."""
+        for logger in trainer.loggers:
+            logger.log_hyperparams({"task_set": self.task_set})
 
     @rank_zero_only
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
@@ -131,6 +147,17 @@ class ClusteringEvalCallback(L.Callback):
         scores = self._evaluate(trainer, pl_module, "fit_end")
         for logger in trainer.loggers:
             logger.log_metrics({f"val/{k}": v for k, v in scores.items()}, step=trainer.global_step)
+
+    @rank_zero_only
+    def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        """Print the zero-shot and final scores side by side."""
+        if self.zero_shot is not None and self.final is not None:
+            print_before_after(_scores(self.zero_shot), _scores(self.final))
+
+
+def _scores(row: dict) -> dict[str, float]:
+    """The scores of a history row (without its stage, epoch and step)."""
+    return {k: v for k, v in row.items() if k not in ("stage", "epoch", "step")}
 
 
 def _format(scores: dict[str, float]) -> str:

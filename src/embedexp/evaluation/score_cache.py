@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
@@ -11,6 +12,8 @@ from pathlib import Path
 from embedexp.core.atomic import atomic_write_text
 from embedexp.model.bidirectional import attention_mode
 from embedexp.model.embedder import Embedder
+from embedexp.model.pooling import Pooling, class_path
+from embedexp.model.prompts import PromptTemplate
 
 log = logging.getLogger(__name__)
 
@@ -55,18 +58,28 @@ def weights_fingerprint(model) -> str:
     return digest.hexdigest()
 
 
+def pooling_identity(pooling: Pooling) -> str:
+    """The pooling's class and every constructor option (its saved config), as sorted JSON."""
+    return json.dumps({"class": class_path(pooling), **pooling.get_config_dict()}, sort_keys=True)
+
+
+def prompt_identity(prompt: PromptTemplate) -> str:
+    """The prompt's class and constructor fields except its name (which does not change a vector), as sorted JSON."""
+    values = {f.name: getattr(prompt, f.name) for f in dataclasses.fields(prompt) if f.init and f.name != "name"}
+    return json.dumps({"class": class_path(prompt), **values}, sort_keys=True)
+
+
 def configuration_key(embedder: Embedder, tasks: list, precision: str, dims: list | None = None) -> str:
-    """Hash of model (weights, attention mode, dtype), prompt, pooling, tokenization settings, precision, task data,
-    library versions (and the Matryoshka evaluation sizes, when there are any)."""
+    """Hash of model (weights, attention mode, dtype), prompt and pooling (class and every option), tokenization
+    settings, precision, task data, library versions (and the Matryoshka evaluation sizes, when there are any)."""
     parts = [
         embedder.name,
         weights_fingerprint(embedder.model),
         f"attention={attention_mode(embedder.model)}",  # bidirectional attention changes every score, not the weights
         f"dtype={next(embedder.model.parameters()).dtype}",
         *([weights_fingerprint(embedder.pooling)] if embedder.pooling.has_weights else []),
-        repr(embedder.prompt.template),
-        str(embedder.prompt.append_eos),
-        repr(embedder.pooling),
+        prompt_identity(embedder.prompt),
+        pooling_identity(embedder.pooling),
         str(embedder.max_length),
         embedder.padding_side,
         str(precision),  # resolved (32 or bf16); an int from the command line must not break the join

@@ -57,7 +57,7 @@ class LocalClusteringTask(AbsTaskClustering):
 
 
 def make_local_task(
-    name: str, sentences: list[str], labels: list[str], description: str, n_bootstrap: int = 10, seed: int = 42
+    name: str, sentences: list[str], labels: list[str], description: str, *, n_bootstrap: int = 10, seed: int = 42
 ) -> LocalClusteringTask:
     """Build a clustering task whose V-measure mteb scores with `n_bootstrap` k-means runs over all texts."""
     metadata = TaskMetadata(
@@ -83,7 +83,7 @@ def make_local_task(
     attributes = dict(
         metadata=metadata,
         rows={"sentences": list(sentences), "labels": list(labels)},
-        n_clusters=n_bootstrap,
+        n_clusters=n_bootstrap,  # mteb's name for the number of k-means runs (scored and averaged), not of clusters
         max_documents_per_cluster=len(sentences),
     )
     task_class = type(name.replace(".", "_"), (LocalClusteringTask,), attributes)
@@ -91,7 +91,7 @@ def make_local_task(
 
 
 def balanced_sample(
-    rows: list[tuple[str, str]], n_docs: int, n_labels: int, min_per_label: int, seed: int
+    rows: list[tuple[str, str]], *, n_docs: int, n_labels: int, min_per_label: int, seed: int
 ) -> list[tuple[str, str]]:
     """Keep the `n_labels` most frequent labels with at least `min_per_label` rows, then sample `n_docs` rows."""
     counts = Counter(label for _, label in rows)
@@ -101,16 +101,19 @@ def balanced_sample(
     return kept[:n_docs]
 
 
-def _task_from_rows(name: str, rows: list[tuple[str, str]], description: str, n_bootstrap: int) -> LocalClusteringTask:
+def _task_from_rows(
+    name: str, rows: list[tuple[str, str]], description: str, *, n_bootstrap: int
+) -> LocalClusteringTask:
     """Build a task from (text, label) rows."""
     if len({label for _, label in rows}) < 2:
         raise DataError(f"task {name}: needs at least two labels, got {len(rows)} rows")
     texts, labels = zip(*rows)
-    return make_local_task(name, list(texts), list(labels), description, n_bootstrap)
+    return make_local_task(name, list(texts), list(labels), description, n_bootstrap=n_bootstrap)
 
 
 def debian_section_task(
     name: str,
+    *,
     field: str = "short",
     n_docs: int = 1000,
     n_sections: int = 20,
@@ -132,15 +135,15 @@ def debian_section_task(
             raise MissingTaskData(name, "/var/lib/apt/lists/*_Packages", "This task needs a Debian or Ubuntu machine.")
         log.warning("optional task %s left out: no Debian %s descriptions on this machine", name, field)
         return None
-    rows = balanced_sample(rows, n_docs, n_sections, min_per_section, seed)
-    return _task_from_rows(
-        name, rows, f"Debian package {field} descriptions clustered by archive section.", n_bootstrap
-    )
+    rows = balanced_sample(rows, n_docs=n_docs, n_labels=n_sections, min_per_label=min_per_section, seed=seed)
+    description = f"Debian package {field} descriptions clustered by archive section."
+    return _task_from_rows(name, rows, description, n_bootstrap=n_bootstrap)
 
 
 def jsonl_task(
     name: str,
     path: str,
+    *,
     text_field: str = "sentences",
     label_field: str = "labels",
     n_docs: int = 1000,
@@ -173,8 +176,9 @@ def jsonl_task(
                 raise DataError(f"{file}: line {line_no}: bad record ({err})") from err
             if isinstance(text, str) and text.strip():
                 rows.append((text.strip(), label))
-    rows = balanced_sample(rows, n_docs, n_labels, min_per_label, seed)
-    return _task_from_rows(name, rows, description or f"Texts of {file.name} clustered by {label_field}.", n_bootstrap)
+    rows = balanced_sample(rows, n_docs=n_docs, n_labels=n_labels, min_per_label=min_per_label, seed=seed)
+    description = description or f"Texts of {file.name} clustered by {label_field}."
+    return _task_from_rows(name, rows, description, n_bootstrap=n_bootstrap)
 
 
 def mteb_task(name: str):

@@ -3,7 +3,7 @@
 from embedexp.export.core import export_from_config, export_model
 from embedexp.export.load import LoadedExport, load_export, read_manifest
 from embedexp.export.selfcheck import PROBE_TEXTS, SelfCheckError, check_export
-from embedexp.export.source import ExportSource, resolve_source
+from embedexp.export.source import ExportSource, load_export_source
 
 __all__ = [
     "PROBE_TEXTS",
@@ -15,5 +15,5 @@ __all__ = [
     "export_model",
     "load_export",
     "read_manifest",
-    "resolve_source",
+    "load_export_source",
 ]

@@ -1,19 +1,20 @@
-"""The LoRA adapter alone (peft format) with the tokenizer: reloads onto the base model with transformers + peft."""
+"""The LoRA adapter alone (peft format) with the tokenizer and the pooling: reloads onto the base model with
+transformers + peft (or `build_embedder(cfg, adapter_path=...)`, as training runs' `adapter/` folders)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from peft import PeftModel
-
 from embedexp.core.errors import ConfigError
+from embedexp.model.build import save_adapter
+from embedexp.model.embedder import Embedder
 
 
-def write_adapter(model, tokenizer, folder: Path) -> dict:
-    """Save the peft adapter and tokenizer into `folder`; returns manifest entries (base model path)."""
-    if not isinstance(model, PeftModel):
-        raise ConfigError("formats: 'adapter' needs a LoRA run (model.lora set); this model has no adapter")
-    model.save_pretrained(str(folder))
-    tokenizer.save_pretrained(str(folder))
-    config = model.peft_config[model.active_adapter]
+def write_adapter(embedder: Embedder, folder: Path) -> dict:
+    """Save the peft adapter, tokenizer and pooling into `folder`; returns manifest entries (base model path)."""
+    try:
+        save_adapter(embedder, folder)
+    except ConfigError as err:
+        raise ConfigError(f"formats: 'adapter': {err}") from None
+    config = embedder.model.peft_config[embedder.model.active_adapter]
     return {"base_model_name_or_path": config.base_model_name_or_path}

@@ -55,7 +55,7 @@ def _recipe(manifest: dict[str, Any]) -> str:
         "| | |",
         "|---|---|",
         f"| prompt | `{manifest['prompt']['name']}`: `{manifest['prompt']['template']}` |",
-        f"| pooling | `{manifest['pooling']['target']}` {manifest['pooling']['options']} |",
+        f"| pooling | `{manifest['pooling']['target']}` {manifest['pooling']['config']} |",
         f"| max length | {manifest['max_length']} tokens; the text is truncated, never the prompt |",
         f"| embedding | {manifest['embed_dim']} dimensions, L2-normalised, cosine similarity |",
         *(
@@ -81,7 +81,8 @@ def _recipe(manifest: dict[str, Any]) -> str:
         if st.get("custom_modules"):
             lines.append(
                 "\nThis pooling has no sentence-transformers equivalent: `modules.json` names "
-                "`embedexp.export.st_modules` classes, so loading needs `pip install embedexp` and "
+                f"`embedexp.export.st_modules.EmbedexpTransformer` and `{manifest['pooling']['target']}`, so loading "
+                "needs both importable (`pip install embedexp`, and the pooling's own module) and "
                 "`SentenceTransformer(path, trust_remote_code=True)`."
             )
         else:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -19,14 +21,13 @@ from embedexp.core.hardware import configure_threads
 from embedexp.core.progress import Progress
 from embedexp.export.adapter import write_adapter
 from embedexp.export.card import model_card
-from embedexp.export.load import FORMATS, write_manifest
+from embedexp.export.load import FORMATS, pooling_record, prompt_record, write_manifest
 from embedexp.export.merged import merge_lora, write_merged
 from embedexp.export.selfcheck import PROBE_TEXTS, check_export, reference_vectors
-from embedexp.export.sentence_transformers import pooling_spec, write_sentence_transformers
-from embedexp.export.source import ExportSource, resolve_source
+from embedexp.export.sentence_transformers import write_sentence_transformers
+from embedexp.export.source import ExportSource, load_export_source
 from embedexp.model.bidirectional import attention_mode
 from embedexp.model.matryoshka import truncate_normalized
-from embedexp.model.pooling import save_pooling_weights
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +42,7 @@ def _formats(formats: Sequence[str] | str) -> list[str]:
 
 
 def base_manifest(
-    source: ExportSource, embed_dim: int, training_datasets: Any = None, truncate_dim: int | None = None
+    source: ExportSource, embed_dim: int, *, training_datasets: Any = None, truncate_dim: int | None = None
 ) -> dict[str, Any]:
     """What every form records about the model: recipe, backbone, size, and where it came from."""
     embedder = source.embedder
@@ -54,13 +55,8 @@ def base_manifest(
         "attn_implementation": attn_implementation(embedder.model),
         "attention": attention_mode(embedder.model),
         "init_adapter": source.cfg.model.get("init_adapter"),
-        "prompt": {
-            "name": embedder.prompt.name,
-            "template": embedder.prompt.template,
-            "append_eos": embedder.prompt.append_eos,
-            "pool_copy": embedder.prompt.pool_copy,
-        },
-        "pooling": pooling_spec(embedder.pooling),
+        "prompt": prompt_record(embedder.prompt),
+        "pooling": pooling_record(embedder.pooling),
         "max_length": embedder.max_length,
         "padding_side": embedder.padding_side,
         "embed_dim": embed_dim,
@@ -76,33 +72,35 @@ def base_manifest(
     }
 
 
-def _export_one(
-    form: str,
-    target: Path,
-    write: Callable[[Path], dict],
-    manifest: dict[str, Any],
-    source: ExportSource,
-    reference: dict,
-    texts: list[str],
-    min_cosine: float,
-    overwrite: bool,
-    progress: Progress | None = None,
-) -> dict[str, Any]:
-    """Write one form into staging, reload and check it there; only a passing folder is renamed to `target`."""
-    log.info("export: writing and self-checking the %s form", form)
-    if progress is not None:
-        progress.describe(form)
-    with atomic_folder(target, replace=overwrite) as staging:
-        manifest = {**manifest, "format": form, **write(staging)}
-        write_manifest(staging, manifest)
-        manifest["selfcheck"] = check_export(staging, reference, texts, min_cosine)
-        write_manifest(staging, manifest)
-        (staging / "README.md").write_text(model_card(manifest, source.records, str(target)), encoding="utf-8")
-        make_readable(staging)
-    log.info("exported %s to %s (self-check min cosine %.7f)", form, target, manifest["selfcheck"]["min_cosine"])
-    if progress is not None:
-        progress.update(1)
-    return {"path": str(target), "min_cosine": manifest["selfcheck"]["min_cosine"], "selfcheck": manifest["selfcheck"]}
+@dataclass
+class FormWriter:
+    """Writes the forms of one export: each into a staging folder, reloaded and self-checked there against the
+    training module's `reference` vectors of `texts`; only a passing folder is renamed into place."""
+
+    source: ExportSource
+    manifest: dict[str, Any]
+    reference: dict
+    texts: list[str]
+    min_cosine: float
+    overwrite: bool
+    progress: Progress
+
+    def write(self, form: str, target: Path, write_files: Callable[[Path], dict]) -> dict[str, Any]:
+        """Write one form with `write_files(staging)` (it returns manifest entries) and check it."""
+        log.info("export: writing and self-checking the %s form", form)
+        self.progress.describe(form)
+        with atomic_folder(target, replace=self.overwrite) as staging:
+            manifest = {**self.manifest, "format": form, **write_files(staging)}
+            write_manifest(staging, manifest)
+            manifest["selfcheck"] = check_export(staging, self.reference, self.texts, self.min_cosine)
+            write_manifest(staging, manifest)
+            card = model_card(manifest, self.source.records, str(target))
+            (staging / "README.md").write_text(card, encoding="utf-8")
+            make_readable(staging)
+        check = manifest["selfcheck"]
+        log.info("exported %s to %s (self-check min cosine %.7f)", form, target, check["min_cosine"])
+        self.progress.update(1)
+        return {"path": str(target), "min_cosine": check["min_cosine"], "selfcheck": check}
 
 
 def make_readable(folder: Path) -> None:
@@ -118,6 +116,7 @@ def export_model(
     source: ExportSource,
     formats: Sequence[str] | str,
     output_dir: str | Path,
+    *,
     probe_texts: Sequence[str] | None = None,
     min_cosine: float = 0.9999,
     overwrite: bool = False,
@@ -144,50 +143,30 @@ def export_model(
             raise ConfigError(f"truncate_dim={truncate_dim} must be in 1..{full_dim} (this model's embedding size)")
         truncate_dim = int(truncate_dim)
         reference = {side: truncate_normalized(vectors, truncate_dim) for side, vectors in reference.items()}
-    manifest = base_manifest(source, truncate_dim or full_dim, training_datasets, truncate_dim)
-    progress = Progress(len(forms), "export", "forms")
-    common = dict(
-        source=source, reference=reference, texts=texts, min_cosine=min_cosine, overwrite=overwrite, progress=progress
+    manifest = base_manifest(
+        source, truncate_dim or full_dim, training_datasets=training_datasets, truncate_dim=truncate_dim
     )
+    progress = Progress(len(forms), "export", "forms")
+    writer = FormWriter(source, manifest, reference, texts, min_cosine, overwrite, progress)
     results: dict[str, dict[str, Any]] = {}
     if "adapter" in forms:
-
-        def write(folder: Path) -> dict:
-            entries = write_adapter(embedder.model, embedder.tokenizer, folder)
-            save_pooling_weights(embedder.pooling, folder)
-            return entries
-
-        results["adapter"] = _export_one("adapter", targets["adapter"], write, manifest, **common)
+        results["adapter"] = writer.write("adapter", targets["adapter"], functools.partial(write_adapter, embedder))
     if {"merged", "sentence_transformers"} & set(forms):
         embedder.model = merge_lora(embedder.model)  # in place: the reference vectors are already computed
     if "merged" in forms:
-
-        def write(folder: Path) -> dict:
-            entries = write_merged(embedder.model, embedder.tokenizer, folder)
-            save_pooling_weights(embedder.pooling, folder)
-            return entries
-
-        results["merged"] = _export_one("merged", targets["merged"], write, manifest, **common)
+        results["merged"] = writer.write("merged", targets["merged"], functools.partial(write_merged, embedder))
     if "sentence_transformers" in forms:
 
         def write(folder: Path) -> dict:
-            entries = write_sentence_transformers(
-                embedder.model,
-                embedder.tokenizer,
-                embedder.pooling,
-                embedder.prompt,
-                embedder.max_length,
-                folder,
-                truncate_dim=truncate_dim,
-            )
+            entries = write_sentence_transformers(embedder, folder, truncate_dim=truncate_dim)
             return {
                 "embed_dim": entries.pop("embed_dim"),
                 "tokenizer_original": entries.pop("tokenizer_original"),
                 "sentence_transformers": entries,
             }
 
-        results["sentence_transformers"] = _export_one(
-            "sentence_transformers", targets["sentence_transformers"], write, manifest, **common
+        results["sentence_transformers"] = writer.write(
+            "sentence_transformers", targets["sentence_transformers"], write
         )
     progress.close()
     summary = {form: {"path": r["path"], "min_cosine": r["min_cosine"]} for form, r in results.items()}
@@ -198,7 +177,7 @@ def export_model(
 def export_from_config(cfg: DictConfig) -> dict[str, dict[str, Any]]:
     """`python -m embedexp export`: resolve the source from the config and export the requested forms."""
     configure_threads(cfg.get("num_threads", "auto"))
-    source = resolve_source(cfg)
+    source = load_export_source(cfg)
     output_dir = cfg.get("output_dir") or (
         source.run_dir / "export" if source.run_dir is not None else Path(cfg.paths.output_dir)
     )
@@ -208,9 +187,9 @@ def export_from_config(cfg: DictConfig) -> dict[str, dict[str, Any]]:
         source,
         list(cfg.formats),
         output_dir,
-        list(cfg.probe_texts) if cfg.get("probe_texts") else None,
-        float(cfg.min_cosine),
-        bool(cfg.overwrite),
-        training,
-        cfg.get("truncate_dim"),
+        probe_texts=list(cfg.probe_texts) if cfg.get("probe_texts") else None,
+        min_cosine=float(cfg.min_cosine),
+        overwrite=bool(cfg.overwrite),
+        training_datasets=training,
+        truncate_dim=cfg.get("truncate_dim"),
     )

@@ -32,6 +32,6 @@ def load_encoder(cfg: DictConfig) -> TextEncoder:
         from embedexp.export.load import load_export
 
         return load_export(cfg.model_path)
-    from embedexp.export.source import resolve_source
+    from embedexp.export.source import load_export_source
 
-    return _EmbedderEncoder(resolve_source(cfg, require_weights=False).embedder)
+    return _EmbedderEncoder(load_export_source(cfg, require_weights=False).embedder)

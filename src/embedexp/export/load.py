@@ -8,22 +8,23 @@ from __future__ import annotations
 
 import json
 from contextlib import contextmanager
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 from hydra.utils import instantiate
+from sentence_transformers.util import import_from_string
 from transformers import AutoModel, AutoTokenizer
 
 from embedexp.core.errors import ConfigError
-from embedexp.export.st_modules import import_pooling
 from embedexp.export.tokenizer import bake_template, unbake
 from embedexp.model.bidirectional import set_attention
 from embedexp.model.embedder import Embedder
 from embedexp.model.lora import load_adapter
 from embedexp.model.matryoshka import truncate_normalized
-from embedexp.model.pooling import load_pooling_weights
+from embedexp.model.pooling import POOLING_FOLDER, Pooling, class_path
 from embedexp.model.prompts import PromptTemplate
 
 MANIFEST = "embedexp_export.json"
@@ -43,9 +44,39 @@ def write_manifest(folder: str | Path, manifest: dict[str, Any]) -> None:
     (Path(folder) / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
 
 
+def pooling_record(pooling: Pooling) -> dict[str, Any]:
+    """What a manifest says about the pooling: its class and constructor options (it is saved in `pooling/`)."""
+    return {"target": class_path(pooling), "config": pooling.get_config_dict(), "folder": POOLING_FOLDER}
+
+
+def load_pooling(folder: Path, manifest: dict[str, Any]) -> Pooling:
+    """The pooling of an adapter or merged folder: its class from the manifest, options and weights from `pooling/`."""
+    target = manifest["pooling"]["target"]
+    try:
+        pooling_class = import_from_string(target)
+    except ImportError as err:
+        raise ConfigError(
+            f"{folder / MANIFEST}: pooling class {target} cannot be imported ({err}); install its package or put its "
+            "module on PYTHONPATH"
+        ) from err
+    if not (isinstance(pooling_class, type) and issubclass(pooling_class, Pooling)):
+        raise ConfigError(f"{folder / MANIFEST}: pooling {target} is not an embedexp.model.pooling.Pooling")
+    return pooling_class.load(str(folder / POOLING_FOLDER))
+
+
+def prompt_record(prompt: PromptTemplate) -> dict[str, Any]:
+    """What a manifest says about the prompt: its class and constructor fields."""
+    return {"target": class_path(prompt), **{f.name: getattr(prompt, f.name) for f in fields(prompt) if f.init}}
+
+
 def manifest_prompt(manifest: dict[str, Any]) -> PromptTemplate:
-    """The run's prompt template."""
-    return PromptTemplate(**manifest["prompt"])
+    """The run's prompt template, rebuilt from its class (PromptTemplate in manifests that do not name one)."""
+    record = dict(manifest["prompt"])
+    target = record.pop("target", None)
+    prompt_class = import_from_string(target) if target else PromptTemplate
+    if not (isinstance(prompt_class, type) and issubclass(prompt_class, PromptTemplate)):
+        raise ConfigError(f"{MANIFEST}: prompt {target} is not an embedexp.model.prompts.PromptTemplate")
+    return prompt_class(**record)
 
 
 def _model_kwargs(manifest: dict[str, Any]) -> dict[str, Any]:
@@ -166,8 +197,7 @@ def load_export(path: str | Path, device: str = "cpu") -> LoadedExport:
         from peft import PeftModel
 
         model = PeftModel.from_pretrained(_base_model(manifest), str(path), is_trainable=False)
-    pooling = import_pooling(manifest["pooling"]["target"], manifest["pooling"]["options"])
-    load_pooling_weights(pooling, path)
+    pooling = load_pooling(path, manifest)
     embedder = Embedder(
         model.to(device).eval(),
         AutoTokenizer.from_pretrained(str(path)),

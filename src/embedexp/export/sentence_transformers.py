@@ -1,8 +1,9 @@
 """Write a sentence-transformers folder with `SentenceTransformer(modules=[Transformer, Pooling, Normalize]).save()`.
 
 The Transformer holds the merged weights and the template-baked tokenizer. mean / last / weighted-mean / max (without
-`exclude_prompt`) use sentence-transformers' own modules and load with a plain `SentenceTransformer(path)`. Other
-poolings use `embedexp.export.st_modules` (needs embedexp installed and `trust_remote_code=True`). Matryoshka
+`exclude_prompt`) use sentence-transformers' own modules and load with a plain `SentenceTransformer(path)`. Every
+other pooling (a user's too) is itself the pooling module, after `embedexp.export.st_modules.EmbedexpTransformer`
+(loading needs both importable and `trust_remote_code=True`). Matryoshka
 truncation is sentence-transformers' own `truncate_dim`, saved with the model. Bidirectional attention travels in
 `config.json` (`is_causal: false`, which transformers reads when it builds the mask); the folder then requires the
 transformers version it was checked with.
@@ -10,6 +11,7 @@ transformers version it was checked with.
 
 from __future__ import annotations
 
+import copy
 import json
 import shutil
 from pathlib import Path
@@ -22,18 +24,11 @@ from sentence_transformers.base.modules.normalize import Normalize
 from sentence_transformers.base.modules.transformer import Transformer
 from sentence_transformers.sentence_transformer.modules.pooling import Pooling as STPooling
 
-from embedexp.export.st_modules import EmbedexpPooling, EmbedexpTransformer
+from embedexp.export.st_modules import EmbedexpTransformer
 from embedexp.export.tokenizer import bake_template, original_state
 from embedexp.model.bidirectional import attention_mode
-from embedexp.model.pooling import (
-    POOLING_WEIGHTS,
-    LastTokenPooling,
-    MaxPooling,
-    MeanPooling,
-    Pooling,
-    WeightedMeanPooling,
-    pooled_dim,
-)
+from embedexp.model.embedder import Embedder
+from embedexp.model.pooling import LastTokenPooling, MaxPooling, MeanPooling, Pooling, WeightedMeanPooling
 from embedexp.model.prompts import PromptTemplate
 
 # embedexp pooling class -> sentence-transformers pooling_mode (exact equivalents, see tests/test_export.py)
@@ -52,14 +47,6 @@ def st_pooling_mode(pooling: Pooling) -> str | None:
     if pooling.exclude_prompt:
         return None
     return ST_POOLING_MODES.get(type(pooling))
-
-
-def pooling_spec(pooling: Pooling) -> dict[str, Any]:
-    """Class path and constructor options of an embedexp pooling (for manifests and the custom module)."""
-    spec = {"target": f"{type(pooling).__module__}.{type(pooling).__qualname__}", "options": pooling.options()}
-    if pooling.has_weights:
-        spec["weights"] = POOLING_WEIGHTS
-    return spec
 
 
 def transformer_module(source: Path, pooling: Pooling, prompt: PromptTemplate, attention: str) -> Transformer:
@@ -85,49 +72,39 @@ def transformer_module(source: Path, pooling: Pooling, prompt: PromptTemplate, a
 
 
 def pooling_module(pooling: Pooling, dim: int) -> torch.nn.Module:
-    """sentence-transformers' Pooling in the equivalent mode, or `EmbedexpPooling` holding a copy of the weights."""
+    """sentence-transformers' Pooling in the equivalent mode, or a copy of the pooling itself (with its weights)."""
     mode = st_pooling_mode(pooling)
     if mode is not None:
         return STPooling(dim, mode, include_prompt=True)
-    spec = pooling_spec(pooling)
-    module = EmbedexpPooling(spec["target"], spec["options"], pooled_dim(pooling, dim))
-    module.pooling.load_state_dict(pooling.state_dict())
-    return module
+    return copy.deepcopy(pooling)
 
 
 def requirements(custom: bool, attention: str) -> dict[str, dict[str, str]]:
     """Version requirements sentence-transformers checks before loading (it reads them but never writes them)."""
     needed = {}
     if custom:
-        needed["embedexp"] = {"specifier": ">=0.1", "reason": "custom pooling module"}
+        needed["embedexp"] = {"specifier": ">=0.1", "reason": "Transformer module for a custom pooling"}
     if attention != "causal":
         reason = "bidirectional attention through config.is_causal (checked with this version)"
         needed["transformers"] = {"specifier": f">={transformers.__version__}", "reason": reason}
     return needed
 
 
-def write_sentence_transformers(
-    model: torch.nn.Module,
-    tokenizer,
-    pooling: Pooling,
-    prompt: PromptTemplate,
-    max_length: int,
-    folder: Path,
-    truncate_dim: int | None = None,
-) -> dict[str, Any]:
-    """Write the folder for a merged (adapter-free) base decoder; returns the manifest entries describing it.
+def write_sentence_transformers(embedder: Embedder, folder: Path, truncate_dim: int | None = None) -> dict[str, Any]:
+    """Write the folder for an embedder over a merged (adapter-free) decoder; returns the manifest entries about it.
 
     sentence-transformers prompts can only prepend a string, so the template is applied by the tokenizer and the
     model's own `query` / `document` prompts stay empty. `truncate_dim` (Matryoshka) is the model's `truncate_dim`:
     `encode` keeps the first `truncate_dim` dimensions of the normalised vector (`normalize_embeddings=True` or
     `model.similarity` re-normalise them).
     """
+    model, pooling, prompt = embedder.model, embedder.pooling, embedder.prompt
     attention = attention_mode(model)
     custom = st_pooling_mode(pooling) is None
     dim = int(model.config.hidden_size)
     source = folder / SOURCE
     model.save_pretrained(source, safe_serialization=True)
-    bake_template(tokenizer, prompt, max_length).save_pretrained(source)
+    bake_template(embedder.tokenizer, prompt, embedder.max_length).save_pretrained(source)
     st_model = SentenceTransformer(
         modules=[transformer_module(source, pooling, prompt, attention), pooling_module(pooling, dim), Normalize()],
         device=str(next(model.parameters()).device),
@@ -146,5 +123,5 @@ def write_sentence_transformers(
         "pooling_mode": st_pooling_mode(pooling),
         "custom_modules": custom,
         "embed_dim": st_model.get_embedding_dimension(),  # truncate_dim when set
-        "tokenizer_original": original_state(tokenizer),
+        "tokenizer_original": original_state(embedder.tokenizer),
     }

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import logging
+import pickle
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -11,12 +13,14 @@ from typing import Any
 import torch
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from embedexp.core.config import hydra_choices
 from embedexp.core.errors import ConfigError
 from embedexp.model.build import build_embedder
 from embedexp.model.embedder import Embedder
 
 log = logging.getLogger(__name__)
 RUN_CONFIG = Path(".hydra") / "config.yaml"
+HYDRA_CONFIG = Path(".hydra") / "hydra.yaml"
 
 
 @dataclass
@@ -29,14 +33,30 @@ class ExportSource:
     adapter_path: str | None = None
     ckpt_path: str | None = None
     records: dict[str, Any] = field(default_factory=dict)
+    choices: dict[str, str] = field(default_factory=dict)
 
     @property
     def name(self) -> str:
-        """`embedexp/<backbone>-<pooling>-<prompt>`, or the configured `name`."""
-        return (
-            self.cfg.get("name")
-            or f"embedexp/{backbone_slug(self.cfg)}-{self.embedder.pooling.name}-{self.embedder.prompt.name}"
-        )
+        """`embedexp/<backbone>-<pooling>-<prompt>` (the config options chosen), or the configured `name`."""
+        pooling = self.choices.get("pooling") or class_slug(self.embedder.pooling)
+        return self.cfg.get("name") or f"embedexp/{backbone_slug(self.cfg)}-{pooling}-{self.embedder.prompt.name}"
+
+
+def class_slug(pooling: torch.nn.Module) -> str:
+    """`LastTokenPooling` -> `last_token`: a name for a pooling whose config option is unknown."""
+    words = re.findall(r"[A-Z][a-z0-9]*", type(pooling).__name__.removesuffix("Pooling")) or ["pooling"]
+    return "_".join(word.lower() for word in words)
+
+
+def run_choices(run_dir: Path | None) -> dict[str, str]:
+    """The config option chosen per group: a run folder's (`.hydra/hydra.yaml`), else this process's."""
+    if run_dir is None:
+        return hydra_choices()
+    path = run_dir / HYDRA_CONFIG
+    if not path.is_file():
+        return {}
+    choices = OmegaConf.select(OmegaConf.load(path), "hydra.runtime.choices", default=None) or {}
+    return {str(group): str(option) for group, option in choices.items() if option is not None}
 
 
 def backbone_slug(cfg: DictConfig) -> str:
@@ -83,8 +103,13 @@ def run_records(run_dir: Path | None) -> dict[str, Any]:
 
 def load_checkpoint(embedder: Embedder, ckpt_path: str) -> None:
     """Load a Lightning checkpoint's trainable weights (keys `embedder.<...>`) into the embedder; all must match."""
-    try:
-        checkpoint = torch.load(ckpt_path, map_location="cpu", weights_only=False)
+    try:  # tensors and plain containers only: a checkpoint from elsewhere must not run code
+        checkpoint = torch.load(ckpt_path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        raise ConfigError(
+            f"ckpt_path={ckpt_path!r}: refused: the checkpoint holds objects other than tensors and plain values "
+            f"(loading them would run code): {str(err).splitlines()[-1] if str(err) else err}"
+        ) from err
     except (OSError, RuntimeError) as err:
         raise ConfigError(f"ckpt_path={ckpt_path!r}: cannot read checkpoint: {err}") from err
     state = {k.removeprefix("embedder."): v for k, v in checkpoint.get("state_dict", {}).items()}
@@ -109,7 +134,7 @@ def latest_run(log_dir: str | Path) -> Path:
     return runs[-1]
 
 
-def resolve_source(cfg: DictConfig, require_weights: bool = True) -> ExportSource:
+def load_export_source(cfg: DictConfig, require_weights: bool = True) -> ExportSource:
     """Build the training Embedder from `run_dir` (its config and adapter/checkpoint) or from the config groups."""
     run_dir = Path(cfg.run_dir) if cfg.get("run_dir") else None
     if cfg.get("run_dir") == "latest":
@@ -138,4 +163,12 @@ def resolve_source(cfg: DictConfig, require_weights: bool = True) -> ExportSourc
         load_checkpoint(embedder, ckpt_path)
     embedder.eval()
     embedder.requires_grad_(False)
-    return ExportSource(model_cfg, embedder, run_dir, adapter_path, ckpt_path, run_records(run_dir))
+    return ExportSource(
+        model_cfg,
+        embedder,
+        run_dir=run_dir,
+        adapter_path=adapter_path,
+        ckpt_path=ckpt_path,
+        records=run_records(run_dir),
+        choices=run_choices(run_dir),
+    )

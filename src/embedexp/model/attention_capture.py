@@ -19,7 +19,7 @@ from embedexp.model.pooling import last_index
 ATTENTION_MODULE = re.compile(r"(?:^|\.)layers\.(\d+)\.self_attn$")
 
 
-def attention_modules(model: torch.nn.Module) -> dict[int, torch.nn.Module]:
+def attention_modules_by_layer(model: torch.nn.Module) -> dict[int, torch.nn.Module]:
     """Map decoder layer index to its self-attention module."""
     found = {}
     for name, module in model.named_modules():
@@ -45,7 +45,7 @@ def final_token_attention(model: torch.nn.Module, attention_mask: torch.Tensor, 
     """
     if not uses_eager_attention(model):
         raise ValueError("reading attention weights needs model.backbone.attn_implementation=eager")
-    modules = attention_modules(model)
+    modules = attention_modules_by_layer(model)
     n_layers = len(modules)
     if layers is not None and any(not -n_layers <= layer < n_layers for layer in layers):
         raise ConfigError(f"layers={list(layers)}: this model has {n_layers} decoder layers (0..{n_layers - 1})")

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig
+from peft import PeftModel
 
 from embedexp.core.compat import attn_implementation
 from embedexp.core.errors import ConfigError
@@ -16,7 +18,7 @@ from embedexp.model.bidirectional import set_attention
 from embedexp.model.embedder import Embedder
 from embedexp.model.lora import apply_lora, load_adapter
 from embedexp.model.packing import use_packed_attention
-from embedexp.model.pooling import Pooling, load_pooling_weights
+from embedexp.model.pooling import POOLING_FOLDER, Pooling
 from embedexp.model.prompts import PromptTemplate
 
 log = logging.getLogger(__name__)
@@ -61,7 +63,7 @@ def build_embedder(
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     if adapter_path:
         model = load_adapter(model, adapter_path, trainable=trainable)
-        load_pooling_weights(pooling, adapter_path)
+        pooling.load_weights(str(Path(adapter_path) / POOLING_FOLDER))
         pooling.requires_grad_(trainable)
     elif new_lora and cfg.model.get("lora"):
         model = apply_lora(model, **cfg.model.lora)
@@ -94,3 +96,13 @@ def build_configured_pooling(pooling_cfg: DictConfig, hidden_size: int) -> Pooli
         name = type(pooling).__name__
         raise ConfigError(f"pooling._target_ must build an embedexp.model.pooling.Pooling, got {name}")
     return pooling
+
+
+def save_adapter(embedder: Embedder, folder: str | Path) -> None:
+    """Save what `build_embedder(cfg, adapter_path=folder)` reloads: the peft adapter, the tokenizer and the pooling
+    (its config and any weights, in `pooling/`)."""
+    if not isinstance(embedder.model, PeftModel):
+        raise ConfigError("an adapter folder needs a LoRA model (model.lora set); this model has no adapter")
+    embedder.model.save_pretrained(str(folder))
+    embedder.tokenizer.save_pretrained(str(folder))
+    embedder.pooling.save(str(Path(folder) / POOLING_FOLDER))

@@ -110,7 +110,9 @@ class Embedder(torch.nn.Module):
         hidden, attention = self.run(batch, needs_attention, getattr(self.pooling, "layers", None))
         pooled_attention = attention.pooled() if attention is not None else None
         device = hidden.device
-        return self.pooling(hidden, batch.attention_mask.to(device), batch.text_mask.to(device), pooled_attention)
+        return self.pooling.pool_tokens(
+            hidden, batch.attention_mask.to(device), batch.text_mask.to(device), pooled_attention
+        )
 
     def embed(self, texts: list[str]) -> torch.Tensor:
         """Embed texts in input order (gradients flow when the caller allows them).

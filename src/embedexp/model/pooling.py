@@ -1,53 +1,92 @@
 """Poolings: (hidden states, attention mask, text mask[, final-token attention]) to one vector.
 
-Every pooling is a `torch.nn.Module`, so one can carry trainable weights (`latent_attention`): they become part of the
-Embedder, train with the LoRA, and are saved with the adapter (`pooling.safetensors`) and in exports.
-Add a variant by subclassing `Pooling` with a `name` and a `pool` method, then adding `conf/pooling/<name>.yaml`.
+A pooling is one `Pooling` subclass and one YAML (`_target_` and its options). Its options are its constructor's
+arguments, kept as attributes of the same names: they are its `config_keys` (found from the signature, nothing to list
+by hand), saved with `save(folder)` as `config.json` beside its weights (`model.safetensors`, for poolings with
+trainable weights such as `latent_attention`) and rebuilt by `load(folder)`. A pooling is a sentence-transformers
+module, so the same object pools in training (`pool_tokens`) and inside an exported `SentenceTransformer`
+(`forward(features)`), whose `modules.json` names its class.
 """
 
 from __future__ import annotations
 
+import inspect
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import torch
-from safetensors.torch import load_file, save_file
+from sentence_transformers.base.modules.module import Module
 
-from embedexp.core.atomic import atomic_file
-from embedexp.core.errors import ConfigError, unknown_name
+from embedexp.core.errors import ConfigError
 
-POOLING_WEIGHTS = "pooling.safetensors"
+POOLING_FOLDER = "pooling"  # a pooling's subfolder in adapter and merged folders (sentence-transformers: 1_<Class>)
+TEXT_MASK = "text_mask"  # feature: 1 for the tokens of the (pooled copy of the) text, 0 for prompt and padding
+FINAL_ATTENTION = "final_token_attention"  # feature: [B, T] attention of the last token (poolings that need it)
 
-POOLINGS: dict[str, type[Pooling]] = {}
+
+def constructor_options(cls: type) -> list[str]:
+    """Names of the keyword arguments of `cls.__init__` (without self, *args and **kwargs)."""
+    kinds = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    parameters = list(inspect.signature(cls.__init__).parameters.values())[1:]
+    return [parameter.name for parameter in parameters if parameter.kind in kinds]
 
 
-class Pooling(torch.nn.Module):
+def class_path(obj: Any) -> str:
+    """`module.QualifiedName` of an object's class (what sentence-transformers records in modules.json)."""
+    return f"{type(obj).__module__}.{type(obj).__qualname__}"
+
+
+def _plain(value: Any) -> Any:
+    """A JSON value: tuples as lists."""
+    return [_plain(v) for v in value] if isinstance(value, (tuple, list)) else value
+
+
+class Pooling(Module):
     """Base pooling: picks the token mask (all tokens, or the text tokens only) and reduces hidden states."""
 
-    name: ClassVar[str] = ""
+    config_keys: ClassVar[list[str]] = ["exclude_prompt"]
     needs_attention: ClassVar[bool] = False
-    # constructor arguments recorded in export manifests (the pooling is rebuilt from them)
-    option_names: ClassVar[tuple[str, ...]] = ("exclude_prompt",)
 
     def __init__(self, exclude_prompt: bool = False) -> None:
         """`exclude_prompt`: pool over the tokens of the text only, not the prompt around it."""
         super().__init__()
         self.exclude_prompt = exclude_prompt
+        self.embedding_dimension: int | None = None
 
-    def __init_subclass__(cls, **kwargs) -> None:
-        """Register every named subclass under its name."""
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """A subclass's `config_keys` are its constructor's arguments unless it lists them itself."""
         super().__init_subclass__(**kwargs)
-        if cls.name:
-            POOLINGS[cls.name] = cls
+        if "config_keys" not in cls.__dict__:
+            cls.config_keys = constructor_options(cls)
 
-    def forward(
+    def get_config_dict(self) -> dict[str, Any]:
+        """The constructor options that rebuild this pooling (JSON values); each must be kept as an attribute."""
+        missing = [key for key in self.config_keys if not hasattr(self, key)]
+        if missing:
+            raise ConfigError(
+                f"{class_path(self)}: constructor option(s) {missing} are not kept as attributes of the same name "
+                f"(self.{missing[0]} = {missing[0]}), so the pooling cannot be saved, exported or cached faithfully"
+            )
+        return {key: _plain(getattr(self, key)) for key in self.config_keys}
+
+    def forward(self, features: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
+        """sentence-transformers: pool `token_embeddings` into `sentence_embedding`."""
+        features["sentence_embedding"] = self.pool_tokens(
+            features["token_embeddings"],
+            features["attention_mask"],
+            features.get(TEXT_MASK),
+            features.get(FINAL_ATTENTION),
+        )
+        return features
+
+    def pool_tokens(
         self,
         hidden: torch.Tensor,
         attention_mask: torch.Tensor,
         text_mask: torch.Tensor | None = None,
         attention: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """Pool `hidden` [B, T, H] to [B, H] over the selected tokens (float32)."""
+        """Pool `hidden` [B, T, H] to [B, D] over the selected tokens (float32)."""
         mask = self.token_mask(attention_mask, text_mask)
         return self.pool(hidden.float(), mask, attention)
 
@@ -60,22 +99,57 @@ class Pooling(torch.nn.Module):
         return mask
 
     def pool(self, hidden: torch.Tensor, mask: torch.Tensor, attention: torch.Tensor | None) -> torch.Tensor:
-        """Reduce [B, T, H] hidden states over the True positions of `mask` to [B, H]."""
+        """Reduce [B, T, H] hidden states over the True positions of `mask` to [B, D]."""
         raise NotImplementedError
-
-    def options(self) -> dict:
-        """Constructor arguments that rebuild this pooling (tuples as lists, for JSON manifests)."""
-        values = {key: getattr(self, key) for key in self.option_names}
-        return {key: list(value) if isinstance(value, tuple) else value for key, value in values.items()}
 
     @property
     def has_weights(self) -> bool:
-        """Whether the pooling carries parameters (saved with the adapter and in exports)."""
+        """Whether the pooling carries parameters (saved beside its config)."""
         return any(True for _ in self.parameters())
 
-    def __repr__(self) -> str:
-        """Readable name with options."""
-        return f"{type(self).__name__}(exclude_prompt={self.exclude_prompt})"
+    def save(self, output_path: str, *args: Any, safe_serialization: bool = True, **kwargs: Any) -> None:
+        """Write `config.json` (the constructor options) and, for poolings with weights, `model.safetensors`."""
+        Path(output_path).mkdir(parents=True, exist_ok=True)
+        self.save_config(output_path)
+        if self.has_weights:
+            self.save_torch_weights(output_path, safe_serialization=safe_serialization)
+
+    @classmethod
+    def load(cls, model_name_or_path: str, subfolder: str = "", **kwargs: Any) -> Pooling:
+        """Rebuild the pooling from its `config.json`, then load its weights if it has any."""
+        hub = {key: kwargs[key] for key in ("token", "cache_folder", "revision", "local_files_only") if key in kwargs}
+        if cls.load_file_path(model_name_or_path, cls.config_file_name, subfolder=subfolder, **hub) is None:
+            where = Path(model_name_or_path, subfolder)  # defaults would silently give another pooling
+            raise ConfigError(f"{where}: no {cls.config_file_name}; not a pooling folder written by Pooling.save")
+        config = cls.load_config(model_name_or_path, subfolder=subfolder, **hub)
+        try:
+            pooling = cls(**config)
+        except TypeError as err:
+            where = Path(model_name_or_path, subfolder, cls.config_file_name)
+            raise ConfigError(f"{where}: does not fit {cls.__module__}.{cls.__qualname__}: {err}") from err
+        pooling.load_weights(model_name_or_path, subfolder, **hub)
+        return pooling
+
+    def load_weights(self, model_name_or_path: str, subfolder: str = "", **hub: Any) -> None:
+        """Load the saved weights of a pooling that has any; a missing or mismatching file is a ConfigError."""
+        if not self.has_weights:
+            return
+        try:
+            self.load_torch_weights(model_name_or_path, subfolder=subfolder, model=self, **hub)
+        except (OSError, ValueError, RuntimeError) as err:  # no file, other shapes or keys, a corrupt file
+            where = Path(model_name_or_path, subfolder)
+            raise ConfigError(f"{where}: no weights that fit pooling {self!r}: {err}") from err
+
+    def on_model_ready(self, model: torch.nn.Module) -> None:
+        """In a SentenceTransformer: probe the output size from the size of the module before this one."""
+        modules = list(model.children())
+        before = modules[modules.index(self) - 1] if self in modules and modules.index(self) > 0 else None
+        size = getattr(before, "get_embedding_dimension", lambda: None)()
+        self.embedding_dimension = pooled_dim(self, int(size)) if size else None
+
+    def get_embedding_dimension(self) -> int | None:
+        """Size of the pooled vector inside a SentenceTransformer (None until it is known)."""
+        return self.embedding_dimension
 
 
 def weighted_average(hidden: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
@@ -99,8 +173,6 @@ def last_token(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 class MeanPooling(Pooling):
     """Average of the selected token states."""
 
-    name = "mean"
-
     def pool(self, hidden, mask, attention=None):
         """Masked mean."""
         return weighted_average(hidden, mask)
@@ -108,8 +180,6 @@ class MeanPooling(Pooling):
 
 class LastTokenPooling(Pooling):
     """State of the last selected token (the EOS / final prompt token for decoders)."""
-
-    name = "last"
 
     def pool(self, hidden, mask, attention=None):
         """Gather the last non-pad position of each row."""
@@ -119,8 +189,6 @@ class LastTokenPooling(Pooling):
 class WeightedMeanPooling(Pooling):
     """SGPT position-weighted mean: the i-th selected token gets weight i (later tokens saw more context)."""
 
-    name = "weighted_mean"
-
     def pool(self, hidden, mask, attention=None):
         """Linearly increasing weights over the selected tokens."""
         return weighted_average(hidden, mask.cumsum(dim=1) * mask)
@@ -129,8 +197,6 @@ class WeightedMeanPooling(Pooling):
 class MaxPooling(Pooling):
     """Element-wise maximum over the selected token states."""
 
-    name = "max"
-
     def pool(self, hidden, mask, attention=None):
         """Masked max."""
         return hidden.masked_fill(~mask.unsqueeze(-1), torch.finfo(hidden.dtype).min).max(dim=1).values
@@ -138,8 +204,6 @@ class MaxPooling(Pooling):
 
 class ConcatPooling(Pooling):
     """Last-token state concatenated with the mean (twice the hidden size)."""
-
-    name = "concat"
 
     def pool(self, hidden, mask, attention=None):
         """[last ; mean]."""
@@ -154,9 +218,7 @@ class AttentionPooling(Pooling):
     `keep_sink` is set.
     """
 
-    name = "attention"
     needs_attention = True
-    option_names = ("exclude_prompt", "layers", "keep_sink")
 
     def __init__(self, exclude_prompt: bool = False, layers: tuple[int, ...] = (-1,), keep_sink: bool = False) -> None:
         """`layers`: decoder layers whose final-token attention is averaged."""
@@ -178,12 +240,6 @@ class AttentionPooling(Pooling):
         weights = torch.where(weights.sum(dim=1, keepdim=True) > 0, weights, mask.float())
         return weighted_average(hidden, weights)
 
-    def __repr__(self) -> str:
-        """Readable name with options."""
-        return (
-            f"AttentionPooling(exclude_prompt={self.exclude_prompt}, layers={self.layers}, keep_sink={self.keep_sink})"
-        )
-
 
 class LatentAttentionPooling(Pooling):
     """NV-Embed latent-attention pooling (Lee et al. 2024): token states attend to a trainable latent array.
@@ -193,9 +249,6 @@ class LatentAttentionPooling(Pooling):
     the result is averaged over the selected tokens. With `zero_init` both output projections start at zero, so the
     untrained pooling is exactly mean pooling (as LoRA starts at the base model): zero-shot scores are mean pooling's.
     """
-
-    name = "latent_attention"
-    option_names = ("exclude_prompt", "hidden_size", "num_latents", "num_heads", "mlp_ratio", "zero_init")
 
     def __init__(
         self,
@@ -237,46 +290,12 @@ class LatentAttentionPooling(Pooling):
         states = states + self.mlp(self.norm_mlp(states))
         return weighted_average(states.float(), mask)
 
-    def __repr__(self) -> str:
-        """Readable name with options."""
-        return f"LatentAttentionPooling({', '.join(f'{k}={v}' for k, v in self.options().items())})"
-
-
-def save_pooling_weights(pooling: Pooling, folder: str | Path) -> Path | None:
-    """Write a pooling's weights to `<folder>/pooling.safetensors` atomically (nothing for poolings without any)."""
-    if not pooling.has_weights:
-        return None
-    path = Path(folder) / POOLING_WEIGHTS
-    state = {key: value.detach().cpu().contiguous() for key, value in pooling.state_dict().items()}
-    with atomic_file(path) as staging:
-        save_file(state, str(staging), metadata={"pooling": type(pooling).__name__})
-    return path
-
-
-def load_pooling_weights(pooling: Pooling, folder: str | Path) -> None:
-    """Load `<folder>/pooling.safetensors` into a pooling with weights; missing or mismatching files are errors."""
-    if not pooling.has_weights:
-        return
-    path = Path(folder) / POOLING_WEIGHTS
-    if not path.is_file():
-        raise ConfigError(f"{folder}: no {POOLING_WEIGHTS}, but pooling '{pooling.name}' has trained weights")
-    try:
-        pooling.load_state_dict(load_file(str(path)))
-    except Exception as err:  # wrong shapes or keys (another pooling config), corrupt file
-        raise ConfigError(f"{path}: does not fit pooling {pooling!r}: {err}") from err
-
 
 def pooled_dim(pooling: Pooling, hidden: int) -> int:
-    """Output size of a pooling over `hidden`-sized states (probed with a two-token input)."""
-    states = torch.zeros(1, 2, hidden)
-    mask = torch.ones(1, 2, dtype=torch.long)
-    attention = torch.full((1, 2), 0.5) if pooling.needs_attention else None
+    """Output size of a pooling over `hidden`-sized states (probed with a two-token input on its device)."""
+    device = next(pooling.parameters(), torch.empty(0)).device
+    states = torch.zeros(1, 2, hidden, device=device)
+    mask = torch.ones(1, 2, dtype=torch.long, device=device)
+    attention = torch.full((1, 2), 0.5, device=device) if pooling.needs_attention else None
     with torch.no_grad():
-        return int(pooling(states, mask, mask, attention).shape[-1])
-
-
-def build_pooling(name: str, **options) -> Pooling:
-    """Instantiate a registered pooling by name; unknown names list the valid ones."""
-    if name not in POOLINGS:
-        raise unknown_name("pooling", name, list(POOLINGS))
-    return POOLINGS[name](**options)
+        return int(pooling.pool_tokens(states, mask, mask, attention).shape[-1])

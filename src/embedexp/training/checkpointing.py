@@ -1,5 +1,5 @@
-"""Checkpoints: one written when training stops early (SIGTERM, Ctrl-C, an error), for `ckpt_path=last`; and an
-atomic checkpoint writer (a kill or a full disk mid-write leaves the previous checkpoint)."""
+"""Checkpoints: one written when training stops early (SIGTERM, Ctrl-C, an error), for `ckpt_path=last`; an atomic
+checkpoint writer (a kill or a full disk mid-write leaves the previous checkpoint); and which checkpoint resumes."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import lightning as L
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 
 from embedexp.core.atomic import atomic_file
+from embedexp.core.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -43,3 +44,17 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         """Write `checkpoint` beside `path`, then rename it over `path`."""
         with atomic_file(path) as staging:
             super().save_checkpoint(checkpoint, staging, storage_options)
+
+
+def resolve_ckpt_path(cfg) -> str | None:
+    """`ckpt_path=last`: the newest of this run's checkpoints/{last,on_exception}.ckpt; `auto`: the same, or none."""
+    path = cfg.get("ckpt_path")
+    if path in ("last", "auto"):
+        folder = Path(cfg.paths.output_dir) / "checkpoints"
+        found = [p for p in (folder / "last.ckpt", folder / "on_exception.ckpt") if p.is_file()]
+        if path == "auto" and not found:
+            return None
+        path = str(max(found, key=lambda p: p.stat().st_mtime_ns)) if found else str(folder / "last.ckpt")
+    if path and not Path(path).is_file():
+        raise ConfigError(f"ckpt_path: no checkpoint at {path}")
+    return path
