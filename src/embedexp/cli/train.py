@@ -79,6 +79,8 @@ def train(cfg: DictConfig) -> dict:
     datamodule = instantiate(cfg.data)
     module = build_module(cfg, embedder)
     callbacks = instantiate_group(cfg.get("callbacks"), cfg.get("tasks"))
+    if cfg.get("contamination"):  # refuses training pairs that repeat evaluation texts (conf/contamination/)
+        callbacks.append(instantiate_node(cfg.contamination))
     loggers = instantiate_group(cfg.get("logger"))
     status = RunStatus(cfg.paths.output_dir)
     trainer_overrides = {}

@@ -33,5 +33,7 @@ def cached_records(
     with atomic_file(path) as staging, gzip.open(staging, "wt", encoding="utf-8") as handle:
         for record in records:
             handle.write(json.dumps(record, ensure_ascii=False) + "\n")
-    log.info("%s corpus: %d records built in %.1f s, cached at %s", name, len(records), time.perf_counter() - start, path)
+    log.info(
+        "%s corpus: %d records built in %.1f s, cached at %s", name, len(records), time.perf_counter() - start, path
+    )
     return records
