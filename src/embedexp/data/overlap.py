@@ -8,10 +8,12 @@ import unicodedata
 from dataclasses import dataclass
 
 import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
 from datasketch import LeanMinHash, MinHash, MinHashLSH
 
 WORD = re.compile(r"\w+", re.UNICODE)
 PREVIEW_CHARS = 300  # of each indexed text, kept for showing examples
+POLY = np.uint64(1_000_003)  # multiplier of the shingles' polynomial hash
 
 
 def normalise(text: str) -> str:
@@ -24,11 +26,18 @@ def key_digest(key: str) -> int:
     return int.from_bytes(hashlib.blake2b(key.encode("utf-8"), digest_size=8).digest(), "little")
 
 
-def char_shingles(key: str, n: int = 5) -> set[bytes]:
-    """The character n-grams of a normalised text (the whole text when it is shorter), as bytes for MinHash."""
-    if len(key) <= n:
-        return {key.encode("utf-8")}
-    return {key[i : i + n].encode("utf-8") for i in range(len(key) - n + 1)}
+def shingle_hashes(key: str, n: int = 5) -> list[int]:
+    """Distinct 32-bit hashes of the character n-grams of a normalised text (of the whole text when it is shorter),
+    computed with numpy: a polynomial hash of the code points of each window."""
+    codes = np.frombuffer(key.encode("utf-32-le"), dtype=np.uint32).astype(np.uint64)
+    windows = sliding_window_view(codes, n) if len(codes) > n else codes[None, :]
+    powers = POLY ** np.arange(windows.shape[1] - 1, -1, -1, dtype=np.uint64)
+    return np.unique((windows * powers).sum(axis=1) & 0xFFFFFFFF).tolist()
+
+
+def _identity(value: int) -> int:
+    """The shingles are hashed already (`shingle_hashes`): MinHash takes them as they are."""
+    return value
 
 
 @dataclass(frozen=True)
@@ -54,7 +63,7 @@ class OverlapIndex:
             raise ValueError(f"near-duplicate threshold must be in (0, 1], got {threshold}")
         self.threshold, self.num_perm, self.shingle = threshold, num_perm, shingle
         self.lsh = MinHashLSH(threshold=threshold, num_perm=num_perm)
-        self._template = MinHash(num_perm=num_perm)
+        self._template = MinHash(num_perm=num_perm, hashfunc=_identity)
         self.exact: dict[int, int] = {}  # key_digest of the normalised text -> entry
         self.labels: list[str] = []
         self.texts: list[str] = []
@@ -71,7 +80,7 @@ class OverlapIndex:
         signatures = state.pop("_signatures")
         self.__dict__.update(state)
         self._signatures = list(signatures.astype(np.uint32, copy=False))
-        self._template = MinHash(num_perm=self.num_perm)
+        self._template = MinHash(num_perm=self.num_perm, hashfunc=_identity)
         self.lsh = MinHashLSH(threshold=self.threshold, num_perm=self.num_perm)
         with self.lsh.insertion_session() as session:
             for entry, hashvalues in enumerate(self._signatures):
@@ -85,7 +94,7 @@ class OverlapIndex:
     def minhash(self, key: str) -> MinHash:
         """The MinHash of a normalised text's shingles."""
         sketch = self._template.copy()
-        sketch.update_batch(char_shingles(key, self.shingle))
+        sketch.update_batch(shingle_hashes(key, self.shingle))
         return sketch
 
     def add(self, text: str, label: str) -> None:
