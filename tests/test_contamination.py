@@ -157,3 +157,20 @@ def test_contamination_command_checks_a_run_against_named_files(tmp_path, titles
     assert result["files"][str(titles_file)]["column"] == "sentences"
     assert result["files"][str(titles_file)]["contaminated_texts"] == 1
     assert "1 training texts repeat one" in capsys.readouterr().out
+
+
+def test_mixture_drops_contaminated_pairs_of_a_source_that_cannot_itself(tmp_path, titles_file):
+    from embedexp.data.mixture import MixtureDataModule
+
+    path = tmp_path / "synthetic.csv"
+    rows = [(TITLES[3], "css centering"), *[(f"clean anchor {i} {'x' * i}", f"clean positive {i}") for i in range(9)]]
+    pd.DataFrame(rows, columns=["text", "text_pos"]).to_csv(path, index=False)
+    texts = {
+        "_target_": "embedexp.data.contamination.EvaluationTexts",
+        "cache_dir": str(tmp_path / "cache"),
+        "references": {"so": {"task": "StackOverflowTitlesClustering", "path": str(titles_file)}},
+    }
+    source = {"_target_": "embedexp.data.pairs.PairFile", "path": str(path), "drop_contaminated": texts}
+    data = MixtureDataModule({"synthetic": source}, total_pairs=100, batch_size=2)
+    data.setup("fit")
+    assert data.counts == {"synthetic": 9} and TITLES[3] not in {p[0] for p in data.train_set.pairs}

@@ -7,6 +7,7 @@ page up to the end of its DESCRIPTION section, on every CPU core; the records ar
 from __future__ import annotations
 
 import gzip
+import hashlib
 import logging
 import os
 import re
@@ -35,6 +36,22 @@ def man_files(root: str, sections: list[int | str]) -> list[Path]:
         if folder.is_dir():
             found += sorted(p for p in folder.iterdir() if p.is_file() and not p.is_symlink())
     return found
+
+
+def page_family(path: Path) -> str:
+    """The program family of a page: its name up to the first `-`, `_` or `.` (`git-log.1.gz` -> `git`)."""
+    return FAMILY.split(path.name)[0]
+
+
+def capped_by_family(files: list[Path], cap: int) -> list[Path]:
+    """At most `cap` files of each family: those whose names hash lowest (the same choice on every build)."""
+    families: dict[str, list[Path]] = {}
+    for path in files:
+        families.setdefault(page_family(path), []).append(path)
+    chosen = []
+    for members in families.values():
+        chosen += sorted(members, key=lambda p: hashlib.sha1(p.name.encode()).hexdigest())[:cap]
+    return sorted(chosen)
 
 
 def page_source(path: Path) -> bytes | None:
@@ -88,19 +105,21 @@ def page_record(path: Path) -> dict | None:
     if not name or not paragraph or not prose(name.group("summary"), 2, 300, 0.5):
         return None
     page = path.name.removesuffix(".gz")
-    return {"text": name.group("summary"), "text_pos": paragraph, "family": FAMILY.split(page)[0], "page": page}
+    return {"text": name.group("summary"), "text_pos": paragraph, "family": page_family(path), "page": page}
 
 
 @dataclass
 class ManPagePairs(CorpusPairs):
     """Summary line <-> first DESCRIPTION paragraph of every English manual page in `root`'s `sections`.
 
-    `max_per_family` keeps a few pages of one program family (all `gcloud_*` pages are one family, `git-*` another).
+    `max_per_family` keeps a few pages of one program family (all `gcloud_*` pages are one family, `git-*` another);
+    the build renders at most `render_per_family` pages of a family (16,631 gcloud pages here would take minutes).
     """
 
     root: str = "/usr/share/man"
     sections: list = field(default_factory=lambda: [1, 5, 7, 8])
     max_per_family: int | None = 100
+    render_per_family: int = 500  # pages of one family rendered at build (a fixed choice by name hash): a cap
 
     name: ClassVar[str] = "manpages"
 
@@ -114,7 +133,7 @@ class ManPagePairs(CorpusPairs):
         """Render every page (all CPU cores) and keep those with a summary and a prose DESCRIPTION paragraph."""
         if shutil.which("groff") is None:
             raise DataError(f"{self.origin}: manual pages need groff (Debian: apt-get install groff-base)")
-        files = man_files(self.root, self.sections)
+        files = capped_by_family(man_files(self.root, self.sections), self.render_per_family)
         if not files:
             raise DataError(
                 f"{self.origin}: no manual pages under {self.root}/man{{{','.join(map(str, self.sections))}}}"

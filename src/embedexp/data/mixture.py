@@ -1,9 +1,10 @@
 """`data=mixture`: pairs from several sources, `total_pairs` shared out by weight, served per source or mixed.
 
 Each entry of `sources` is a pair source config (`_target_`, conf/data/source/) plus the mixture's own keys:
-`weight` (share of `total_pairs`), `pairs` (an exact count instead of a weight) and `optional` (a source this
-machine cannot build is left out with a warning instead of stopping the run). A source that has fewer pairs than
-its share gives what it has and the rest goes to the others by weight.
+`weight` (share of `total_pairs`), `pairs` (an exact count instead of a weight), `optional` (a source this machine
+cannot build is left out with a warning instead of stopping the run) and `drop_contaminated` (evaluation texts,
+`${contamination.texts}`: the mixture drops the source's pairs that repeat one, for sources that cannot themselves).
+A source that has fewer pairs than its share gives what it has and the rest goes to the others by weight.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from embedexp.data.datamodule import PairDataModule
 from embedexp.data.pairs import Pair
 
 log = logging.getLogger(__name__)
-MIXTURE_KEYS = ("weight", "pairs", "optional")
+MIXTURE_KEYS = ("weight", "pairs", "optional", "drop_contaminated")
 BATCHING = ("per_source", "mixed")
 
 
@@ -54,14 +55,11 @@ class MixtureDataModule(PairDataModule):
         sources: DictConfig | Mapping,
         total_pairs: int = 3000,
         batching: str = "per_source",
-        batch_size: int = 16,
-        val_pairs: int = 0,
-        length_grouped: bool = True,
-        num_workers: int = 0,
-        seed: int = 0,
+        **datamodule_kwargs,
     ) -> None:
-        """`sources`: {name: source config with `weight` / `pairs` / `optional`} (instantiated in `setup`)."""
-        super().__init__(None, batch_size, val_pairs, length_grouped, num_workers, seed)
+        """`sources`: {name: source config with `weight` / `pairs` / `optional`} (instantiated in `setup`); the other
+        keyword arguments are PairDataModule's (batch_size, val_pairs, length_grouped, num_workers, seed)."""
+        super().__init__(None, **datamodule_kwargs)
         if batching not in BATCHING:
             raise ConfigError(f"data.batching must be one of {BATCHING}, got {batching!r}")
         if not sources:
@@ -72,13 +70,13 @@ class MixtureDataModule(PairDataModule):
         self.total_pairs, self.batching = total_pairs, batching
         self.counts: dict[str, int] = {}
 
-    def _source(self, name: str, node, limit: int):
+    def _source(self, name: str, node, limit: int | None):
         """Instantiate one source (without the mixture's keys) asking for at most `limit` pairs."""
         source = instantiate_node({k: v for k, v in node.items() if k not in MIXTURE_KEYS})
         if hasattr(source, "origin"):
             source.origin = f"data.sources.{name}"
         own = getattr(source, "max_pairs", None)  # a source's own max_pairs caps its share
-        source.max_pairs = limit if own is None else min(limit, own)
+        source.max_pairs = own if limit is None else limit if own is None else min(limit, own)
         return source
 
     def load_pairs(self) -> tuple[list[Pair], list[str]]:
@@ -121,7 +119,10 @@ class MixtureDataModule(PairDataModule):
         """One source's first `count` pairs; an optional source that cannot be built here gives none (warned)."""
         node = self.sources[name]
         try:
-            return self._source(name, node, count).load()
+            if not node.get("drop_contaminated"):
+                return self._source(name, node, count).load()
+            texts = instantiate_node(node["drop_contaminated"])
+            return texts.drop(self._source(name, node, None).load(), f"data.sources.{name}", limit=count)
         except EmbedexpError as err:
             message = str(err) if str(err).startswith(f"data.sources.{name}") else f"data.sources.{name}: {err}"
             if node.get("optional"):
