@@ -165,9 +165,10 @@ def test_corpus_sampling_is_seeded_deduplicated_family_capped_and_cached(tmp_pat
 def test_man_page_build_renders_a_fixed_few_pages_of_each_family():
     from pathlib import Path
 
-    from embedexp.data.manpages import capped_by_family
+    from embedexp.data.corpora import capped_by_family
+    from embedexp.data.manpages import page_family
 
     files = [Path(f"man1/gcloud_alpha_{i}.1.gz") for i in range(10)] + [Path("man1/ls.1.gz"), Path("man1/cp.1.gz")]
-    chosen = capped_by_family(files, 3)
+    chosen = capped_by_family(files, page_family, str, 3)
     assert len(chosen) == 5 and {p.name for p in chosen} >= {"ls.1.gz", "cp.1.gz"}
-    assert capped_by_family(list(reversed(files)), 3) == chosen
+    assert capped_by_family(list(reversed(files)), page_family, str, 3) == chosen

@@ -8,11 +8,12 @@ near-duplicate anchors, keeps at most `max_per_family` pairs of one family, drop
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import random
 import re
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -31,6 +32,17 @@ def prose(text: str, min_words: int, max_chars: int = 1000, min_alpha: float = 0
     if len(text.split()) < min_words or len(text) > max_chars or not compact:
         return False
     return len(LETTER.findall(compact)) / len(compact) >= min_alpha
+
+
+def capped_by_family(items: list, family: Callable[[object], str], name: Callable[[object], str], cap: int) -> list:
+    """At most `cap` items of each family: those whose names hash lowest (the same choice on every build)."""
+    families: dict[str, list] = {}
+    for item in items:
+        families.setdefault(family(item), []).append(item)
+    chosen = []
+    for members in families.values():
+        chosen += sorted(members, key=lambda item: hashlib.sha1(name(item).encode()).hexdigest())[:cap]
+    return sorted(chosen, key=name)
 
 
 def squash(text: str) -> str:

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import ClassVar
 
 from embedexp.core.errors import DataError
-from embedexp.data.corpora import CorpusPairs, prose, squash
+from embedexp.data.corpora import CorpusPairs, capped_by_family, prose, squash
 
 log = logging.getLogger(__name__)
 DOCUMENTED = (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)
@@ -121,10 +121,12 @@ def _records_of(batch: list[tuple[str, str]]) -> list[dict]:
 @dataclass
 class DocstringPairs(CorpusPairs):
     """Docstring summary <-> first prose paragraph, from `roots` (default: the stdlib and this environment's
-    site-packages); `max_per_family` caps the pairs of one top-level package."""
+    site-packages); `max_per_family` caps the pairs of one top-level package, `parse_per_family` the files parsed
+    of one package when the corpus is built (torch alone has thousands)."""
 
     roots: list | None = None
     max_per_family: int | None = 500
+    parse_per_family: int = 300  # files of one package parsed at build (a fixed choice by name hash): a cap
     exclude_packages: list = field(default_factory=lambda: ["embedexp"])
 
     name: ClassVar[str] = "docstrings"
@@ -132,12 +134,13 @@ class DocstringPairs(CorpusPairs):
     def cache_name(self) -> str:
         """One cache per set of roots."""
         roots = "\n".join(map(str, self.roots or installed_roots()))
-        return f"{self.name}/{hashlib.sha1(roots.encode()).hexdigest()[:12]}"
+        return f"{self.name}/{hashlib.sha1(roots.encode()).hexdigest()[:12]}-{self.parse_per_family}"
 
     def build(self) -> list[dict]:
         """Parse every file with `ast` on all CPU cores."""
         roots = [str(r) for r in (self.roots or installed_roots()) if Path(r).is_dir()]
         files = [(p, f) for p, f in python_files(roots) if f not in set(self.exclude_packages)]
+        files = capped_by_family(files, lambda item: item[1], lambda item: item[0], self.parse_per_family)
         if not files:
             raise DataError(f"{self.origin}: no Python files under {self.roots or installed_roots()}")
         batches = [files[i : i + 200] for i in range(0, len(files), 200)]

@@ -7,7 +7,6 @@ page up to the end of its DESCRIPTION section, on every CPU core; the records ar
 from __future__ import annotations
 
 import gzip
-import hashlib
 import logging
 import os
 import re
@@ -19,7 +18,7 @@ from pathlib import Path
 from typing import ClassVar
 
 from embedexp.core.errors import DataError
-from embedexp.data.corpora import CorpusPairs, prose, squash
+from embedexp.data.corpora import CorpusPairs, capped_by_family, prose, squash
 
 log = logging.getLogger(__name__)
 GROFF = ["groff", "-mandoc", "-Tutf8", "-t", "-k", "-P-cbou", "-rLL=3000n", "-rHY=0"]
@@ -41,17 +40,6 @@ def man_files(root: str, sections: list[int | str]) -> list[Path]:
 def page_family(path: Path) -> str:
     """The program family of a page: its name up to the first `-`, `_` or `.` (`git-log.1.gz` -> `git`)."""
     return FAMILY.split(path.name)[0]
-
-
-def capped_by_family(files: list[Path], cap: int) -> list[Path]:
-    """At most `cap` files of each family: those whose names hash lowest (the same choice on every build)."""
-    families: dict[str, list[Path]] = {}
-    for path in files:
-        families.setdefault(page_family(path), []).append(path)
-    chosen = []
-    for members in families.values():
-        chosen += sorted(members, key=lambda p: hashlib.sha1(p.name.encode()).hexdigest())[:cap]
-    return sorted(chosen)
 
 
 def page_source(path: Path) -> bytes | None:
@@ -133,7 +121,7 @@ class ManPagePairs(CorpusPairs):
         """Render every page (all CPU cores) and keep those with a summary and a prose DESCRIPTION paragraph."""
         if shutil.which("groff") is None:
             raise DataError(f"{self.origin}: manual pages need groff (Debian: apt-get install groff-base)")
-        files = capped_by_family(man_files(self.root, self.sections), self.render_per_family)
+        files = capped_by_family(man_files(self.root, self.sections), page_family, str, self.render_per_family)
         if not files:
             raise DataError(
                 f"{self.origin}: no manual pages under {self.root}/man{{{','.join(map(str, self.sections))}}}"

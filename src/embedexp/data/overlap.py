@@ -8,8 +8,8 @@ import unicodedata
 from dataclasses import dataclass
 
 import numpy as np
-from numpy.lib.stride_tricks import sliding_window_view
 from datasketch import LeanMinHash, MinHash, MinHashLSH
+from numpy.lib.stride_tricks import sliding_window_view
 
 WORD = re.compile(r"\w+", re.UNICODE)
 PREVIEW_CHARS = 300  # of each indexed text, kept for showing examples
