@@ -37,12 +37,12 @@ def test_mixture_takes_each_source_share_and_labels_pairs(tmp_path):
     sources = {
         "big": file_source(pair_file(tmp_path, "big", 200), weight=3.0),
         "small": file_source(pair_file(tmp_path, "small", 200), weight=1.0),
-        "fixed": file_source(pair_file(tmp_path, "fixed", 50), pairs=20),
+        "fixed": file_source(pair_file(tmp_path, "fixed", 50), pairs=10),
     }
     data = MixtureDataModule(sources, total_pairs=100, batch_size=4)
     data.setup("fit")
-    assert data.counts == {"fixed": 20, "big": 60, "small": 20}
-    assert Counter(data.train_origins) == {"data.sources.big": 60, "data.sources.small": 20, "data.sources.fixed": 20}
+    assert data.counts == {"fixed": 10, "big": 68, "small": 22}  # 90 shared 3:1, largest remainder
+    assert Counter(data.train_origins) == {"data.sources.big": 68, "data.sources.small": 22, "data.sources.fixed": 10}
     assert all(
         pair[0].startswith(origin.rsplit(".", 1)[1]) for pair, origin in zip(data.train_set.pairs, data.train_origins)
     )
