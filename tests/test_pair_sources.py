@@ -63,7 +63,7 @@ def test_docstring_summary_pairs_with_its_first_prose_paragraph(tmp_path):
         'import os  # never imported: parsed only\nraise SystemExit("imported!")\n'
     )
     (package / "tests").mkdir()
-    (package / "tests" / "test_x.py").write_text(
+    (package / "tests" / "helpers.py").write_text(
         '"""A test module docstring that is long.\n\nSkipped with its '
         'folder because tests are not documentation prose."""\n'
     )
@@ -82,7 +82,7 @@ def test_docs_pair_headings_with_their_first_paragraph_in_markdown_rst_and_info(
     docs = tmp_path / "doc" / "pkg"
     docs.mkdir(parents=True)
     prose = "This section explains how the cache folder is laid out and when its files are written again."
-    (docs / "README.md").write_text(f"# Pkg\n\n## Cache folder layout\n\n{prose}\n\n## Installation\n\n{prose}\n")
+    (docs / "README.md").write_text(f"# Pkg\n\n## Cache folder layout\n\n{prose}\n\n## Getting started\n\n{prose}\n")
     with gzip.open(docs / "guide.rst.gz", "wt") as handle:
         handle.write(f"Guide\n=====\n\nRetry and back-off policy\n-------------------------\n\n{prose}\n")
     info = tmp_path / "info"
@@ -96,7 +96,7 @@ def test_docs_pair_headings_with_their_first_paragraph_in_markdown_rst_and_info(
         "Retry and back-off policy",
         "Sorting large inputs",
     ]
-    assert heading_pair("Installation", prose) is None and heading_pair("Layout of things", "too short") is None
+    assert heading_pair("Getting started", prose) is None and heading_pair("Layout of things", "too short") is None
 
 
 def test_dictionary_entries_give_headword_definition_pairs():
