@@ -16,6 +16,7 @@ COMMANDS = {
     "synth": "synthetic positive pairs (conf/synth.yaml)",
     "mine": "add mined hard negatives to a pair file (conf/mine.yaml)",
     "fetch_shared": "build the shared clustering data files from their public sources (needs internet)",
+    "contamination": "a run's training pairs against labelled files: exact and near-duplicate overlap",
 }
 
 

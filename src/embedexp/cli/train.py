@@ -33,6 +33,8 @@ def train(cfg: DictConfig) -> dict:
     results = SaveResults(run)
     records = [LogRunConfig(run), results, RunStatus(run.output_dir, run.cfg.run_name), FinishLoggerRuns()]
     callbacks = instantiate_group(run.cfg.get("callbacks"), run.cfg.get("tasks")) + records
+    if run.cfg.get("contamination"):  # refuses training pairs that repeat evaluation texts (conf/contamination/)
+        callbacks.insert(0, instantiate_node(run.cfg.contamination))
     loggers = instantiate_group(run.cfg.get("logger"))
     trainer: L.Trainer = instantiate(run.cfg.trainer, callbacks=callbacks, logger=loggers or False)
     trainer.fit(module, datamodule=datamodule, ckpt_path=resolve_ckpt_path(run.cfg))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import random
+from collections import Counter
 from collections.abc import Callable, Iterator
 
 import lightning as L
@@ -36,7 +37,8 @@ class PairDataset(Dataset):
 class LengthGroupedBatchSampler(Sampler[list[int]]):
     """Shuffled batches of similar-length pairs: shuffle, sort within mega-batches, shuffle the batches.
 
-    Less padding per batch while every epoch still sees a new random order (as in HF `group_by_length`).
+    Less padding per batch while every epoch still sees a new random order (as in HF `group_by_length`). With
+    `groups` (a group id per pair), every batch holds pairs of one group only (e.g. one source of a mixture).
     """
 
     def __init__(
@@ -48,9 +50,10 @@ class LengthGroupedBatchSampler(Sampler[list[int]]):
         drop_last: bool = True,
         num_replicas: int = 1,
         rank: int = 0,
+        groups: list[int] | None = None,
     ) -> None:
         """`lengths[i]` is the size of pair i; `mega_batch` batches are sorted together; ranks take every n-th batch."""
-        self.lengths, self.batch_size, self.seed = lengths, batch_size, seed
+        self.lengths, self.batch_size, self.seed, self.groups = lengths, batch_size, seed, groups
         self.mega_batch, self.drop_last, self.epoch = mega_batch, drop_last, 0
         self.num_replicas, self.rank = num_replicas, rank
         self.skip = 0  # batches of the current epoch already trained before a resume
@@ -66,14 +69,26 @@ class LengthGroupedBatchSampler(Sampler[list[int]]):
         rng.shuffle(order)
         span = self.batch_size * self.mega_batch
         batches = []
-        for start in range(0, len(order), span):
-            group = sorted(order[start : start + span], key=lambda i: -self.lengths[i])
-            batches += [group[i : i + self.batch_size] for i in range(0, len(group), self.batch_size)]
-        if self.drop_last:
-            batches = [b for b in batches if len(b) == self.batch_size]
+        for members in self._group_members(order):
+            group_batches = []
+            for start in range(0, len(members), span):
+                group = sorted(members[start : start + span], key=lambda i: -self.lengths[i])
+                group_batches += [group[i : i + self.batch_size] for i in range(0, len(group), self.batch_size)]
+            if self.drop_last:
+                group_batches = [b for b in group_batches if len(b) == self.batch_size]
+            batches += group_batches
         rng.shuffle(batches)
         usable = len(batches) - len(batches) % self.num_replicas
         return batches[self.rank : usable : self.num_replicas]
+
+    def _group_members(self, order: list[int]) -> list[list[int]]:
+        """The shuffled indices split by group (in order of group id), or all of them as one group."""
+        if self.groups is None:
+            return [order]
+        members: dict[int, list[int]] = {}
+        for index in order:
+            members.setdefault(self.groups[index], []).append(index)
+        return [members[group] for group in sorted(members)]
 
     def __iter__(self) -> Iterator[list[int]]:
         """Yield this epoch's batches (minus those already trained when resuming), then advance the epoch."""
@@ -83,9 +98,13 @@ class LengthGroupedBatchSampler(Sampler[list[int]]):
 
     def __len__(self) -> int:
         """Number of batches per epoch."""
-        full, rest = divmod(len(self.lengths), self.batch_size)
-        total = full if self.drop_last or not rest else full + 1
-        return total // self.num_replicas
+        sizes = Counter(self.groups).values() if self.groups is not None else [len(self.lengths)]
+        return batch_count(sizes, self.batch_size, self.drop_last) // self.num_replicas
+
+
+def batch_count(group_sizes, batch_size: int, drop_last: bool = True) -> int:
+    """Batches of `batch_size` made within each group (incomplete ones dropped with `drop_last`)."""
+    return sum(n // batch_size if drop_last else -(-n // batch_size) for n in group_sizes)
 
 
 class ResumableDataLoader(DataLoader):
@@ -160,13 +179,22 @@ class PairDataModule(L.LightningDataModule):
         self.length_grouped, self.num_workers, self.seed = length_grouped, num_workers, seed
         self.train_set: PairDataset | None = None
         self.val_set: PairDataset | None = None
+        self.train_origins: list[str] = []
+        self.val_origins: list[str] = []
+
+    def load_pairs(self) -> tuple[list[Pair], list[str]]:
+        """The source's pairs, and where each comes from (its config key, for messages and per-source batches)."""
+        pairs = self.source.load()
+        return pairs, ["data.source"] * len(pairs)
 
     def setup(self, stage: str | None = None) -> None:
         """Load pairs once and split off the validation pairs."""
         if self.train_set is not None:
             return
-        pairs = self.source.load()
-        random.Random(self.seed).shuffle(pairs)
+        pairs, origins = self.load_pairs()
+        order = list(range(len(pairs)))
+        random.Random(self.seed).shuffle(order)
+        pairs, origins = [pairs[i] for i in order], [origins[i] for i in order]
         n_val = min(self.val_pairs, len(pairs) // 5)
         train = pairs[n_val:]
         if len(train) < self.batch_size:
@@ -175,7 +203,12 @@ class PairDataModule(L.LightningDataModule):
             )
         self.train_set = PairDataset(train)
         self.val_set = PairDataset(pairs[:n_val]) if n_val >= 2 else None
+        self.train_origins, self.val_origins = origins[n_val:], origins[:n_val] if n_val >= 2 else []
         log.info("pairs: %d train, %d validation", len(train), n_val)
+
+    def batch_groups(self) -> list[int] | None:
+        """A group id per training pair when every batch must come from one group (None: batches mix pairs)."""
+        return None
 
     def train_dataloader(self) -> DataLoader:
         """Shuffled (optionally length-grouped) batches; incomplete last batch dropped.
@@ -191,9 +224,13 @@ class PairDataModule(L.LightningDataModule):
                 "trainer.use_distributed_sampler must be false: PairDataModule already gives each process its own "
                 "batches (conf/trainer/default.yaml sets it)"
             )
-        if self.length_grouped:
-            lengths = [pair_length(pair) for pair in self.train_set.pairs]
-            sampler = LengthGroupedBatchSampler(lengths, self.batch_size, self.seed, num_replicas=replicas, rank=rank)
+        groups = self.batch_groups()
+        if self.length_grouped or groups is not None:
+            # per-group batches go through this sampler too (every pair counts as the same length without grouping)
+            lengths = [pair_length(pair) if self.length_grouped else 0 for pair in self.train_set.pairs]
+            sampler = LengthGroupedBatchSampler(
+                lengths, self.batch_size, self.seed, num_replicas=replicas, rank=rank, groups=groups
+            )
             return ResumableDataLoader(
                 self.train_set,
                 batch_sampler=sampler,
@@ -218,7 +255,9 @@ class PairDataModule(L.LightningDataModule):
 
     def train_batches_per_epoch(self, world_size: int = 1) -> int:
         """Batches each process trains per epoch (incomplete batches are dropped)."""
-        return len(self.train_set) // self.batch_size // world_size
+        groups = self.batch_groups()
+        sizes = Counter(groups).values() if groups is not None else [len(self.train_set)]
+        return batch_count(sizes, self.batch_size) // world_size
 
     def _trained_batches_this_epoch(self) -> int:
         """Batches of the running epoch whose optimizer step is done (read from the Lightning loop)."""

@@ -7,16 +7,13 @@ tasks), so no package family appears on both sides.
 from __future__ import annotations
 
 import glob
-import gzip
 import hashlib
-import json
 import logging
 import os
 import subprocess
-from pathlib import Path
 
-from embedexp.core.atomic import atomic_file
 from embedexp.core.errors import DataError
+from embedexp.data.corpus_cache import cached_records
 
 log = logging.getLogger(__name__)
 
@@ -115,17 +112,7 @@ def build_corpus() -> list[dict[str, str]]:
 
 def load_corpus(cache_dir: str | os.PathLike) -> list[dict[str, str]]:
     """The Debian corpus, cached as gzipped JSON Lines under `cache_dir/debian/` after the first build."""
-    path = Path(cache_dir) / "debian" / f"corpus-v{CORPUS_VERSION}.jsonl.gz"
-    if path.is_file():
-        with gzip.open(path, "rt", encoding="utf-8") as handle:
-            return [json.loads(line) for line in handle]
-    corpus = build_corpus()
-    with atomic_file(path) as staging, gzip.open(staging, "wt", encoding="utf-8") as handle:
-        for row in corpus:
-            handle.write(json.dumps(row) + "\n")
-    n_long = sum(bool(r["long"]) for r in corpus)
-    log.info("Debian corpus: %d packages (%d with long descriptions) cached at %s", len(corpus), n_long, path)
-    return corpus
+    return cached_records(cache_dir, "debian", CORPUS_VERSION, build_corpus)
 
 
 def corpus_texts(corpus: list[dict[str, str]], split: str, field: str) -> list[dict[str, str]]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import logging
 import random
 from dataclasses import dataclass, field
@@ -164,6 +165,8 @@ class DebianPairs:
     noise: TextNoise = field(default_factory=TextNoise)
     seed: int = 0
     cache_dir: str = ".cache/embedexp"
+    exclude: object | None = None  # EvaluationTexts: drop pairs repeating any evaluation text (exact or near)
+    origin: str = "data.source"  # the config key, in messages
 
     def load(self) -> list[Pair]:
         """Build the pairs from the cached corpus, shuffled by `seed`."""
@@ -180,7 +183,10 @@ class DebianPairs:
         records = [r for r in records if " ".join(r[field_name].lower().split()) not in eval_texts]
         rng = random.Random(self.seed)
         rng.shuffle(records)
-        records = records[: self.max_pairs] if self.max_pairs else records
         if self.pairing == "short_long" and field_name == "long":
-            return [(r["short"], r["long"]) for r in records]
-        return [(r[field_name], self.noise(r[field_name], rng)) for r in records]
+            pairs = ((r["short"], r["long"]) for r in records)
+        else:
+            pairs = ((r[field_name], self.noise(r[field_name], rng)) for r in records)
+        if self.exclude is not None:  # both sides, against every evaluation task (summaries repeat across packages)
+            return self.exclude.drop(pairs, self.origin, limit=self.max_pairs)
+        return list(itertools.islice(pairs, self.max_pairs))

@@ -6,7 +6,8 @@ finished only when its metrics exist and its status (if recorded) is `finished`.
 W&B offline run in the job's `wandb/` folder stands in if it exited with code 0 and recorded `run/status: finished`
 (read with W&B's own reader, `embedexp.analysis.report.wandb_runs`). Every other job is reported as unfinished, with its
 reason and last step, never silently dropped. Jobs are grouped into configurations by their overrides minus the seed
-(and other keys that do not change what is measured, see `DEFAULT_EXCLUDE`) and by the task set they scored.
+(and other keys that do not change what is measured, see `DEFAULT_EXCLUDE`), by their training data (`training_data`,
+from `.hydra/config.yaml`: a mixture's sources and weights) and by the task set they scored.
 """
 
 from __future__ import annotations
@@ -104,6 +105,23 @@ def _read_overrides(job_dir: Path, metrics: dict | None) -> dict[str, str]:
     return parse_overrides(p for p in name.split(",") if "=" in p)
 
 
+def training_data(job_dir: Path) -> str | None:
+    """The job's training data from its saved config: a mixture's sources with their weights (or pair counts) and
+    total, or the single source's kind and size; None without `.hydra/config.yaml`."""
+    saved = job_dir / ".hydra" / "config.yaml"
+    data = (yaml.safe_load(saved.read_text()) or {}).get("data") if saved.is_file() else None
+    if not isinstance(data, dict):
+        return None
+    if isinstance(data.get("sources"), dict):
+        shares = [f"{name} {node.get('pairs') if node.get('pairs') is not None else node.get('weight', 1.0)}"
+                  for name, node in data["sources"].items() if node]
+        return f"mixture {data.get('total_pairs')} ({data.get('batching')}): " + ", ".join(shares)
+    source = data.get("source") or {}
+    kind = str(source.get("_target_", "?")).rsplit(".", 1)[-1]
+    detail = source.get("pairing") or source.get("path") or source.get("folder") or source.get("dataset") or ""
+    return f"{kind} {detail} {source.get('max_pairs') or source.get('max_texts') or 'all'}".replace("  ", " ")
+
+
 def scores_from_metrics(metrics: dict) -> dict[str, dict[str, float]]:
     """Clustering scores of a job by stage: `val/<task>` → fine_tuned, `zero_shot/<task>` → zero_shot."""
     scores: dict[str, dict[str, float]] = {}
@@ -155,6 +173,8 @@ def read_job(job_dir: Path, seed_key: str = "seed", read_wandb: bool = True) -> 
             else:
                 state, reason = FINISHED, None
     overrides = _read_overrides(job_dir, metrics)
+    if (data := training_data(job_dir)) is not None:  # runs on different data never pool into one configuration
+        overrides["training_data"] = data
     seed = (metrics or {}).get("provenance", {}).get("seed") if metrics else None
     if seed is None:
         seed = overrides.get(seed_key)
