@@ -142,6 +142,17 @@ def parameters(target: str) -> set[str] | None:
     return set(signature.parameters) - {"self"}
 
 
+def taken_by_container(cfg, path: str) -> bool:
+    """Whether a target above the key's own one reads it from its entries (its class lists it in `ENTRY_KEYS`, e.g.
+    a mixture's per-source `weight`)."""
+    parts, key = path.split("."), path.rsplit(".", 1)[-1]
+    for depth in range(len(parts) - 2, 0, -1):
+        node = OmegaConf.select(cfg, ".".join(parts[:depth]))
+        if has_target(node) and key in getattr(get_object(node._target_), "ENTRY_KEYS", ()):
+            return True
+    return False
+
+
 def compositions(config: str, seen: set[str]) -> list[list[str]]:
     """The command's default composition, plus one per option of each config group not `seen` in an earlier command
     (a group's keys are checked once, in the first command that composes it)."""
@@ -167,7 +178,7 @@ def check_composition(config: str, overrides: list[str]) -> tuple[list[str], dic
         owner = next((node for node in PASSED_WHOLE if path.startswith(node + ".")), None)
         if owner is not None or target is not None:
             accepted = parameters(PASSED_WHOLE[owner] if owner else target._target_)
-            if accepted is not None and key not in accepted:
+            if accepted is not None and key not in accepted and not taken_by_container(cfg, path):
                 not_taken.append(path)
             continue
         used = key in read or any(p == path or p.startswith(path + ".") for p in interpolated)

@@ -50,6 +50,8 @@ def allocate(weights: Mapping[str, float], total: int, available: Mapping[str, i
 class MixtureDataModule(PairDataModule):
     """A PairDataModule over several pair sources; `batching=per_source` draws every batch from one source."""
 
+    ENTRY_KEYS = MIXTURE_KEYS  # keys of each `sources.<name>` entry the mixture reads itself (not the source)
+
     def __init__(
         self,
         sources: DictConfig | Mapping,
