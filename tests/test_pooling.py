@@ -135,6 +135,8 @@ def test_a_subclass_constructor_options_are_its_config_keys():
         "exclude_prompt": False,
         "layers": [-2, -1],  # JSON values
         "keep_sink": False,
+        "layer": -1,  # the base class's options, passed through **kwargs
+        "layer_norm": True,
     }
     with pytest.raises(ConfigError, match=r"ForgetfulPooling: constructor option\(s\) \['scale'\] are not kept"):
         ForgetfulPooling(scale=2.0).get_config_dict()

@@ -25,6 +25,7 @@ def test_key_changes_when_an_adapter_is_merged_into_any_frozen_layer(tmp_path):
 
 def test_key_tells_every_pooling_and_prompt_option_apart(tmp_path):
     user_pooling = ["pooling._target_=tests.user_poolings.PowerMeanPooling", "+pooling.power=1", "prompt=echo"]
+    user_pooling += ["~pooling.layer", "~pooling.layer_norm"]  # options of mean.yaml this user pooling does not take
     variants = {
         "as configured": [],
         "pooling.power": ["pooling.power=3"],

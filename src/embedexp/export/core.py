@@ -22,7 +22,7 @@ from embedexp.core.progress import Progress
 from embedexp.export.adapter import write_adapter
 from embedexp.export.card import model_card
 from embedexp.export.load import FORMATS, pooling_record, prompt_record, write_manifest
-from embedexp.export.merged import merge_lora, write_merged
+from embedexp.export.merged import merge_lora, up_to_pooled_layer, write_merged
 from embedexp.export.selfcheck import PROBE_TEXTS, check_export, reference_vectors
 from embedexp.export.sentence_transformers import write_sentence_transformers
 from embedexp.export.source import ExportSource, load_export_source
@@ -152,7 +152,8 @@ def export_model(
     if "adapter" in forms:
         results["adapter"] = writer.write("adapter", targets["adapter"], functools.partial(write_adapter, embedder))
     if {"merged", "sentence_transformers"} & set(forms):
-        embedder.model = merge_lora(embedder.model)  # in place: the reference vectors are already computed
+        # in place: the reference vectors are already computed
+        embedder.model = up_to_pooled_layer(merge_lora(embedder.model), embedder.pooling)
     if "merged" in forms:
         results["merged"] = writer.write("merged", targets["merged"], functools.partial(write_merged, embedder))
     if "sentence_transformers" in forms:

@@ -8,8 +8,9 @@ import torch
 from peft import PeftModel
 from safetensors import safe_open
 
+from embedexp.core.errors import ConfigError
 from embedexp.model.embedder import Embedder
-from embedexp.model.pooling import POOLING_FOLDER
+from embedexp.model.pooling import POOLING_FOLDER, Pooling
 
 ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors", "adapter_model.bin")
 
@@ -17,6 +18,25 @@ ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors", "adapter_mo
 def merge_lora(model: torch.nn.Module) -> torch.nn.Module:
     """Fold LoRA weights into the base layers and drop the peft wrapper (models without LoRA pass through)."""
     return model.merge_and_unload() if isinstance(model, PeftModel) else model
+
+
+def up_to_pooled_layer(model: torch.nn.Module, pooling: Pooling) -> torch.nn.Module:
+    """A merged decoder whose last layer is the one the pooling reads (`pooling.layer`): the layers above it are
+    dropped, so a plain transformers or sentence-transformers load computes the pooled states and nothing more."""
+    n_layers = len(model.layers)
+    if pooling.layer == n_layers - 1 and pooling.layer_norm:
+        return model
+    if not pooling.layer_norm:
+        raise ConfigError(
+            "pooling.layer_norm=false: a plain transformers model always ends with its final norm, so this pooling "
+            "cannot be exported as a merged or sentence-transformers folder (the adapter form keeps it)"
+        )
+    model.layers = torch.nn.ModuleList(list(model.layers)[: pooling.layer + 1])
+    model.config.num_hidden_layers = pooling.layer + 1
+    for attribute in ("layer_types",):  # per-layer config lists (Gemma 3's sliding / full attention) shrink too
+        if isinstance(getattr(model.config, attribute, None), list):
+            setattr(model.config, attribute, getattr(model.config, attribute)[: pooling.layer + 1])
+    return model
 
 
 def write_merged(embedder: Embedder, folder: Path) -> dict:

@@ -16,9 +16,9 @@ from embedexp.core.hardware import frozen_weights_dtype
 from embedexp.model.backbone import Backbone, compile_decoder_layers, hold_frozen_weights_in
 from embedexp.model.bidirectional import set_attention
 from embedexp.model.embedder import Embedder
-from embedexp.model.lora import apply_lora, load_adapter
+from embedexp.model.lora import apply_lora, load_adapter, num_decoder_layers
 from embedexp.model.packing import use_packed_attention
-from embedexp.model.pooling import POOLING_FOLDER, Pooling
+from embedexp.model.pooling import POOLING_FOLDER, Pooling, pooled_layer
 from embedexp.model.prompts import PromptTemplate
 
 log = logging.getLogger(__name__)
@@ -49,6 +49,7 @@ def build_embedder(
     backbone: Backbone = instantiate(cfg.model.backbone)
     model = backbone.model
     pooling = build_configured_pooling(cfg.pooling, int(model.config.hidden_size))
+    pooling.layer = pooled_layer(pooling, num_decoder_layers(model))  # absolute: exports may drop the layers above
     if (pooling.needs_attention or eager_attention) and attn_implementation(model) != "eager":
         log.info("attention weights are read: switching the backbone to eager attention")
         model.set_attn_implementation("eager")
@@ -65,8 +66,8 @@ def build_embedder(
         model = load_adapter(model, adapter_path, trainable=trainable)
         pooling.load_weights(str(Path(adapter_path) / POOLING_FOLDER))
         pooling.requires_grad_(trainable)
-    elif new_lora and cfg.model.get("lora"):
-        model = apply_lora(model, **cfg.model.lora)
+    elif new_lora and cfg.model.get("lora"):  # adapters end at the layer the pooling reads
+        model = apply_lora(model, **cfg.model.lora, top_layer=pooling.layer)
     if not trainable:
         model.requires_grad_(False)
     if frozen_dtype is None and precisions and cfg.model.get("frozen_bf16"):

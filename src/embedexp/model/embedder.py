@@ -10,9 +10,9 @@ import torch.nn.functional as F
 
 from embedexp.core.progress import Progress
 from embedexp.model.attention_capture import FinalTokenAttention, final_token_attention
-from embedexp.model.packing import plan_length_groups, run_decoder
-from embedexp.model.pooling import Pooling
-from embedexp.model.prefix_cache import FrozenPrefixCache, plan_batches
+from embedexp.model.packing import decoder_span, plan_length_groups, run_decoder
+from embedexp.model.pooling import Pooling, pooled_layer
+from embedexp.model.prefix_cache import FrozenPrefixCache, base_decoder, plan_batches
 from embedexp.model.prompts import PromptTemplate, TokenizedPrompts, pad_rows, pad_token_id
 
 TOKEN_CACHE_SIZE = 500_000  # texts whose prompted token ids `token_rows` keeps (int32: ~0.4 kB per text)
@@ -83,31 +83,50 @@ class Embedder(torch.nn.Module):
         )
 
     def run(
-        self, batch: TokenizedPrompts, with_attention: bool = False, layers: tuple[int, ...] | None = None
+        self,
+        batch: TokenizedPrompts,
+        with_attention: bool = False,
+        layers: tuple[int, ...] | None = None,
+        stop: int | None = None,
+        final_norm: bool = True,
     ) -> tuple[torch.Tensor, FinalTokenAttention | None]:
-        """Decode a tokenized batch: hidden states [B, T, H] and, if asked, the last token's attention per layer.
+        """Decode a tokenized batch: hidden states [B, T, H] after decoder layers ..`stop - 1` (None: all) and, if
+        `final_norm`, the final norm; and, if asked, the last token's attention per layer.
 
-        `layers` picks decoder layers (None = all; negative counts from the end). The `attention` pooling and the
-        attention-map analysis (`python -m embedexp attention`) both read attention through this method.
+        `layers` picks the decoder layers whose attention is read (None = all; negative counts from the end). The
+        `attention` pooling and the attention-map analysis (`python -m embedexp attention`) read attention here.
         """
         device = self.device
         input_ids = batch.input_ids.to(device)
         attention_mask = batch.attention_mask.to(device)
+        span = None if stop is None else slice(0, stop)
         if not with_attention:
             if self.prefix_cache is not None and (self.train_with_prefix_cache or not torch.is_grad_enabled()):
-                return self.prefix_cache.run(input_ids, attention_mask), None
-            return run_decoder(self.model, attention_mask, input_ids=input_ids, packed=self.packed), None
+                return self.prefix_cache.run(input_ids, attention_mask, stop, final_norm), None
+            hidden = run_decoder(
+                self.model, attention_mask, input_ids=input_ids, packed=self.packed, layers=span, final_norm=final_norm
+            )
+            return hidden, None
         # positions count from the first real token, so left padding gives the same vectors as right padding
         position_ids = (attention_mask.cumsum(dim=1) - 1).clamp_min(0)
         inputs = dict(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, use_cache=False)
-        with final_token_attention(self.model, attention_mask, layers) as captured:
+        with final_token_attention(self.model, attention_mask, layers) as captured, decoder_span(
+            self.model, span, final_norm
+        ):
             hidden = self.model(**inputs).last_hidden_state
         return hidden, FinalTokenAttention.from_captured(captured)
+
+    def pooled_span(self) -> tuple[int | None, bool]:
+        """(stop, final_norm) of the states the pooling reads: layers ..stop - 1 (None: all), then the norm or not."""
+        n_layers = len(base_decoder(self.model).layers)
+        index = pooled_layer(self.pooling, n_layers)
+        return (None if index == n_layers - 1 else index + 1), self.pooling.layer_norm
 
     def forward(self, batch: TokenizedPrompts) -> torch.Tensor:
         """Embed a tokenized batch; gradients flow when the caller allows them."""
         needs_attention = self.pooling.needs_attention
-        hidden, attention = self.run(batch, needs_attention, getattr(self.pooling, "layers", None))
+        stop, final_norm = self.pooled_span()
+        hidden, attention = self.run(batch, needs_attention, getattr(self.pooling, "layers", None), stop, final_norm)
         pooled_attention = attention.pooled() if attention is not None else None
         device = hidden.device
         return self.pooling.pool_tokens(

@@ -32,8 +32,10 @@ def apply_lora(
     dropout: float = 0.05,
     target_modules: Sequence[str] = ("q_proj", "k_proj", "v_proj", "o_proj"),
     last_n_layers: int | None = None,
+    top_layer: int | None = None,
 ) -> PeftModel:
-    """Wrap `model` with LoRA adapters on `target_modules`, optionally only in the last N decoder layers."""
+    """Wrap `model` with LoRA adapters on `target_modules`, optionally only in the last N decoder layers below and at
+    `top_layer` (default the last layer; an intermediate one when the pooling reads that layer: `pooling.layer`)."""
     targets = list(target_modules)
     available = linear_module_names(model)
     missing = [t for t in targets if t not in available]
@@ -42,11 +44,13 @@ def apply_lora(
             f"model.lora.target_modules: {missing} not found in the model; linear modules are: {', '.join(available)}"
         )
     layers = None
-    if last_n_layers:
-        total = num_decoder_layers(model)
-        if not 0 < last_n_layers <= total:
-            raise ConfigError(f"model.lora.last_n_layers={last_n_layers} must be in 1..{total} for this model")
-        layers = list(range(total - last_n_layers, total))
+    total = num_decoder_layers(model)
+    top = total - 1 if top_layer is None else top_layer
+    if last_n_layers or top < total - 1:
+        count = last_n_layers or top + 1
+        if not 0 < count <= top + 1:
+            raise ConfigError(f"model.lora.last_n_layers={last_n_layers} must be in 1..{top + 1} for layers 0..{top}")
+        layers = list(range(top + 1 - count, top + 1))
     config = LoraConfig(
         r=r,
         lora_alpha=alpha,

@@ -12,7 +12,9 @@ packed layout it is exactly `<base>` (sdpa or eager), so the same model also ser
 
 from __future__ import annotations
 
+import contextlib
 import logging
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import torch
@@ -196,28 +198,51 @@ def unpack(packed: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
     return padded
 
 
+@contextlib.contextmanager
+def decoder_span(model: torch.nn.Module, layers: slice | None, final_norm: bool) -> Iterator[None]:
+    """Run only the decoder layers `layers` (a slice; None: all), with or without the final norm, inside the block.
+
+    The decoder's layer list and norm are swapped for the block and restored after it, so a forward pass can start
+    from cached states (layers `split:`), stop at an intermediate layer (`:k + 1`) or skip the final norm.
+    """
+    decoder = model.get_base_model() if hasattr(model, "get_base_model") else model
+    all_layers, norm = decoder.layers, decoder.norm
+    if layers is not None:
+        decoder.layers = torch.nn.ModuleList(list(all_layers)[layers])
+    if not final_norm:
+        decoder.norm = torch.nn.Identity()
+    try:
+        yield
+    finally:
+        decoder.layers, decoder.norm = all_layers, norm
+
+
 def run_decoder(
     model: torch.nn.Module,
     attention_mask: torch.Tensor,
     input_ids: torch.Tensor | None = None,
     inputs_embeds: torch.Tensor | None = None,
     packed: bool = False,
+    layers: slice | None = None,
+    final_norm: bool = True,
 ) -> torch.Tensor:
-    """Last hidden states [B, T, H] of a right- or left-padded batch; `packed` runs it padding-free.
+    """Hidden states [B, T, H] of a right- or left-padded batch after the decoder layers `layers` (default all) and,
+    if `final_norm`, the decoder's final norm; `packed` runs it padding-free.
 
     Positions count from each text's first real token, so left and right padding give the same vectors.
     """
     position_ids = (attention_mask.long().cumsum(dim=1) - 1).clamp_min(0)
-    if not packed:
-        inputs = {"input_ids": input_ids} if input_ids is not None else {"inputs_embeds": inputs_embeds}
-        output = model(**inputs, attention_mask=attention_mask, position_ids=position_ids, use_cache=False)
-        return output.last_hidden_state
-    layout, positions = pack_layout(attention_mask)
-    valid = layout.valid
-    inputs = (
-        {"input_ids": input_ids[valid][None]}
-        if input_ids is not None
-        else {"inputs_embeds": inputs_embeds[valid][None]}
-    )
-    output = model(**inputs, position_ids=positions[None], use_cache=False, packed_layout=layout)
-    return unpack(output.last_hidden_state[0], valid)
+    with decoder_span(model, layers, final_norm):
+        if not packed:
+            inputs = {"input_ids": input_ids} if input_ids is not None else {"inputs_embeds": inputs_embeds}
+            output = model(**inputs, attention_mask=attention_mask, position_ids=position_ids, use_cache=False)
+            return output.last_hidden_state
+        layout, positions = pack_layout(attention_mask)
+        valid = layout.valid
+        inputs = (
+            {"input_ids": input_ids[valid][None]}
+            if input_ids is not None
+            else {"inputs_embeds": inputs_embeds[valid][None]}
+        )
+        output = model(**inputs, position_ids=positions[None], use_cache=False, packed_layout=layout)
+        return unpack(output.last_hidden_state[0], valid)

@@ -44,13 +44,16 @@ def _plain(value: Any) -> Any:
 class Pooling(Module):
     """Base pooling: picks the token mask (all tokens, or the text tokens only) and reduces hidden states."""
 
-    config_keys: ClassVar[list[str]] = ["exclude_prompt"]
+    config_keys: ClassVar[list[str]] = ["exclude_prompt", "layer", "layer_norm"]
     needs_attention: ClassVar[bool] = False
 
-    def __init__(self, exclude_prompt: bool = False) -> None:
-        """`exclude_prompt`: pool over the tokens of the text only, not the prompt around it."""
+    def __init__(self, exclude_prompt: bool = False, layer: int = -1, layer_norm: bool = True) -> None:
+        """`exclude_prompt`: pool over the tokens of the text only, not the prompt around it; `layer`: the decoder
+        layer whose output is pooled (-1: the last; negative counts from the end; `build_embedder` stores the
+        absolute index); `layer_norm`: apply the decoder's final norm to it (as the last layer's output gets)."""
         super().__init__()
         self.exclude_prompt = exclude_prompt
+        self.layer, self.layer_norm = int(layer), bool(layer_norm)
         self.embedding_dimension: int | None = None
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
@@ -220,9 +223,16 @@ class AttentionPooling(Pooling):
 
     needs_attention = True
 
-    def __init__(self, exclude_prompt: bool = False, layers: tuple[int, ...] = (-1,), keep_sink: bool = False) -> None:
+    def __init__(
+        self,
+        exclude_prompt: bool = False,
+        layers: tuple[int, ...] = (-1,),
+        keep_sink: bool = False,
+        layer: int = -1,
+        layer_norm: bool = True,
+    ) -> None:
         """`layers`: decoder layers whose final-token attention is averaged."""
-        super().__init__(exclude_prompt)
+        super().__init__(exclude_prompt, layer, layer_norm)
         self.layers = tuple(int(layer) for layer in layers)
         self.keep_sink = keep_sink
 
@@ -258,9 +268,11 @@ class LatentAttentionPooling(Pooling):
         num_heads: int = 8,
         mlp_ratio: int = 4,
         zero_init: bool = True,
+        layer: int = -1,
+        layer_norm: bool = True,
     ) -> None:
         """`hidden_size`: the decoder's (null in the config: `build_embedder` fills in the backbone's)."""
-        super().__init__(exclude_prompt)
+        super().__init__(exclude_prompt, layer, layer_norm)
         if not hidden_size:
             raise ConfigError("pooling.hidden_size: latent_attention needs the decoder's hidden size (set or null)")
         if hidden_size % num_heads:
@@ -299,3 +311,12 @@ def pooled_dim(pooling: Pooling, hidden: int) -> int:
     attention = torch.full((1, 2), 0.5, device=device) if pooling.needs_attention else None
     with torch.no_grad():
         return int(pooling.pool_tokens(states, mask, mask, attention).shape[-1])
+
+
+def pooled_layer(pooling: Pooling, n_layers: int) -> int:
+    """The absolute index of the decoder layer a pooling reads (its `layer`, negative counting from the end)."""
+    index = pooling.layer if pooling.layer >= 0 else n_layers + pooling.layer
+    if not 0 <= index < n_layers:
+        layers = f"0..{n_layers - 1} (or -1..-{n_layers})"
+        raise ConfigError(f"pooling.layer={pooling.layer}: this decoder has layers {layers}")
+    return index

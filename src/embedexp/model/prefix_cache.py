@@ -37,14 +37,6 @@ def plan_batches(lengths: list[int], batch_size: int, max_batch_tokens: int | No
     return batches
 
 
-class _StopForward(Exception):
-    """Raised by a pre-hook to end a forward pass once the wanted hidden states are captured."""
-
-    def __init__(self, hidden: torch.Tensor) -> None:
-        super().__init__()
-        self.hidden = hidden
-
-
 def base_decoder(model: torch.nn.Module) -> torch.nn.Module:
     """The bare decoder (e.g. LlamaModel) inside an optional peft wrapper."""
     return model.get_base_model() if hasattr(model, "get_base_model") else model
@@ -88,31 +80,30 @@ class FrozenPrefixCache:
         self.hits = self.misses = 0
 
     def prefix(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        """Padded hidden states entering layer `split` (the rest of the forward pass is skipped; no graph is kept)."""
-        decoder = base_decoder(self.model)
+        """Padded hidden states entering layer `split` (the frozen layers only, no final norm, no graph kept)."""
+        with torch.no_grad():
+            return run_decoder(
+                self.model,
+                attention_mask,
+                input_ids=input_ids,
+                packed=self.packed,
+                layers=slice(0, self.split),
+                final_norm=False,
+            )
 
-        def stop(_module, args, kwargs):
-            raise _StopForward(args[0] if args else kwargs["hidden_states"])
-
-        handle = decoder.layers[self.split].register_forward_pre_hook(stop, with_kwargs=True)
-        try:
-            with torch.no_grad():
-                run_decoder(decoder, attention_mask, input_ids=input_ids, packed=self.packed)
-        except _StopForward as captured:
-            return unpack(captured.hidden[0], attention_mask.bool()) if self.packed else captured.hidden
-        finally:
-            handle.remove()
-        raise RuntimeError("the decoder never reached its first trainable layer")
-
-    def tail(self, hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        """Final hidden states from the padded prefix output, running layers `split`.. only."""
-        decoder = base_decoder(self.model)
-        layers = decoder.layers
-        decoder.layers = torch.nn.ModuleList(list(layers)[self.split :])
-        try:
-            return run_decoder(decoder, attention_mask, inputs_embeds=hidden, packed=self.packed)
-        finally:
-            decoder.layers = layers
+    def tail(
+        self, hidden: torch.Tensor, attention_mask: torch.Tensor, stop: int | None = None, final_norm: bool = True
+    ) -> torch.Tensor:
+        """Hidden states from the padded prefix output after layers `split`..`stop - 1` (None: to the last) and, if
+        `final_norm`, the decoder's final norm."""
+        return run_decoder(
+            self.model,
+            attention_mask,
+            inputs_embeds=hidden,
+            packed=self.packed,
+            layers=slice(self.split, stop),
+            final_norm=final_norm,
+        )
 
     def prefix_states(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         """Padded [B, T, H] prefix outputs of a batch: cached rows reused, the missing ones computed together."""
@@ -140,22 +131,36 @@ class FrozenPrefixCache:
             self.entries[key] = states.detach()
             self.bytes += size
 
-    def run(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        """Final hidden states for a padded batch, reusing the frozen prefix outputs of texts seen before."""
-        if self.enabled and not self.verified:
-            self.verify(input_ids, attention_mask)
-        if not self.enabled:
-            return run_decoder(self.model, attention_mask, input_ids=input_ids, packed=self.packed)
-        return self.tail(self.prefix_states(input_ids, attention_mask), attention_mask)
+    def run(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, stop: int | None = None, final_norm: bool = True
+    ) -> torch.Tensor:
+        """Hidden states of a padded batch after layers ..`stop - 1` (None: all) and, if `final_norm`, the final norm,
+        reusing the frozen prefix outputs of texts seen before."""
+        if self.enabled and not self.verified and (stop is None or stop > self.split):
+            self.verify(input_ids, attention_mask, stop, final_norm)
+        if not self.enabled or (stop is not None and stop <= self.split):  # nothing trainable to run: no split
+            span = None if stop is None else slice(0, stop)
+            return run_decoder(
+                self.model, attention_mask, input_ids=input_ids, packed=self.packed, layers=span, final_norm=final_norm
+            )
+        return self.tail(self.prefix_states(input_ids, attention_mask), attention_mask, stop, final_norm)
 
-    def verify(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> None:
+    def verify(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, stop: int | None, final_norm: bool) -> None:
         """Compare the split forward pass with a full one once (eval mode: no dropout); switch off if they differ."""
         was_training = self.model.training
         self.model.eval()
+        layers = None if stop is None else slice(0, stop)
         try:
             with torch.no_grad():
-                split = self.tail(self.prefix_states(input_ids, attention_mask), attention_mask)
-                full = run_decoder(self.model, attention_mask, input_ids=input_ids, packed=self.packed)
+                split = self.tail(self.prefix_states(input_ids, attention_mask), attention_mask, stop, final_norm)
+                full = run_decoder(
+                    self.model,
+                    attention_mask,
+                    input_ids=input_ids,
+                    packed=self.packed,
+                    layers=layers,
+                    final_norm=final_norm,
+                )
         finally:
             self.model.train(was_training)
         mask = attention_mask.bool()
