@@ -90,3 +90,19 @@ def test_a_raw_layer_pooling_exports_only_its_adapter(tmp_path):
     assert export(run, tmp_path / "adapter_only", "formats=[adapter]")["adapter"]["min_cosine"] > 0.9999
     with pytest.raises(ConfigError, match="pooling.layer_norm=false"):
         export(run, tmp_path / "export")
+
+
+def test_a_user_pooling_passing_options_on_takes_the_layer_options():
+    from embedexp.model.pooling import MeanPooling, Pooling
+
+    class ScaledMean(MeanPooling):
+        """A user pooling with one option of its own and the base options passed on."""
+
+        def __init__(self, scale: float = 1.0, **options) -> None:
+            super().__init__(**options)
+            self.scale = scale
+
+    assert ScaledMean.config_keys == ["scale", "exclude_prompt", "layer", "layer_norm"]
+    pooling = ScaledMean(scale=2.0, layer=5, layer_norm=False)
+    assert pooling.get_config_dict() == {"scale": 2.0, "exclude_prompt": False, "layer": 5, "layer_norm": False}
+    assert issubclass(ScaledMean, Pooling)

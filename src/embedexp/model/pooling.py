@@ -25,10 +25,13 @@ FINAL_ATTENTION = "final_token_attention"  # feature: [B, T] attention of the la
 
 
 def constructor_options(cls: type) -> list[str]:
-    """Names of the keyword arguments of `cls.__init__` (without self, *args and **kwargs)."""
+    """Names of the keyword arguments of `cls.__init__`; with `**options` (passed on), the parent's options too."""
     kinds = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
     parameters = list(inspect.signature(cls.__init__).parameters.values())[1:]
-    return [parameter.name for parameter in parameters if parameter.kind in kinds]
+    names = [parameter.name for parameter in parameters if parameter.kind in kinds]
+    if any(parameter.kind is inspect.Parameter.VAR_KEYWORD for parameter in parameters):
+        names += [name for name in getattr(cls.__mro__[1], "config_keys", []) if name not in names]
+    return names
 
 
 def class_path(obj: Any) -> str:
