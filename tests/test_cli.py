@@ -67,8 +67,9 @@ def test_bad_group_option_lists_valid_names(tmp_path):
 @pytest.mark.slow  # a subprocess
 def test_eval_entry_writes_results_table(tmp_path):
     out = tmp_path / "eval"
-    result = run_module("embedexp.cli.eval", "model=tiny", "tasks=tiny", f"hydra.run.dir={out}", cwd=PROJECT_ROOT)
+    overrides = ["model=tiny", "tasks=tiny", "label=tiny probe", f"hydra.run.dir={out}"]
+    result = run_module("embedexp.cli.eval", *overrides, cwd=PROJECT_ROOT)
     assert result.returncode == 0, result.stderr[-3000:]
     table = (out / "eval_results.md").read_text()
     assert "DebianShortDescSectionClustering" in table and "clustering_mean" in table
-    assert (out / "eval_results.csv").is_file()
+    assert pd.read_csv(out / "eval_results.csv").loc[0, "model"] == "tiny probe"  # the label names the row

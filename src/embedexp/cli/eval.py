@@ -43,7 +43,7 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     name = f"{embedder.name}+{Path(cfg.adapter_path).name}" if cfg.get("adapter_path") else embedder.name
     scores = evaluate_clustering(embedder, tasks, name, cfg.eval.batch_size, cfg.eval.precision)
     row = {
-        "model": cfg.get("adapter_path") or embedder.name,
+        "model": cfg.get("label") or cfg.get("adapter_path") or embedder.name,
         "pooling": cfg.pooling._target_.rsplit(".", 1)[-1],
         "prompt": cfg.prompt.name,
         **scores,
@@ -69,7 +69,7 @@ def evaluate_export(cfg: DictConfig) -> dict[str, float]:
     tasks = build_tasks(cfg.tasks)
     scores = score_tasks(encoder, tasks)
     manifest = encoder.export.manifest
-    row = {"model": cfg.model_path, "pooling": manifest["pooling"]["target"].rsplit(".", 1)[-1], **scores}
+    row = {"model": cfg.get("label") or cfg.model_path, "pooling": manifest["pooling"]["target"].rsplit(".", 1)[-1], **scores}
     row["prompt"] = manifest["prompt"]["name"]
     md_path, _ = write_results_table([row], cfg.paths.output_dir, stem="eval_results", task_set=task_set_record(tasks))
     print(md_path.read_text())
