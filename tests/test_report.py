@@ -295,6 +295,12 @@ def test_baselines_join_the_report_only_when_they_scored_the_runs_tasks(tmp_path
     assert "baseline" not in set(plain["stage"])
     # another task set: refused, naming the file; a missing folder: refused, naming it
     other = write_eval_results(tmp_path / "other", "minilm", {"clustering_mean": 0.6}, "bbbb")
+    # eval folders only (no runs): one table, when they scored one task set
+    tuned = write_eval_results(tmp_path / "tuned", "tuned", {"TaskA": 0.6, "clustering_mean": 0.62}, "aaaa")
+    alone = pd.read_csv(build_report([], tmp_path / "alone", plot=False, baselines=[minilm, tuned])["csv"])
+    assert sorted(alone["config"]) == ["baseline minilm", "baseline tuned"]
+    with pytest.raises(ConfigError, match=r"baselines scored different task sets \(aaaa, bbbb\)"):
+        build_report([], tmp_path / "mixed", plot=False, baselines=[minilm, other])
     with pytest.raises(ConfigError, match=r"other/eval_results.csv scored task set bbbb, the runs scored aaaa"):
         build_report([folder], tmp_path / "out2", plot=False, baselines=[other])
     with pytest.raises(ConfigError, match=r"baselines: .*/nowhere not found"):

@@ -44,6 +44,10 @@ def baseline_rows(paths: Sequence[str | Path], run_task_sets: Sequence[str]) -> 
     Raises ConfigError when a baseline's recorded task set is none of the task sets the runs scored.
     """
     rows, notes = [], []
+    if not run_task_sets:  # a table of baselines only: comparable when they scored one task set
+        run_task_sets = sorted({read_baseline(results_file(path))[1] for path in paths})
+        if len(run_task_sets) > 1:
+            raise ConfigError(f"report: baselines scored different task sets ({', '.join(run_task_sets)})")
     known = set(run_task_sets) - {UNRECORDED}
     several = len(set(run_task_sets)) > 1
     for path in paths:

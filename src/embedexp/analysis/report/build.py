@@ -26,7 +26,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from embedexp.analysis.report.baselines import baseline_rows
+from embedexp.analysis.report.baselines import baseline_rows, results_file
 from embedexp.analysis.report.collect import DEFAULT_EXCLUDE, collect_runs, config_keys, runs_frame, task_sets
 from embedexp.analysis.report.plots import plot_report
 from embedexp.analysis.report.stats import best_per_metric, summarize
@@ -54,14 +54,17 @@ def build_report(
     if not 0 < confidence < 1:
         raise ConfigError(f"confidence must be in (0, 1), got {confidence}")
     folders = [Path(d) for d in sweep_dirs]
-    out = Path(out_dir) if out_dir else folders[0] / "report"
+    if not folders and not baselines:
+        raise ConfigError("report: sweep_dir=[] needs baselines=[...] (a table of eval folders only)")
+    out = Path(out_dir) if out_dir else (folders[0] if folders else results_file(baselines[0]).parent) / "report"
     records = collect_runs(folders, seed_key, read_wandb)
-    runs, constant = runs_frame(records, exclude_keys)
-    runs = runs[runs["stage"].isin(list(stages))]
-    if runs.empty:
-        raise ConfigError(
-            f"report: no finished job with scores of stages {list(stages)} under {', '.join(map(str, folders))}"
-        )
+    runs, constant = runs_frame(records, exclude_keys) if records else (pd.DataFrame(), {})
+    if folders:
+        runs = runs[runs["stage"].isin(list(stages))]
+        if runs.empty:
+            raise ConfigError(
+                f"report: no finished job with scores of stages {list(stages)} under {', '.join(map(str, folders))}"
+            )
     keys, _ = config_keys(records, exclude_keys)
     extra, notes = baseline_rows(baselines, list(task_sets(records)))
     if not extra.empty:
@@ -74,7 +77,7 @@ def build_report(
         "csv": atomic_write_text(out / "report.csv", wide_table(summary, runs, keys).to_csv(index=False)),
         "best": atomic_write_text(out / "best.csv", best.to_csv(index=False)),
     }
-    heading = title or f"{folders[0].name}" + (f" ({_shared(constant)})" if constant else "")
+    heading = title or (folders[0].name if folders else "baselines") + (f" ({_shared(constant)})" if constant else "")
     if plot:
         figure = plot_report(summary, heading, confidence)
         with atomic_file(out / "report.png") as staging:
