@@ -45,7 +45,7 @@ shared-data: install
 		echo "shared data not downloaded: see docs/evaluation.md (tasks=offline_debian scores the Debian tasks only)"; fi
 
 run: install shared-data
-	$(PY) -m embedexp train
+	$(PY) -m embedexp train experiment=recipe_cpu_quick
 
 # make run, then its scores and cost (minutes, peak RSS, CPU class, precision) as a result file (README.md renders it)
 MEASURE_RUN_FILE ?= results/make_run.json
