@@ -58,9 +58,14 @@ def reset_task_rngs(tasks: list) -> None:
         task.rng_state, task.np_rng = random.Random(task.seed), np.random.default_rng(task.seed)
 
 
-def score_tasks(encoder, tasks: list) -> dict[str, float]:
-    """Main score of every task for any mteb encoder (e.g. an exported model) and their mean (`clustering_mean`)."""
-    result = mteb.evaluate(encoder, tasks, cache=None, show_progress_bar=False, overwrite_strategy="always")
+def score_tasks(encoder, tasks: list, encode_kwargs: dict | None = None) -> dict[str, float]:
+    """Main score of every task for any mteb encoder (e.g. an exported model) and their mean (`clustering_mean`).
+
+    `encode_kwargs` go to mteb, which passes them to the encoder's `encode` (e.g. a SentenceTransformer's).
+    """
+    result = mteb.evaluate(
+        encoder, tasks, cache=None, show_progress_bar=False, overwrite_strategy="always", encode_kwargs=encode_kwargs
+    )
     scores = {task_result.task_name: float(task_result.get_score()) for task_result in result.task_results}
     scores[MEAN_KEY] = float(np.mean(list(scores.values())))
     return scores
