@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import math
 import os
-import random
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -14,6 +13,7 @@ import numpy as np
 import pandas as pd
 
 from embedexp.core.atomic import atomic_write_text
+from embedexp.core.compat import reset_task_rngs
 from embedexp.core.errors import ConfigError
 from embedexp.evaluation.encoder import MtebEncoder
 from embedexp.evaluation.prefix import PrefixEncoder, dim_key, usable_dims
@@ -50,12 +50,6 @@ def evaluate_clustering(
         reset_task_rngs(tasks)
         scores.update({dim_key(key, dim): value for key, value in score_tasks(encoder, tasks).items()})
     return scores
-
-
-def reset_task_rngs(tasks: list) -> None:
-    """Each task's bootstrap RNGs from its seed."""
-    for task in tasks:
-        task.rng_state, task.np_rng = random.Random(task.seed), np.random.default_rng(task.seed)
 
 
 def score_tasks(encoder, tasks: list, encode_kwargs: dict | None = None) -> dict[str, float]:
