@@ -142,7 +142,7 @@ def test_every_local_task_can_be_made_optional_in_every_command(config, name, tm
 def test_task_sets_extend_tasks_offline(name, tmp_path):
     """One definition per task: every local task set takes its sources, labels and seed from tasks=offline."""
     offline = compose_config("train", ["tasks=offline"], tmp_path).tasks
-    sized = ("n_docs", "n_labels", "n_sections", "n_bootstrap")
+    sized = ("n_docs", "n_labels", "n_sections", "n_kmeans_runs")
     for key, node in compose_config("train", [f"tasks={name}"], tmp_path).tasks.items():
         if node is not None:
             assert {k: v for k, v in node.items() if k not in sized} == {

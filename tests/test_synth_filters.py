@@ -127,7 +127,7 @@ def test_contamination_exact_and_ngram():
 
 
 def test_contamination_can_be_disabled_and_reads_task_texts():
-    task = make_local_task("TinyTask", EVAL, ["a", "b"], "test task", n_bootstrap=1)
+    task = make_local_task("TinyTask", EVAL, ["a", "b"], "test task", n_kmeans_runs=1)
     texts = task_texts([task])
     assert texts == EVAL
     assert Filters.from_config({"contamination": {"enabled": False}}, texts).contamination is None
