@@ -13,8 +13,11 @@ os.environ.setdefault("WANDB_SILENT", "true")
 _WANDB_TMP = tempfile.mkdtemp(prefix="embedexp-wandb-")
 for _key in ("WANDB_CACHE_DIR", "WANDB_CONFIG_DIR", "WANDB_DATA_DIR", "WANDB_DIR"):
     os.environ.setdefault(_key, _WANDB_TMP)
-# the checkout's cache, as `make test` sets it: composed configs and the fixtures below then share one cache
+# the checkout's cache, as `make test` sets it: the model caches (dequantized GGUF, tokenizer, Debian corpus) are
+# shared with `make run`; score caches are not (`no_environ_leaks` below gives each test its own)
 os.environ.setdefault("EMBEDEXP_CACHE_DIR", str(Path(__file__).resolve().parents[1] / ".cache" / "embedexp"))
+# variables libraries set as process state while a test runs: restored after each test, not reported as leaks
+LIBRARY_ENV = {"PL_GLOBAL_SEED", "PL_SEED_WORKERS", "WANDB_QUIET", "WANDB_SERVICE"}
 
 import pytest  # noqa: E402
 from hydra import compose, initialize_config_dir  # noqa: E402
@@ -35,6 +38,57 @@ def compose_config(name: str, overrides: list[str], output_dir) -> DictConfig:
         if evaluator and evaluator.get("zero_shot_cache_dir"):  # hermetic: never the project-wide score cache
             evaluator.zero_shot_cache_dir = str(Path(output_dir) / "zero_shot_cache")
     return cfg
+
+
+@pytest.fixture(scope="session", autouse=True)
+def real_precision_probe() -> None:
+    """Probe the CPU once (0.2 s) before any test: its result in os.environ is then part of every test's snapshot, so a
+    test that leaves fake timings there fails `no_environ_leaks`."""
+    from embedexp.core.hardware import cpu_probe
+
+    cpu_probe()
+
+
+@pytest.fixture(autouse=True)
+def no_environ_leaks(request, real_precision_probe, tmp_path_factory):
+    """Fail a test that leaves `os.environ` changed (use monkeypatch.setenv); the environment is restored either way.
+
+    Also gives the test its own zero-shot score cache (`$EMBEDEXP_SCORE_CACHE_DIR`, read by in-process configs and
+    subprocesses alike), never `make run`'s. Uses no monkeypatch itself, so a test's monkeypatch is undone first.
+    """
+    before = dict(os.environ)
+    os.environ["EMBEDEXP_SCORE_CACHE_DIR"] = str(tmp_path_factory.mktemp("score_cache"))
+    inside = dict(os.environ)
+    yield
+    after = dict(os.environ)
+    os.environ.clear()
+    os.environ.update(before)
+    ignored = LIBRARY_ENV | {"PYTEST_CURRENT_TEST"}
+    leaked = sorted(k for k in inside.keys() | after.keys() if inside.get(k) != after.get(k) and k not in ignored)
+    if leaked:
+        pytest.fail(f"{request.node.nodeid} changed os.environ: {leaked} (use monkeypatch.setenv / delenv)")
+
+
+def backbone_state(backbone) -> tuple:
+    """What a test could change in the shared tiny llama: attention, train mode, modules, weights."""
+    from embedexp.core.compat import attn_implementation
+
+    model = backbone.model
+    weights = tuple(round(float(p.double().sum()), 6) for p in model.parameters())
+    return attn_implementation(model), model.training, len(list(model.modules())), weights
+
+
+@pytest.fixture(autouse=True)
+def tiny_backbone_unchanged(request):
+    """Fail a test that leaves the session's `tiny_backbone` changed (restore it, or build a model of its own)."""
+    if "tiny_backbone" not in request.fixturenames:
+        yield
+        return
+    backbone = request.getfixturevalue("tiny_backbone")
+    before = backbone_state(backbone)
+    yield
+    if backbone_state(backbone) != before:
+        pytest.fail(f"{request.node.nodeid} changed the shared tiny_backbone (attention, mode, modules or weights)")
 
 
 @pytest.fixture
