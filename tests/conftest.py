@@ -16,8 +16,10 @@ for _key in ("WANDB_CACHE_DIR", "WANDB_CONFIG_DIR", "WANDB_DATA_DIR", "WANDB_DIR
 # the checkout's cache, as `make test` sets it: the model caches (dequantized GGUF, tokenizer, Debian corpus) are
 # shared with `make run`; score caches are not (`no_environ_leaks` below gives each test its own)
 os.environ.setdefault("EMBEDEXP_CACHE_DIR", str(Path(__file__).resolve().parents[1] / ".cache" / "embedexp"))
-# variables libraries set as process state while a test runs: restored after each test, not reported as leaks
-LIBRARY_ENV = {"PL_GLOBAL_SEED", "PL_SEED_WORKERS", "WANDB_QUIET", "WANDB_SERVICE"}
+# the variables a test may set and must put back: embedexp's own and those of the tools it configures. Others are
+# process state that libraries set on first use (KMP_*, TORCHINDUCTOR_CACHE_DIR, PL_GLOBAL_SEED...): left alone
+WATCHED_ENV = ("EMBEDEXP_", "WANDB_", "HF_", "TRANSFORMERS_", "HYDRA_", "TOKENIZERS_", "CUDA_VISIBLE", "OMP_", "MKL_")
+LIBRARY_ENV = {"WANDB_QUIET", "WANDB_SERVICE"}  # set by wandb / embedexp's quiet console for the whole process
 
 import pytest  # noqa: E402
 from hydra import compose, initialize_config_dir  # noqa: E402
@@ -49,22 +51,27 @@ def real_precision_probe() -> None:
     cpu_probe()
 
 
+def watched_env() -> dict[str, str]:
+    """The WATCHED_ENV variables of this process."""
+    return {k: v for k, v in os.environ.items() if k.startswith(WATCHED_ENV) and k not in LIBRARY_ENV}
+
+
 @pytest.fixture(autouse=True)
 def no_environ_leaks(request, real_precision_probe, tmp_path_factory):
-    """Fail a test that leaves `os.environ` changed (use monkeypatch.setenv); the environment is restored either way.
+    """Fail a test that leaves a WATCHED_ENV variable changed (use monkeypatch.setenv); they are restored either way.
 
     Also gives the test its own zero-shot score cache (`$EMBEDEXP_SCORE_CACHE_DIR`, read by in-process configs and
     subprocesses alike), never `make run`'s. Uses no monkeypatch itself, so a test's monkeypatch is undone first.
     """
-    before = dict(os.environ)
+    before = watched_env()
     os.environ["EMBEDEXP_SCORE_CACHE_DIR"] = str(tmp_path_factory.mktemp("score_cache"))
-    inside = dict(os.environ)
+    inside = watched_env()
     yield
-    after = dict(os.environ)
-    os.environ.clear()
+    after = watched_env()
+    for key in after.keys() - before.keys():
+        del os.environ[key]
     os.environ.update(before)
-    ignored = LIBRARY_ENV | {"PYTEST_CURRENT_TEST"}
-    leaked = sorted(k for k in inside.keys() | after.keys() if inside.get(k) != after.get(k) and k not in ignored)
+    leaked = sorted(k for k in inside.keys() | after.keys() if inside.get(k) != after.get(k))
     if leaked:
         pytest.fail(f"{request.node.nodeid} changed os.environ: {leaked} (use monkeypatch.setenv / delenv)")
 
