@@ -90,7 +90,13 @@ def test_runtime_groups_instantiate(group, tmp_path):
         cfg = compose_config("train", TINY_OVERRIDES + [f"{group}={name}"], tmp_path)
         node = cfg[group]
         if group == "trainer":
-            assert instantiate(node) is not None
+            import lightning as L
+
+            trainer = instantiate(node)  # a Lightning Trainer that took the group's settings
+            assert isinstance(trainer, L.Trainer) and (trainer.max_epochs, trainer.max_steps) == (
+                node.max_epochs,
+                node.max_steps,
+            )
         else:
             built = [instantiate(v) for v in (node or {}).values()]
             assert all(obj is not None for obj in built)
