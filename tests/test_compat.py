@@ -86,8 +86,10 @@ def test_started_experiment_does_not_start_a_lightning_logger(tmp_path):
 
 
 @pytest.mark.slow  # starts W&B's service process (offline): a few seconds
-def test_started_experiment_does_not_start_a_wandb_run(tmp_path):
+def test_started_experiment_does_not_start_a_wandb_run(tmp_path, monkeypatch):
     from lightning.pytorch.loggers import WandbLogger
+
+    monkeypatch.setenv("WANDB_MODE", "offline")  # WandbLogger(offline=True) sets WANDB_MODE=dryrun for the process
 
     logger = WandbLogger(save_dir=str(tmp_path), offline=True, project="embedexp-compat")
     assert compat.started_experiment(logger) is None  # reading it started nothing
