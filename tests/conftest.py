@@ -13,8 +13,13 @@ os.environ.setdefault("WANDB_SILENT", "true")
 _WANDB_TMP = tempfile.mkdtemp(prefix="embedexp-wandb-")
 for _key in ("WANDB_CACHE_DIR", "WANDB_CONFIG_DIR", "WANDB_DATA_DIR", "WANDB_DIR"):
     os.environ.setdefault(_key, _WANDB_TMP)
-# the checkout's cache, as `make test` sets it: composed configs and the fixtures below then share one cache
+# the checkout's cache, as `make test` sets it: the model caches (dequantized GGUF, tokenizer, Debian corpus) are
+# shared with `make run`; score caches are not (`no_environ_leaks` below gives each test its own)
 os.environ.setdefault("EMBEDEXP_CACHE_DIR", str(Path(__file__).resolve().parents[1] / ".cache" / "embedexp"))
+# the variables a test may set and must put back: embedexp's own and those of the tools it configures. Others are
+# process state that libraries set on first use (KMP_*, TORCHINDUCTOR_CACHE_DIR, PL_GLOBAL_SEED...): left alone
+WATCHED_ENV = ("EMBEDEXP_", "WANDB_", "HF_", "TRANSFORMERS_", "HYDRA_", "TOKENIZERS_", "CUDA_VISIBLE", "OMP_", "MKL_")
+LIBRARY_ENV = {"WANDB_QUIET", "WANDB_SERVICE"}  # set by wandb / embedexp's quiet console for the whole process
 
 import pytest  # noqa: E402
 from hydra import compose, initialize_config_dir  # noqa: E402
@@ -35,6 +40,62 @@ def compose_config(name: str, overrides: list[str], output_dir) -> DictConfig:
         if evaluator and evaluator.get("zero_shot_cache_dir"):  # hermetic: never the project-wide score cache
             evaluator.zero_shot_cache_dir = str(Path(output_dir) / "zero_shot_cache")
     return cfg
+
+
+@pytest.fixture(scope="session", autouse=True)
+def real_precision_probe() -> None:
+    """Probe the CPU once (0.2 s) before any test: its result in os.environ is then part of every test's snapshot, so a
+    test that leaves fake timings there fails `no_environ_leaks`."""
+    from embedexp.core.hardware import cpu_probe
+
+    cpu_probe()
+
+
+def watched_env() -> dict[str, str]:
+    """The WATCHED_ENV variables of this process."""
+    return {k: v for k, v in os.environ.items() if k.startswith(WATCHED_ENV) and k not in LIBRARY_ENV}
+
+
+@pytest.fixture(autouse=True)
+def no_environ_leaks(request, real_precision_probe, tmp_path_factory):
+    """Fail a test that leaves a WATCHED_ENV variable changed (use monkeypatch.setenv); they are restored either way.
+
+    Also gives the test its own zero-shot score cache (`$EMBEDEXP_SCORE_CACHE_DIR`, read by in-process configs and
+    subprocesses alike), never `make run`'s. Uses no monkeypatch itself, so a test's monkeypatch is undone first.
+    """
+    before = watched_env()
+    os.environ["EMBEDEXP_SCORE_CACHE_DIR"] = str(tmp_path_factory.mktemp("score_cache"))
+    inside = watched_env()
+    yield
+    after = watched_env()
+    for key in after.keys() - before.keys():
+        del os.environ[key]
+    os.environ.update(before)
+    leaked = sorted(k for k in inside.keys() | after.keys() if inside.get(k) != after.get(k))
+    if leaked:
+        pytest.fail(f"{request.node.nodeid} changed os.environ: {leaked} (use monkeypatch.setenv / delenv)")
+
+
+def backbone_state(backbone) -> tuple:
+    """What a test could change in the shared tiny llama: attention, train mode, modules, weights."""
+    from embedexp.core.compat import attn_implementation
+
+    model = backbone.model
+    weights = tuple(round(float(p.double().sum()), 6) for p in model.parameters())
+    return attn_implementation(model), model.training, len(list(model.modules())), weights
+
+
+@pytest.fixture(autouse=True)
+def tiny_backbone_unchanged(request):
+    """Fail a test that leaves the session's `tiny_backbone` changed (restore it, or build a model of its own)."""
+    if "tiny_backbone" not in request.fixturenames:
+        yield
+        return
+    backbone = request.getfixturevalue("tiny_backbone")
+    before = backbone_state(backbone)
+    yield
+    if backbone_state(backbone) != before:
+        pytest.fail(f"{request.node.nodeid} changed the shared tiny_backbone (attention, mode, modules or weights)")
 
 
 @pytest.fixture

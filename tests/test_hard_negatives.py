@@ -12,7 +12,7 @@ import torch
 from embedexp.core.errors import ConfigError, DataError
 from embedexp.data.datamodule import PairDataModule
 from embedexp.data.pairs import PairFile
-from embedexp.synthesis.mining import mine, mine_negatives
+from embedexp.synthesis.mining import mine, mine_negatives, thresholds
 from embedexp.training.loss import InfoNCELoss
 
 from .conftest import TINY_OVERRIDES, compose_config
@@ -139,7 +139,7 @@ def test_mined_negatives_skip_positives_and_respect_the_margin():
             anchors, anchor_vectors, positive_vectors, positives_of, pool, pool_vectors, 3, margin, strategy
         )
         for i, row in enumerate(mined):
-            limit = positive_scores[i] - margin if strategy == "absolute" else positive_scores[i] * (1 - margin)
+            limit = positive_scores[i] - (margin if strategy == "absolute" else abs(positive_scores[i]) * margin)
             assert not {text for text, _ in row} & (positives_of[anchors[i]] | {anchors[i]})
             assert all(score <= limit + 1e-7 for _, score in row)
             assert [s for _, s in row] == sorted((s for _, s in row), reverse=True) and len(row) <= 3
@@ -149,6 +149,11 @@ def test_mined_negatives_skip_positives_and_respect_the_margin():
     assert mined[0][0][0] == "other" and skipped >= 2
     mined, _, _ = mine_negatives(*common, 3, -1.0)
     assert mined[0][0][0] == "close"  # a negative margin lets it in: the filter is what skipped it
+
+
+def test_relative_margin_stays_below_a_negative_positive_score():
+    # sentence-transformers' rule: cos(a, p) - |cos(a, p)| * margin; `cos * (1 - margin)` gave -0.45 here, above -0.5
+    assert thresholds(np.array([0.5, -0.5]), 0.1, "relative") == pytest.approx([0.45, -0.55])
 
 
 def test_mine_writes_negatives_that_train(tmp_path):

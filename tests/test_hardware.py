@@ -27,7 +27,8 @@ def probe(monkeypatch):
         monkeypatch.setattr(hardware, "_probe", result)
         monkeypatch.setattr(hardware, "run_probe", lambda: pytest.fail("the probe must not run again"))
 
-    monkeypatch.delenv(hardware.PROBE_ENV, raising=False)
+    monkeypatch.setenv(hardware.PROBE_ENV, "")  # recorded: whatever a test's probe writes there is undone
+    monkeypatch.delenv(hardware.PROBE_ENV)
     return use
 
 
@@ -72,7 +73,8 @@ def test_a_wrong_precision_names_its_key(probe, tmp_path):
 
 def test_the_probe_runs_once_and_child_processes_inherit_it(monkeypatch):
     monkeypatch.setattr(hardware, "_probe", None)
-    monkeypatch.delenv(hardware.PROBE_ENV, raising=False)
+    monkeypatch.setenv(hardware.PROBE_ENV, "")  # recorded by monkeypatch, so the fake timings written below go too
+    monkeypatch.delenv(hardware.PROBE_ENV)
     calls = []
     monkeypatch.setattr(hardware, "run_probe", lambda: calls.append(1) or FAST_BF16)
     assert hardware.cpu_probe() is hardware.cpu_probe()

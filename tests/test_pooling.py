@@ -106,7 +106,7 @@ POOLING_CONFIGS = {name: compose_config("train", [f"pooling={name}"], ".").pooli
     exclude_prompt=st.booleans(),
     name=st.sampled_from(sorted(POOLING_CONFIGS)),
 )
-def test_pooling_never_nan_for_masks_with_a_token(data, batch_size, width, exclude_prompt, name):
+def test_pooling_is_finite_and_ignores_padding_for_masks_with_a_token(data, batch_size, width, exclude_prompt, name):
     rows = [data.draw(st.lists(st.booleans(), min_size=width, max_size=width).filter(any)) for _ in range(batch_size)]
     mask = torch.tensor(rows, dtype=torch.long)
     text = torch.tensor(
@@ -119,6 +119,9 @@ def test_pooling_never_nan_for_masks_with_a_token(data, batch_size, width, exclu
     pooling = instantiate(POOLING_CONFIGS[name], exclude_prompt=exclude_prompt, **sized)
     out = pooling.pool_tokens(hidden, mask, text, attention)
     assert torch.isfinite(out).all()
+    # padding is never read: huge values at masked-out positions change nothing
+    padded = torch.where(mask.bool().unsqueeze(-1), hidden, torch.full_like(hidden, 1e6))
+    assert torch.allclose(pooling.pool_tokens(padded, mask, text, attention), out, atol=1e-5)
 
 
 class ForgetfulPooling(MeanPooling):

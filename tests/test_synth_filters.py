@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from embedexp.core.errors import ConfigError
+from embedexp.data.overlap import OverlapIndex, shingle_hashes, word_shingle_hashes
 from embedexp.evaluation.tasks import make_local_task
 from embedexp.synthesis.filters import (
     ContaminationIndex,
@@ -16,7 +17,7 @@ from embedexp.synthesis.filters import (
     is_copy,
     task_texts,
 )
-from embedexp.synthesis.text import NearDuplicateIndex, normalise, shingles, word_ngrams
+from embedexp.synthesis.text import normalise, word_ngrams
 
 EVAL = [
     "Library for reading and writing PNG images",
@@ -34,7 +35,8 @@ def test_normalise_ignores_case_punctuation_and_spacing():
     assert normalise("  Hello,   World! ") == normalise("hello world") == "hello world"
     assert word_ngrams("a b c d", 3) == {"a b c", "b c d"}
     assert word_ngrams("a b", 3) == set()
-    assert shingles("abc", "char", 5) == {"abc"}
+    assert len(shingle_hashes("abc", 5)) == 1 and len(word_shingle_hashes("a b", 3)) == 1  # short: the whole text
+    assert len(word_shingle_hashes("a b c d", 3)) == 2
 
 
 def test_exact_and_near_duplicates_are_dropped_and_counted():
@@ -52,12 +54,15 @@ def test_exact_and_near_duplicates_are_dropped_and_counted():
 
 
 def test_near_duplicate_index_threshold():
-    index = NearDuplicateIndex(threshold=0.7)
+    index = OverlapIndex(threshold=0.7)  # the one near-duplicate index, shared with the contamination checks
     index.add("Runtime library for GNU Fortran applications (development files)")
-    assert index.find("Runtime library for GNU Fortran applications (developer files)") == ("near", 0)
+    near = index.find("Runtime library for GNU Fortran applications (developer files)")
+    assert (near.kind, near.entry) == ("near", 0) and near.similarity >= 0.7
     assert index.find("A chess engine that plays at grandmaster level") is None
-    assert index.add_if_new("runtime library for gnu fortran applications development files") == "exact"
-    assert len(index) == 1
+    assert index.find("runtime library for gnu fortran applications development files").kind == "exact"
+    words = OverlapIndex(threshold=0.5, shingle=1, kind="word")  # the false-negative check's settings
+    words.add("fast text editor for the terminal")
+    assert words.find("a fast text editor for the terminal").kind == "near" and words.find("chess engine") is None
 
 
 def test_length_bounds_and_ratio():
@@ -127,7 +132,7 @@ def test_contamination_exact_and_ngram():
 
 
 def test_contamination_can_be_disabled_and_reads_task_texts():
-    task = make_local_task("TinyTask", EVAL, ["a", "b"], "test task", n_bootstrap=1)
+    task = make_local_task("TinyTask", EVAL, ["a", "b"], "test task", n_kmeans_runs=1)
     texts = task_texts([task])
     assert texts == EVAL
     assert Filters.from_config({"contamination": {"enabled": False}}, texts).contamination is None

@@ -126,3 +126,12 @@ def test_optional_task_left_out_is_recorded_and_never_mixed_in_the_report(tmp_pa
     assert sorted(report["config"]) == sorted(f"all runs [tasks {s['id']}]" for s in (full_set, scored))
     assert set(report["n"]) == {1}
     assert "## Task sets differ (2)" in paths["md"].read_text()
+
+
+def test_n_kmeans_runs_is_mtebs_n_clusters_and_the_old_key_still_reads(tmp_path, caplog):
+    from embedexp.evaluation.tasks import jsonl_task
+
+    path = tmp_path / "texts.jsonl"
+    path.write_text("".join(json.dumps({"sentences": f"text {i}", "labels": i % 2}) + "\n" for i in range(8)))
+    assert jsonl_task("T", str(path), n_kmeans_runs=4).n_clusters == 4
+    assert jsonl_task("T", str(path), n_bootstrap=2).n_clusters == 2 and "now called n_kmeans_runs" in caplog.text

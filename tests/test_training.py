@@ -11,6 +11,7 @@ from hydra.utils import instantiate
 from omegaconf import open_dict
 
 from embedexp.cli.train import train
+from embedexp.core.compat import attn_implementation
 from embedexp.model.build import build_embedder
 from embedexp.model.embedder import Embedder
 from embedexp.model.pooling import MeanPooling
@@ -67,17 +68,20 @@ def test_saved_adapter_reloads_to_the_same_embeddings(tiny_train_cfg, tmp_path):
 @pytest.mark.parametrize("pooling", ["mean", "last", "weighted_mean", "max", "concat", "attention"])
 def test_left_and_right_padding_give_the_same_embeddings(tiny_backbone, pooling):
     model = tiny_backbone.model
+    original = attn_implementation(model)  # the session's model: switched back however the test ends
     if pooling == "attention":
         model.set_attn_implementation("eager")
     prompt = PromptTemplate("eol", 'This sentence: "{text}" means in one word:')
     configured = instantiate(compose_config("train", [f"pooling={pooling}"], ".").pooling)
-    vectors = {
-        side: Embedder(model, tiny_backbone.tokenizer, configured, prompt, padding_side=side).encode(
-            TEXTS, sort_by_length=False
-        )
-        for side in ("left", "right")
-    }
-    model.set_attn_implementation("sdpa")
+    try:
+        vectors = {
+            side: Embedder(model, tiny_backbone.tokenizer, configured, prompt, padding_side=side).encode(
+                TEXTS, sort_by_length=False
+            )
+            for side in ("left", "right")
+        }
+    finally:
+        model.set_attn_implementation(original)
     assert torch.allclose(torch.tensor(vectors["left"]), torch.tensor(vectors["right"]), atol=1e-5)
 
 

@@ -14,7 +14,7 @@ from embedexp.core.atomic import atomic_write_text
 from embedexp.core.config import CONFIG_DIR
 from embedexp.core.console import quiet_console
 from embedexp.core.errors import exit_on_error
-from embedexp.core.hardware import configure_threads, resolve_config_precisions
+from embedexp.core.hardware import autocast_for, configure_threads, resolve_config_precisions
 from embedexp.core.provenance import provenance
 from embedexp.evaluation.run import evaluate_clustering, score_tasks, write_results_table
 from embedexp.evaluation.score_cache import task_set_record
@@ -78,15 +78,16 @@ def evaluate_export(cfg: DictConfig) -> dict[str, float]:
 
 def evaluate_sentence_transformer(cfg: DictConfig, prompts: dict | None) -> dict[str, float]:
     """Score any sentence-transformers folder (e.g. a baseline encoder) through the same `mteb.evaluate` path."""
-    from embedexp.evaluation.sentence_transformer import SentenceTransformerEncoder
+    import torch
+
+    from embedexp.evaluation.sentence_transformer import ENCODE_KWARGS, pooling_name, sentence_transformer_encoder
 
     name = cfg.get("model_name") or _folder_label(str(cfg.model_path))
-    encoder = SentenceTransformerEncoder(
-        cfg.model_path, prompts=prompts, batch_size=cfg.eval.batch_size, precision=cfg.eval.precision, name=name
-    )
+    encoder = sentence_transformer_encoder(cfg.model_path, prompts=prompts, name=name)
     tasks = build_tasks(cfg.tasks)
-    scores = score_tasks(encoder, tasks)
-    row = {"model": name, "pooling": encoder.pooling, "prompt": "prompts" if prompts else "none", **scores}
+    with torch.inference_mode(), autocast_for(cfg.eval.precision, encoder.model.device):
+        scores = score_tasks(encoder, tasks, {**ENCODE_KWARGS, "batch_size": int(cfg.eval.batch_size)})
+    row = {"model": name, "pooling": pooling_name(encoder.model), "prompt": "prompts" if prompts else "none", **scores}
     md_path, _ = write_results_table([row], cfg.paths.output_dir, stem="eval_results", task_set=task_set_record(tasks))
     run_provenance = provenance(cfg.seed, {"eval": str(cfg.eval.precision)})
     atomic_write_text(Path(cfg.paths.output_dir) / "provenance.json", json.dumps(run_provenance, indent=2))

@@ -5,7 +5,7 @@ was tested with (the caps in pyproject.toml: raise a cap only after tests/test_c
 newer release). Nothing else in embedexp touches these attributes, so an upgrade that renames one breaks here, in one
 named function, and in its test. The libraries are imported lazily: importing this module costs nothing.
 
-Tested with transformers 5.24, lightning 2.6.6, wandb 0.31 (mteb 2.26, tokenizers 0.23 and sentence-transformers 6.2
+Tested with transformers 5.24, lightning 2.6.6, wandb 0.31, mteb 2.26 (tokenizers 0.23 and sentence-transformers 6.2
 are used through their public APIs only).
 """
 
@@ -91,3 +91,19 @@ def mark_wandb_warnings_shown(messages: list[str]) -> None:
     printed = getattr(term, "_printed_messages", None)
     if isinstance(printed, set):
         printed.update(f"{term.WARN_STRING} {message}" for message in messages)
+
+
+def reset_task_rngs(tasks: list[Any]) -> None:
+    """Give each mteb task fresh bootstrap RNGs from its seed, as `AbsTask.__init__(seed)` made them.
+
+    mteb (2.0-2.26) draws the clustering bootstrap samples from `task.rng_state` (a `random.Random`; `task.np_rng` for
+    numpy draws), created once in `AbsTask.__init__` and advanced by every evaluation; no public method resets them.
+    embedexp resets them before each scoring so a score depends on the embeddings alone, not on how many evaluations
+    ran before (a resumed run scores exactly like an uninterrupted one).
+    """
+    import random
+
+    import numpy as np
+
+    for task in tasks:
+        task.rng_state, task.np_rng = random.Random(task.seed), np.random.default_rng(task.seed)

@@ -1,10 +1,13 @@
-"""Exact and near-duplicate lookup of texts: normalised keys, and datasketch MinHash LSH over character shingles."""
+"""Exact and near-duplicate lookup of texts: normalised keys, and datasketch MinHash LSH over character or word
+shingles. The one implementation: task contamination (`data.contamination`, `data.corpora`) and the synthesis
+filters (`synthesis.filters`: duplicates, false negatives) all use `OverlapIndex`."""
 
 from __future__ import annotations
 
 import hashlib
 import re
 import unicodedata
+import zlib
 from dataclasses import dataclass
 
 import numpy as np
@@ -35,6 +38,13 @@ def shingle_hashes(key: str, n: int = 5) -> list[int]:
     return np.unique((windows * powers).sum(axis=1) & 0xFFFFFFFF).tolist()
 
 
+def word_shingle_hashes(key: str, n: int = 1) -> list[int]:
+    """Distinct 32-bit hashes of the word n-grams of a normalised text (of all its words when it has fewer than n)."""
+    tokens = key.split()
+    grams = {" ".join(tokens[i : i + n]) for i in range(max(1, len(tokens) - n + 1))}
+    return sorted({zlib.crc32(gram.encode("utf-8")) for gram in grams})
+
+
 def _identity(value: int) -> int:
     """The shingles are hashed already (`shingle_hashes`): MinHash takes them as they are."""
     return value
@@ -57,11 +67,14 @@ class OverlapIndex:
     are rebuilt from the stored signatures on loading (a tenth of the size, and as fast as unpickling them).
     """
 
-    def __init__(self, threshold: float = 0.8, num_perm: int = 128, shingle: int = 5) -> None:
-        """An empty index; `threshold` in (0, 1] is the shingle Jaccard from which two texts are near duplicates."""
+    def __init__(self, threshold: float = 0.8, num_perm: int = 128, shingle: int = 5, kind: str = "char") -> None:
+        """An empty index; `threshold` in (0, 1]: the shingle Jaccard from which two texts are near duplicates;
+        `kind`: `char` shingles of `shingle` characters (for short texts), or `word` shingles of `shingle` words."""
         if not 0.0 < threshold <= 1.0:
             raise ValueError(f"near-duplicate threshold must be in (0, 1], got {threshold}")
-        self.threshold, self.num_perm, self.shingle = threshold, num_perm, shingle
+        if kind not in ("char", "word"):
+            raise ValueError(f"shingle kind must be 'char' or 'word', got {kind!r}")
+        self.threshold, self.num_perm, self.shingle, self.kind = threshold, num_perm, shingle, kind
         self.lsh = MinHashLSH(threshold=threshold, num_perm=num_perm)
         self._template = MinHash(num_perm=num_perm, hashfunc=_identity)
         self.exact: dict[int, int] = {}  # key_digest of the normalised text -> entry
@@ -94,10 +107,11 @@ class OverlapIndex:
     def minhash(self, key: str) -> MinHash:
         """The MinHash of a normalised text's shingles."""
         sketch = self._template.copy()
-        sketch.update_batch(shingle_hashes(key, self.shingle))
+        hashes = word_shingle_hashes if getattr(self, "kind", "char") == "word" else shingle_hashes
+        sketch.update_batch(hashes(key, self.shingle))
         return sketch
 
-    def add(self, text: str, label: str) -> None:
+    def add(self, text: str, label: str = "") -> None:
         """Index a text under `label` (an exact repeat of an indexed text is only counted once)."""
         key = normalise(text)
         digest = key_digest(key)

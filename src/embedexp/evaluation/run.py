@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import math
 import os
-import random
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -14,6 +13,7 @@ import numpy as np
 import pandas as pd
 
 from embedexp.core.atomic import atomic_write_text
+from embedexp.core.compat import reset_task_rngs
 from embedexp.core.errors import ConfigError
 from embedexp.evaluation.encoder import MtebEncoder
 from embedexp.evaluation.prefix import PrefixEncoder, dim_key, usable_dims
@@ -52,15 +52,14 @@ def evaluate_clustering(
     return scores
 
 
-def reset_task_rngs(tasks: list) -> None:
-    """Each task's bootstrap RNGs from its seed."""
-    for task in tasks:
-        task.rng_state, task.np_rng = random.Random(task.seed), np.random.default_rng(task.seed)
+def score_tasks(encoder, tasks: list, encode_kwargs: dict | None = None) -> dict[str, float]:
+    """Main score of every task for any mteb encoder (e.g. an exported model) and their mean (`clustering_mean`).
 
-
-def score_tasks(encoder, tasks: list) -> dict[str, float]:
-    """Main score of every task for any mteb encoder (e.g. an exported model) and their mean (`clustering_mean`)."""
-    result = mteb.evaluate(encoder, tasks, cache=None, show_progress_bar=False, overwrite_strategy="always")
+    `encode_kwargs` go to mteb, which passes them to the encoder's `encode` (e.g. a SentenceTransformer's).
+    """
+    result = mteb.evaluate(
+        encoder, tasks, cache=None, show_progress_bar=False, overwrite_strategy="always", encode_kwargs=encode_kwargs
+    )
     scores = {task_result.task_name: float(task_result.get_score()) for task_result in result.task_results}
     scores[MEAN_KEY] = float(np.mean(list(scores.values())))
     return scores

@@ -7,7 +7,6 @@ text once (smallest size first, timed), and scores every size through `mteb.eval
 
 from __future__ import annotations
 
-import random
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -16,6 +15,7 @@ import numpy as np
 import pandas as pd
 from mteb.models.abs_encoder import AbsEncoder
 
+from embedexp.core.compat import reset_task_rngs
 from embedexp.core.hardware import autocast_for
 from embedexp.evaluation.encoder import model_meta
 from embedexp.evaluation.run import MEAN_KEY, score_tasks
@@ -33,7 +33,7 @@ def prefix_task(task: LocalClusteringTask, n_docs: int) -> LocalClusteringTask:
         rows["sentences"][:n_docs],
         rows["labels"][:n_docs],
         task.metadata.description,
-        n_bootstrap=task.n_clusters,
+        n_kmeans_runs=task.n_clusters,
         seed=task.seed,
     )
 
@@ -74,8 +74,7 @@ def score_at_sizes(
                 vectors.update(zip(new, embedder.encode(new, batch_size=batch_size)))
         encode_seconds += time.perf_counter() - start
         subset = [prefix_task(task, n_docs) for task in tasks]
-        for task in subset:  # as evaluate_clustering: a score depends on the embeddings alone
-            task.rng_state, task.np_rng = random.Random(task.seed), np.random.default_rng(task.seed)
+        reset_task_rngs(subset)  # as evaluate_clustering: a score depends on the embeddings alone
         meta = model_meta(embedder, embedder.name, int(next(iter(vectors.values())).shape[0]))
         start = time.perf_counter()
         scores = score_tasks(PrecomputedEncoder(vectors, meta), subset)

@@ -57,9 +57,10 @@ class LocalClusteringTask(AbsTaskClustering):
 
 
 def make_local_task(
-    name: str, sentences: list[str], labels: list[str], description: str, *, n_bootstrap: int = 10, seed: int = 42
+    name: str, sentences: list[str], labels: list[str], description: str, *, n_kmeans_runs: int = 10, seed: int = 42
 ) -> LocalClusteringTask:
-    """Build a clustering task whose V-measure mteb scores with `n_bootstrap` k-means runs over all texts."""
+    """Build a clustering task whose V-measure is mteb's mean over `n_kmeans_runs` k-means runs, each on a bootstrap
+    sample (drawn with replacement) as large as the task."""
     metadata = TaskMetadata(
         name=name,
         description=description,
@@ -83,11 +84,19 @@ def make_local_task(
     attributes = dict(
         metadata=metadata,
         rows={"sentences": list(sentences), "labels": list(labels)},
-        n_clusters=n_bootstrap,  # mteb's name for the number of k-means runs (scored and averaged), not of clusters
+        n_clusters=n_kmeans_runs,  # mteb's name for the number of k-means runs (scored and averaged), not of clusters
         max_documents_per_cluster=len(sentences),
     )
     task_class = type(name.replace(".", "_"), (LocalClusteringTask,), attributes)
     return task_class(seed=seed)
+
+
+def kmeans_runs(n_kmeans_runs: int, n_bootstrap: int | None, name: str) -> int:
+    """`n_kmeans_runs`, or the value of the key's old name `n_bootstrap` (still read, with a warning)."""
+    if n_bootstrap is None:
+        return n_kmeans_runs
+    log.warning("task %s: n_bootstrap is now called n_kmeans_runs (mteb's n_clusters); reading it as such", name)
+    return n_bootstrap
 
 
 def balanced_sample(
@@ -102,13 +111,13 @@ def balanced_sample(
 
 
 def _task_from_rows(
-    name: str, rows: list[tuple[str, str]], description: str, *, n_bootstrap: int
+    name: str, rows: list[tuple[str, str]], description: str, *, n_kmeans_runs: int
 ) -> LocalClusteringTask:
     """Build a task from (text, label) rows."""
     if len({label for _, label in rows}) < 2:
         raise DataError(f"task {name}: needs at least two labels, got {len(rows)} rows")
     texts, labels = zip(*rows)
-    return make_local_task(name, list(texts), list(labels), description, n_bootstrap=n_bootstrap)
+    return make_local_task(name, list(texts), list(labels), description, n_kmeans_runs=n_kmeans_runs)
 
 
 def debian_section_task(
@@ -120,7 +129,8 @@ def debian_section_task(
     min_per_section: int = 30,
     exclude_sections: tuple[str, ...] = FORM_SECTIONS,
     seed: int = 0,
-    n_bootstrap: int = 10,
+    n_kmeans_runs: int = 10,
+    n_bootstrap: int | None = None,
     cache_dir: str = ".cache/embedexp",
     optional: bool = False,
 ) -> LocalClusteringTask | None:
@@ -137,7 +147,7 @@ def debian_section_task(
         return None
     rows = balanced_sample(rows, n_docs=n_docs, n_labels=n_sections, min_per_label=min_per_section, seed=seed)
     description = f"Debian package {field} descriptions clustered by archive section."
-    return _task_from_rows(name, rows, description, n_bootstrap=n_bootstrap)
+    return _task_from_rows(name, rows, description, n_kmeans_runs=kmeans_runs(n_kmeans_runs, n_bootstrap, name))
 
 
 def jsonl_task(
@@ -150,7 +160,8 @@ def jsonl_task(
     n_labels: int = 50,
     min_per_label: int = 2,
     seed: int = 0,
-    n_bootstrap: int = 10,
+    n_kmeans_runs: int = 10,
+    n_bootstrap: int | None = None,
     description: str = "",
     optional: bool = False,
 ) -> LocalClusteringTask | None:
@@ -178,7 +189,7 @@ def jsonl_task(
                 rows.append((text.strip(), label))
     rows = balanced_sample(rows, n_docs=n_docs, n_labels=n_labels, min_per_label=min_per_label, seed=seed)
     description = description or f"Texts of {file.name} clustered by {label_field}."
-    return _task_from_rows(name, rows, description, n_bootstrap=n_bootstrap)
+    return _task_from_rows(name, rows, description, n_kmeans_runs=kmeans_runs(n_kmeans_runs, n_bootstrap, name))
 
 
 def mteb_task(name: str):

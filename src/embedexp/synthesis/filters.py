@@ -12,7 +12,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from embedexp.core.errors import ConfigError
-from embedexp.synthesis.text import NearDuplicateIndex, copy_key, normalise, stable_hash, word_ngrams
+from embedexp.data.overlap import OverlapIndex
+from embedexp.synthesis.text import copy_key, normalise, stable_hash, word_ngrams
 
 log = logging.getLogger(__name__)
 
@@ -101,9 +102,9 @@ class DedupConfig:
     shingle: str = "char"
     n: int = 5
 
-    def index(self) -> NearDuplicateIndex:
+    def index(self) -> OverlapIndex:
         """A fresh index with these settings."""
-        return NearDuplicateIndex(self.threshold, self.shingle, self.n)
+        return OverlapIndex(self.threshold, shingle=self.n, kind=self.shingle)
 
 
 @dataclass
@@ -173,21 +174,21 @@ class Filters:
         stage.ensure(len(texts))
         return stage.kept, stage.counts
 
-    def _duplicate(self, index: NearDuplicateIndex, text: str) -> str | None:
+    def _duplicate(self, index: OverlapIndex, text: str) -> str | None:
         """'exact_duplicate' / 'near_duplicate' if `text` repeats an indexed one (then not indexed), else index it."""
         if not (self.dedup.exact or self.dedup.near):
             return None
         found = index.find(text)
         if (
             found is None
-            or (found[0] == "near" and not self.dedup.near)
-            or (found[0] == "exact" and not self.dedup.exact)
+            or (found.kind == "near" and not self.dedup.near)
+            or (found.kind == "exact" and not self.dedup.exact)
         ):
             index.add(text)
             return None
-        return f"{found[0]}_duplicate"
+        return f"{found.kind}_duplicate"
 
-    def pair_reason(self, anchor: str, positive: str, allows_copy: bool, positives: NearDuplicateIndex) -> str | None:
+    def pair_reason(self, anchor: str, positive: str, allows_copy: bool, positives: OverlapIndex) -> str | None:
         """Why a generated pair must be dropped, or None (a kept pair's positive is added to `positives`)."""
         if self.copy and not allows_copy and is_copy(anchor, positive, self.max_copy_similarity):
             return "copy_of_anchor"
@@ -205,8 +206,12 @@ class Filters:
         size = cfg.batch_size or max(1, len(anchors))
         flags = []
         for start in range(0, len(anchors), size):
-            index = NearDuplicateIndex(cfg.threshold, cfg.shingle, cfg.n)
-            flags += [index.add_if_new(a) is not None for a in anchors[start : start + size]]
+            index = OverlapIndex(cfg.threshold, shingle=cfg.n, kind=cfg.shingle)
+            for anchor in anchors[start : start + size]:
+                found = index.find(anchor)
+                flags.append(found is not None)
+                if found is None:
+                    index.add(anchor)
         return flags
 
 

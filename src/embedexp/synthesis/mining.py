@@ -4,7 +4,8 @@ Every anchor's candidates are the pool texts (the file's positives by default) r
 is never one of the anchor's positives (any row with the same anchor) nor the anchor itself, and it is skipped as a
 likely false negative when it scores above the positive by the margin (GISTEmbed's strategies, as in
 sentence-transformers' `mine_hard_negatives`): `absolute` keeps c only if cos(a, c) <= cos(a, p) - margin, `relative`
-only if cos(a, c) <= cos(a, p) * (1 - margin). The top `num_negatives` survivors, best first, are written as new
+only if cos(a, c) <= cos(a, p) - |cos(a, p)| * margin (sentence-transformers' rule since its #3819: `cos * (1 - margin)`
+raised the limit above a negative positive score). The top `num_negatives` survivors, best first, are written as new
 columns `<neg_column>_<i>` (empty where fewer survived), the output written atomically.
 """
 
@@ -39,7 +40,7 @@ def thresholds(positive_scores: np.ndarray, margin: float, strategy: str) -> np.
     """The highest candidate score each anchor accepts."""
     if strategy not in STRATEGIES:
         raise ConfigError(f"margin_strategy must be one of {STRATEGIES}, got {strategy!r}")
-    return positive_scores - margin if strategy == "absolute" else positive_scores * (1 - margin)
+    return positive_scores - margin if strategy == "absolute" else positive_scores - np.abs(positive_scores) * margin
 
 
 def mine_negatives(

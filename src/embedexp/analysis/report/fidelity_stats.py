@@ -7,6 +7,7 @@ adapters: if the callback ranks runs like the full evaluation, a search can be r
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Sequence
 
 import numpy as np
@@ -29,33 +30,41 @@ def spearman(x: Sequence[float], y: Sequence[float]) -> float:
 def bootstrap_spearman(
     x: Sequence[float], y: Sequence[float], n_resamples: int = 2000, confidence: float = 0.95, seed: int = 0
 ) -> tuple[float, float, float]:
-    """(rho, low, high): rho of all pairs and the percentile interval of rho over resamples of the runs.
+    """(rho, low, high): rho of all pairs and the percentile interval of rho over paired resamples of the runs.
 
-    Each resample draws len(x) runs with replacement; resamples whose scores are constant on either side (rho
-    undefined) are dropped. With fewer than 3 runs, or no defined resample, the interval is NaN.
+    `scipy.stats.bootstrap(paired=True, method="percentile")` draws the resamples; those whose scores are constant on
+    either side (rho undefined) are left out of the quantiles. The interval is scipy's, not widened to contain rho.
+    With fewer than 3 runs, or no defined resample, the interval is NaN.
     """
     x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
     rho = spearman(x, y)
     if len(x) < 3 or math.isnan(rho):
         return rho, math.nan, math.nan
-    rng = np.random.default_rng(seed)
-    draws = rng.integers(0, len(x), size=(n_resamples, len(x)))
-    values = _row_spearman(x[draws], y[draws])
-    values = values[~np.isnan(values)]
-    if values.size == 0:
+    with warnings.catch_warnings():  # constant resamples: rho is NaN there, dropped below
+        warnings.simplefilter("ignore", (stats.ConstantInputWarning, stats.DegenerateDataWarning, RuntimeWarning))
+        result = stats.bootstrap(
+            (x, y),
+            _spearman_along,
+            n_resamples=n_resamples,
+            paired=True,
+            vectorized=True,
+            confidence_level=confidence,
+            method="percentile",
+            rng=np.random.default_rng(seed),
+        )
+    values = result.bootstrap_distribution
+    if np.isnan(values).all():
         return rho, math.nan, math.nan
-    alpha = (1 - confidence) / 2
-    low, high = np.quantile(values, [alpha, 1 - alpha])
-    return rho, float(min(low, rho)), float(max(high, rho))
+    if np.isnan(values).any():  # scipy's quantiles propagate NaN: the same percentiles over the defined resamples
+        alpha = (1 - confidence) / 2
+        low, high = np.nanquantile(values, [alpha, 1 - alpha])
+        return rho, float(low), float(high)
+    return rho, float(result.confidence_interval.low), float(result.confidence_interval.high)
 
 
-def _row_spearman(x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """Spearman's rho of every row pair of two [B, n] arrays (Pearson of average ranks); NaN for constant rows."""
-    rx, ry = stats.rankdata(x, axis=1), stats.rankdata(y, axis=1)
-    rx, ry = rx - rx.mean(axis=1, keepdims=True), ry - ry.mean(axis=1, keepdims=True)
-    denominator = np.sqrt((rx**2).sum(axis=1) * (ry**2).sum(axis=1))
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(denominator > 0, (rx * ry).sum(axis=1) / np.where(denominator > 0, denominator, 1), np.nan)
+def _spearman_along(x: np.ndarray, y: np.ndarray, axis: int = -1) -> np.ndarray:
+    """Spearman's rho along `axis` of paired arrays: Pearson's r of average ranks (NaN where a side is constant)."""
+    return stats.pearsonr(stats.rankdata(x, axis=axis), stats.rankdata(y, axis=axis), axis=axis).statistic
 
 
 def fidelity_table(
