@@ -69,7 +69,8 @@ def evaluate_export(cfg: DictConfig) -> dict[str, float]:
     tasks = build_tasks(cfg.tasks)
     scores = score_tasks(encoder, tasks)
     manifest = encoder.export.manifest
-    row = {"model": cfg.get("label") or cfg.model_path, "pooling": manifest["pooling"]["target"].rsplit(".", 1)[-1], **scores}
+    pooling = manifest["pooling"]["target"].rsplit(".", 1)[-1]
+    row = {"model": cfg.get("label") or cfg.model_path, "pooling": pooling, **scores}
     row["prompt"] = manifest["prompt"]["name"]
     md_path, _ = write_results_table([row], cfg.paths.output_dir, stem="eval_results", task_set=task_set_record(tasks))
     print(md_path.read_text())
