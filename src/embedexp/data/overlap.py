@@ -125,6 +125,13 @@ class OverlapIndex:
         self._signatures.append(sketch.hashvalues)
         self.lsh.insert(entry, sketch, check_duplication=False)
 
+    def add_if_new(self, text: str, label: str = "") -> Match | None:
+        """Index `text` unless it repeats an indexed text; returns that repeat, else None."""
+        found = self.find(text)
+        if found is None:
+            self.add(text, label)
+        return found
+
     def find(self, text: str) -> Match | None:
         """The indexed text that `text` repeats (exact first, else the most similar near duplicate), or None."""
         key = normalise(text)

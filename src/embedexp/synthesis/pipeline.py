@@ -20,10 +20,10 @@ from omegaconf import DictConfig, OmegaConf
 from embedexp.core.errors import ConfigError
 from embedexp.core.hardware import configure_threads
 from embedexp.core.progress import Progress
+from embedexp.data.overlap import OverlapIndex
 from embedexp.synthesis.filters import Filters, TextStage, task_texts
 from embedexp.synthesis.generators.base import Generator
 from embedexp.synthesis.manifest import build_manifest, fingerprint, stats_delta, summed
-from embedexp.synthesis.text import NearDuplicateIndex
 from embedexp.synthesis.writer import (
     ShardInfo,
     clear_output,
@@ -54,8 +54,8 @@ class Run:
     counts: Counter = field(default_factory=Counter)
     n_pairs: int = 0
     start: int = 0
-    positives: NearDuplicateIndex | None = None
-    anchors: NearDuplicateIndex | None = None
+    positives: OverlapIndex | None = None
+    anchors: OverlapIndex | None = None
     started: float = field(default_factory=time.perf_counter)
 
 
@@ -116,7 +116,7 @@ def prepare(cfg: DictConfig, out: Path) -> Run:
         run.texts.ensure(run.infos[-1].end)  # the text filters are deterministic: the same texts pass again
     rows = read_pairs(out, run.infos)
     fn = filters.false_negatives
-    run.positives, run.anchors = filters.dedup.index(), NearDuplicateIndex(fn.threshold, fn.shingle, fn.n)
+    run.positives, run.anchors = filters.dedup.index(), OverlapIndex(fn.threshold, shingle=fn.n, kind=fn.shingle)
     for anchor, positive in zip(rows["text"], rows["text_pos"]):
         run.positives.add(positive)
         run.anchors.add(anchor)
