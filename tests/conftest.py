@@ -162,7 +162,7 @@ def pytest_sessionfinish(session, exitstatus) -> None:
         "peak RSS, test process (GB)",
         "peak RSS, a child (GB)",
     ]
-    row = ["make test", *counts, round(minutes, 1), round(peaks[0], 1), round(peaks[1], 1)]
+    row = ["make test", *counts, round(minutes, 2), round(peaks[0], 1), round(peaks[1], 1)]
     write_result_table(
         target, "make test", columns, [row], "make measure-test", notes="after install; children: subprocess tests"
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import pandas as pd
 import pytest
@@ -100,8 +101,10 @@ def test_lora_on_last_layers_only(tiny_train_cfg):
     assert trainable and all(".layers.1." in name for name in trainable)
 
 
-def test_wandb_logger_writes_offline_run_and_finishes(tiny_train_cfg, tmp_path):
+def test_wandb_logger_writes_offline_run_and_finishes(tiny_train_cfg, tmp_path, monkeypatch):
     import wandb
+
+    monkeypatch.setenv("WANDB_MODE", os.environ.get("WANDB_MODE", "offline"))  # the logger sets dryrun: put it back
 
     from .conftest import compose_config
 

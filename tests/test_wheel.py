@@ -31,7 +31,7 @@ for entry_point in metadata.distribution("embedexp").entry_points:
         continue
     GlobalHydra.instance().clear()
     print("ENTRY", entry_point.name, flush=True)
-    if entry_point.name == "embedexp-fetch-shared":  # argparse, not Hydra: its help must come from the wheel
+    if entry_point.name in ("embedexp-fetch-shared", "embedexp-contamination"):  # argparse: help from the wheel
         sys.argv = [entry_point.name, "--help"]
     elif entry_point.name == "embedexp":  # the dispatcher: `embedexp train ...`
         sys.argv = [entry_point.name, "train", *SHOW_PATHS]
@@ -117,10 +117,14 @@ def test_every_entry_point_composes_its_packaged_config_from_any_folder(installe
     result = run([venv / "bin" / "python", "-c", COMPOSE_EVERY_ENTRY_POINT], elsewhere, env)
     entries = result.stdout.split("ENTRY ")[1:]
     names = sorted(entry.split()[0] for entry in entries)
-    commands = ("attention", "encode", "eval", "export", "fetch-shared", "fidelity", "mine", "report", "synth", "train")
+    commands = (
+        "attention", "contamination", "encode", "eval", "export", "fetch-shared", "fidelity", "mine", "report", "synth",
+        "train",
+    )  # fmt: skip
     assert names == ["embedexp", *(f"embedexp-{command}" for command in commands)]
-    assert "--out" in next(entry for entry in entries if entry.startswith("embedexp-fetch-shared"))
-    for entry in (entry for entry in entries if not entry.startswith("embedexp-fetch-shared")):
+    argparse_entries = ("embedexp-fetch-shared", "embedexp-contamination")
+    assert all("--out" in next(e for e in entries if e.startswith(name)) for name in argparse_entries)
+    for entry in (entry for entry in entries if not entry.startswith(argparse_entries)):
         assert f"cache_dir: {root / 'embedexp_home'}" in entry, entry
         assert f"shared_data_dir: {root / 'xdg_data' / 'embedexp' / 'clustering_data'}" in entry, entry
         assert "log_dir: outputs" in entry, entry

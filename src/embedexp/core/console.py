@@ -154,10 +154,20 @@ class _SilentLoader(importlib.abc.Loader):
             self.loader.exec_module(module)
 
 
+IMPORT_PRINTS = {"transformers.integrations.integration_utils"}  # `[INFO] Running in WANDB offline mode` on import
+
+
+def silence_import_prints() -> None:
+    """Swallow the import-time prints of `IMPORT_PRINTS` (unless EMBEDEXP_VERBOSE=1); before their first import."""
+    if verbose() or any(isinstance(finder, _SilentImport) for finder in sys.meta_path):
+        return
+    if not IMPORT_PRINTS <= set(sys.modules):
+        sys.meta_path.insert(0, _SilentImport(IMPORT_PRINTS))
+
+
 def _quiet_transformers() -> None:
-    """transformers' weight-loading bar off; its import-time `[INFO] Running in WANDB offline mode` print swallowed."""
+    """transformers' weight-loading bar off; its import-time print swallowed."""
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()
-    if "transformers.integrations.integration_utils" not in sys.modules:
-        sys.meta_path.insert(0, _SilentImport({"transformers.integrations.integration_utils"}))
+    silence_import_prints()
