@@ -136,8 +136,9 @@ def test_mined_negatives_skip_positives_and_respect_the_margin():
     positives_of = {"a": {"pa", "pa2"}, "b": {"pb"}}
     for margin, strategy in [(0.0, "absolute"), (0.05, "absolute"), (0.1, "relative")]:
         mined, positive_scores, _ = mine_negatives(
-            anchors, anchor_vectors, positive_vectors, positives_of, pool, pool_vectors, 3, margin, strategy
-        )
+            anchors, anchor_vectors, positive_vectors, positives_of, pool, pool_vectors,
+            num_negatives=3, margin=margin, strategy=strategy,
+        )  # fmt: skip
         for i, row in enumerate(mined):
             limit = positive_scores[i] - (margin if strategy == "absolute" else abs(positive_scores[i]) * margin)
             assert not {text for text, _ in row} & (positives_of[anchors[i]] | {anchors[i]})
@@ -145,9 +146,9 @@ def test_mined_negatives_skip_positives_and_respect_the_margin():
             assert [s for _, s in row] == sorted((s for _, s in row), reverse=True) and len(row) <= 3
     # "close" scores above the positive of "a": a false negative by any margin, skipped; "other" is the hardest left
     common = (anchors, anchor_vectors, positive_vectors, positives_of, pool, pool_vectors)
-    mined, _, skipped = mine_negatives(*common, 1, 0.0)
+    mined, _, skipped = mine_negatives(*common, num_negatives=1, margin=0.0)
     assert mined[0][0][0] == "other" and skipped >= 2
-    mined, _, _ = mine_negatives(*common, 3, -1.0)
+    mined, _, _ = mine_negatives(*common, num_negatives=3, margin=-1.0)
     assert mined[0][0][0] == "close"  # a negative margin lets it in: the filter is what skipped it
 
 

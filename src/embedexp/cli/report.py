@@ -27,14 +27,14 @@ def _hydra_main(cfg: DictConfig) -> None:
         paths = build_report(
             dirs,
             cfg.get("out_dir"),
-            list(cfg.exclude_keys),
-            cfg.seed_key,
-            cfg.confidence,
-            list(cfg.stages),
-            cfg.get("title"),
-            cfg.plot,
-            cfg.get("read_wandb", True),
-            list(cfg.get("baselines") or []),
+            exclude_keys=list(cfg.exclude_keys),
+            seed_key=cfg.seed_key,
+            confidence=cfg.confidence,
+            stages=list(cfg.stages),
+            title=cfg.get("title"),
+            plot=cfg.plot,
+            read_wandb=cfg.get("read_wandb", True),
+            baselines=list(cfg.get("baselines") or []),
         )
     if cfg.get("result_file"):  # the table the docs render (embedexp.core.results)
         title = cfg.get("title") or f"report of {', '.join(Path(d).name for d in dirs)}"

@@ -50,6 +50,7 @@ def mine_negatives(
     positives_of: dict[str, set[str]],
     pool: list[str],
     pool_vectors: np.ndarray,
+    *,
     num_negatives: int,
     margin: float,
     strategy: str = "absolute",
@@ -141,9 +142,9 @@ def mine(cfg: DictConfig) -> dict:
         positives_of,
         pool,
         pick(pool),
-        int(cfg.num_negatives),
-        float(cfg.margin),
-        cfg.margin_strategy,
+        num_negatives=int(cfg.num_negatives),
+        margin=float(cfg.margin),
+        strategy=cfg.margin_strategy,
     )
     result = with_negatives(frame, mined, positive_scores, cfg.neg_column, bool(cfg.write_scores), origin)
     with atomic_file(path) as staging:

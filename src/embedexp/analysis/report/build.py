@@ -41,6 +41,7 @@ log = logging.getLogger("embedexp.analysis.report")
 def build_report(
     sweep_dirs: Sequence[str | Path],
     out_dir: str | Path | None = None,
+    *,
     exclude_keys: Sequence[str] = DEFAULT_EXCLUDE,
     seed_key: str = "seed",
     confidence: float = 0.95,
