@@ -60,11 +60,13 @@ def watched_env() -> dict[str, str]:
 def no_environ_leaks(request, real_precision_probe, tmp_path_factory):
     """Fail a test that leaves a WATCHED_ENV variable changed (use monkeypatch.setenv); they are restored either way.
 
-    Also gives the test its own zero-shot score cache (`$EMBEDEXP_SCORE_CACHE_DIR`, read by in-process configs and
-    subprocesses alike), never `make run`'s. Uses no monkeypatch itself, so a test's monkeypatch is undone first.
+    Also gives the test its own zero-shot score cache and frozen-prefix store (`$EMBEDEXP_SCORE_CACHE_DIR`,
+    `$EMBEDEXP_PREFIX_STORE_DIR`, read by in-process configs and subprocesses alike), never `make run`'s. Uses no
+    monkeypatch itself, so a test's monkeypatch is undone first.
     """
     before = watched_env()
     os.environ["EMBEDEXP_SCORE_CACHE_DIR"] = str(tmp_path_factory.mktemp("score_cache"))
+    os.environ["EMBEDEXP_PREFIX_STORE_DIR"] = str(tmp_path_factory.mktemp("prefix_store"))
     inside = watched_env()
     yield
     after = watched_env()

@@ -21,6 +21,7 @@ from embedexp.evaluation.score_cache import task_set_record
 from embedexp.evaluation.tasks import build_tasks
 from embedexp.model.backbone import PACKAGE_SCHEME, resolve_source
 from embedexp.model.build import build_embedder
+from embedexp.model.prefix_store import open_prefix_store
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +40,8 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
         new_lora=False,
         precisions=precision,
     )
+    embedder.prefix_store = open_prefix_store(cfg)
+    embedder.enable_prefix_cache()  # the frozen model's states: one forward pass per prompt for a pooling grid
     tasks = build_tasks(cfg.tasks)
     name = f"{embedder.name}+{Path(cfg.adapter_path).name}" if cfg.get("adapter_path") else embedder.name
     scores = evaluate_clustering(embedder, tasks, name, cfg.eval.batch_size, cfg.eval.precision)

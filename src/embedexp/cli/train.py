@@ -18,6 +18,7 @@ from embedexp.core.run_setup import setup_run
 from embedexp.core.run_status import RunStatus
 from embedexp.model.build import build_embedder
 from embedexp.model.embedder import Embedder
+from embedexp.model.prefix_store import open_prefix_store
 from embedexp.training.checkpointing import resolve_ckpt_path
 from embedexp.training.run_callbacks import FinishLoggerRuns, LogRunConfig, SaveResults
 
@@ -28,6 +29,7 @@ def train(cfg: DictConfig) -> dict:
     """Fit the embedder and return the run's metrics (also written to <output_dir>/metrics.json)."""
     run = setup_run(cfg)
     embedder = build_embedder(run.cfg, precisions=run.precisions)
+    embedder.prefix_store = open_prefix_store(run.cfg)
     datamodule = instantiate(run.cfg.data)
     module = build_module(run.cfg, embedder)
     results = SaveResults(run)

@@ -103,6 +103,10 @@ class ClusteringEvalCallback(L.Callback):
         """What the run's metrics.json records of this evaluation: the final scores (`val/<task>`), the zero-shot ones
         (`zero_shot/<task>`) and the task set."""
         metrics: dict = {"task_set": self.task_set}
+        timed = self.history[len(self.history) - len(self.seconds) :]  # a resumed run's earlier ones: not timed here
+        for row, seconds in zip(timed, self.seconds):
+            key = "time/eval_zero_shot_s" if row["stage"] == "zero_shot" else "time/eval_trained_s"
+            metrics[key] = metrics.get(key, 0.0) + seconds
         if self.final is not None:
             metrics.update({f"val/{k}": v for k, v in _scores(self.final).items()})
             if self.zero_shot is not None:

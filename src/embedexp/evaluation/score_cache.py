@@ -48,11 +48,21 @@ def task_set_record(tasks: list) -> dict:
     return {"id": hashlib.sha1(joined.encode()).hexdigest()[:12], "tasks": identities}
 
 
+def inert_lora(model) -> bool:
+    """Whether the model has LoRA weights that change nothing: every `lora_B` is zero (a fresh adapter, any seed)."""
+    found = [param for name, param in model.named_parameters() if "lora_B" in name]
+    return bool(found) and all(not bool(param.detach().any()) for param in found)
+
+
 def weights_fingerprint(model) -> str:
     """Hash of all trainable weights and of the first 4,096 values of every frozen tensor (tells random inits,
-    adapters and adapters merged into the backbone apart)."""
+    adapters and adapters merged into the backbone apart). A fresh LoRA (every `lora_B` zero) is left out: it
+    changes no output, so the zero-shot scores of every seed share one key."""
     digest = hashlib.sha1()
+    skip_lora = inert_lora(model)
     for name, param in model.named_parameters():
+        if skip_lora and "lora_" in name:
+            continue
         values = param.detach().flatten()[: (1 << 16) if param.requires_grad else 4096]
         digest.update(name.encode() + values.float().cpu().numpy().tobytes())
     return digest.hexdigest()

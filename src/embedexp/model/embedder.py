@@ -10,9 +10,11 @@ import torch.nn.functional as F
 
 from embedexp.core.progress import Progress
 from embedexp.model.attention_capture import FinalTokenAttention, final_token_attention
+from embedexp.model.bidirectional import attention_mode
 from embedexp.model.packing import decoder_span, plan_length_groups, run_decoder
 from embedexp.model.pooling import Pooling, pooled_layer
 from embedexp.model.prefix_cache import FrozenPrefixCache, base_decoder, plan_batches
+from embedexp.model.prefix_store import PrefixStore
 from embedexp.model.prompts import PromptTemplate, TokenizedPrompts, pad_rows, pad_token_id
 
 TOKEN_CACHE_SIZE = 500_000  # texts whose prompted token ids `token_rows` keeps (int32: ~0.4 kB per text)
@@ -46,6 +48,7 @@ class Embedder(torch.nn.Module):
         self.name = name
         self.packed = packed
         self.prefix_cache: FrozenPrefixCache | None = None
+        self.prefix_store: PrefixStore | None = None  # frozen-layer outputs on disk, across runs (`prefix_store:`)
         self.train_with_prefix_cache = False  # also under autograd (epochs after the first), not only evaluation
         self.n_truncated = 0
         self._token_rows: dict[str, tuple[np.ndarray, tuple[int, int], bool]] = {}
@@ -148,11 +151,16 @@ class Embedder(torch.nn.Module):
         order = torch.tensor([i for group in groups for i in group], device=vectors[0].device)
         return torch.cat(vectors).index_select(0, torch.argsort(order))
 
-    def enable_prefix_cache(self, max_bytes: int = 1 << 30) -> FrozenPrefixCache:
-        """Reuse the frozen layers' outputs of texts seen before (every evaluation; training epochs after the first
-        when `train_with_prefix_cache` is set); a cache already enabled is kept, its bound raised to `max_bytes`."""
+    def enable_prefix_cache(self, max_bytes: int = 1 << 30, store: PrefixStore | None = None) -> FrozenPrefixCache:
+        """Reuse the frozen layers' outputs of texts seen before (every evaluation; training steps when
+        `train_with_prefix_cache` is set), and with `store` those of earlier runs on disk; a cache already enabled is
+        kept, its bound raised to `max_bytes` and the store attached."""
+        store = store if store is not None else self.prefix_store
         if self.prefix_cache is None:
-            self.prefix_cache = FrozenPrefixCache(self.model, max_bytes, self.packed)
+            identity = f"attention={attention_mode(self.model)}"
+            self.prefix_cache = FrozenPrefixCache(self.model, max_bytes, self.packed, store, identity)
+        elif store is not None and store.enabled and self.prefix_cache.store is None and self.prefix_cache.enabled:
+            self.prefix_cache.store = store
         self.prefix_cache.max_bytes = max(self.prefix_cache.max_bytes, max_bytes)
         return self.prefix_cache
 

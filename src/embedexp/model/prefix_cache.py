@@ -2,7 +2,9 @@
 
 With LoRA on the last N decoder layers only, everything below the first adapted layer never changes during
 training, so its output for a given text can be computed once and reused: at every evaluation, and in every
-training epoch after the first (only the adapted layers then run, forward and backward).
+training epoch after the first (only the adapted layers then run, forward and backward). With a `PrefixStore` the
+outputs also persist on disk, so every later run of a sweep (and every evaluation of the same frozen layers) reads
+them instead of computing them.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import logging
 import torch
 
 from embedexp.model.packing import run_decoder, unpack
+from embedexp.model.prefix_store import PrefixStore, hash_module_state
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +61,13 @@ def row_key(ids: torch.Tensor) -> str:
     return hashlib.sha1(ids.detach().cpu().numpy().tobytes()).hexdigest()
 
 
+def autocast_state(device_type: str) -> str:
+    """The autocast in force on `device_type` (`off` or its dtype): it changes every hidden state."""
+    if not torch.is_autocast_enabled(device_type):
+        return "off"
+    return str(torch.get_autocast_dtype(device_type))
+
+
 class FrozenPrefixCache:
     """Caches, per text, the hidden states entering the first trainable decoder layer.
 
@@ -65,12 +75,24 @@ class FrozenPrefixCache:
     cached prefix output, the others run the frozen layers once (as one sub-batch) and are kept while `max_bytes`
     allows; then only the trainable tail runs, with gradients if the caller enables them. The cache checks itself
     once against a full forward pass and switches itself off for architectures where the split is not exact.
+    With a `store`, rows missing in memory are read from disk before they are computed, and computed rows are written
+    there under `namespace()`: a hash of everything besides the token ids that decides them.
     """
 
-    def __init__(self, model: torch.nn.Module, max_bytes: int = 1 << 30, packed: bool = False) -> None:
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        max_bytes: int = 1 << 30,
+        packed: bool = False,
+        store: PrefixStore | None = None,
+        identity: str = "",
+    ) -> None:
         """`max_bytes` bounds the memory held by cached hidden states (rows beyond it are recomputed each time);
-        `packed`: run the decoder padding-free (`embedexp.model.packing`)."""
+        `packed`: run the decoder padding-free (`embedexp.model.packing`); `store`: the disk store shared across
+        runs; `identity`: what else decides the states that the model's weights do not show (its attention mode)."""
         self.model, self.max_bytes, self.packed = model, max_bytes, packed
+        self.store, self.identity = (store if store is not None and store.enabled else None), identity
+        self._weights_digest: str | None = None
         self.entries: dict[str, torch.Tensor] = {}
         self.bytes = 0
         self.split = first_trainable_layer(model)
@@ -105,26 +127,66 @@ class FrozenPrefixCache:
             final_norm=final_norm,
         )
 
+    def namespace(self) -> str:
+        """Hash of what decides the prefix states besides the token ids: the frozen layers' weights (names without
+        peft's `base_layer.`), the model config, the split, packing, autocast, attention mode and torch version."""
+        if self._weights_digest is None:
+            decoder = base_decoder(self.model)
+            digest = hashlib.sha1(decoder.config.to_json_string(use_diff=False).encode())
+            parts = [decoder.get_input_embeddings(), *decoder.layers[: self.split]]
+            rotary = getattr(decoder, "rotary_emb", None)
+            for index, module in enumerate([*parts, *([rotary] if rotary is not None else [])]):
+                digest.update(f"part{index}".encode())
+                hash_module_state(module, digest, strip=".base_layer")
+            self._weights_digest = digest.hexdigest()
+        device = self.model_device.type
+        parts = [self._weights_digest, f"split={self.split}", f"packed={self.packed}", self.identity]
+        parts += [f"autocast={autocast_state(device)}", f"torch={torch.__version__}"]
+        return hashlib.sha1("\n".join(parts).encode()).hexdigest()[:20]
+
+    @property
+    def model_device(self) -> torch.device:
+        """Device of the model's parameters."""
+        return next(self.model.parameters()).device
+
+    def from_store(self, keys: list[str], missing: list[int], computed: dict[int, torch.Tensor]) -> list[int]:
+        """Fill `computed` with the stored rows among `missing` (kept in memory too); return the rows still missing."""
+        if self.store is None or not missing:
+            return missing
+        namespace, device, still = self.namespace(), self.model_device, []
+        for index in missing:
+            states = self.store.get(f"{namespace}:{keys[index]}")
+            if states is None:
+                still.append(index)
+                continue
+            computed[index] = states.to(device)
+            self.keep(keys[index], computed[index])
+        return still
+
     def prefix_states(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        """Padded [B, T, H] prefix outputs of a batch: cached rows reused, the missing ones computed together."""
+        """Padded [B, T, H] prefix outputs of a batch: rows in memory or in the store reused, the others computed
+        together (and kept in both)."""
         mask = attention_mask.bool()
         keys = [row_key(input_ids[i][mask[i]]) for i in range(len(input_ids))]
-        missing = [i for i, key in enumerate(keys) if key not in self.entries]
         computed: dict[int, torch.Tensor] = {}
+        missing = self.from_store(keys, [i for i, key in enumerate(keys) if key not in self.entries], computed)
         if missing:
             self.misses += len(missing)
             sub_mask = mask[missing]
             columns = sub_mask.any(dim=0).nonzero().flatten()  # drop the columns only other rows needed
             keep = slice(int(columns[0]), int(columns[-1]) + 1)
             states = self.prefix(input_ids[missing][:, keep], attention_mask[missing][:, keep])
+            namespace = self.namespace() if self.store is not None else None
             for row, index in enumerate(missing):
                 computed[index] = states[row][sub_mask[row, keep]]
-                self.store(keys[index], computed[index])
+                self.keep(keys[index], computed[index])
+                if namespace is not None:
+                    self.store.put(f"{namespace}:{keys[index]}", computed[index])
         self.hits += len(keys) - len(missing)
         rows = [computed[i] if i in computed else self.entries[keys[i]] for i in range(len(keys))]
         return unpack(torch.cat(rows), mask)
 
-    def store(self, key: str, states: torch.Tensor) -> None:
+    def keep(self, key: str, states: torch.Tensor) -> None:
         """Keep one text's prefix output while the memory bound allows."""
         size = states.numel() * states.element_size()
         if self.bytes + size <= self.max_bytes:
@@ -168,5 +230,5 @@ class FrozenPrefixCache:
             self.verified = True
             return
         log.warning("frozen-prefix cache disabled: the split forward pass does not match this architecture")
-        self.enabled, self.bytes = False, 0
+        self.enabled, self.bytes, self.store = False, 0, None
         self.entries.clear()

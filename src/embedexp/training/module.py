@@ -148,13 +148,14 @@ class EmbeddingModule(L.LightningModule):
     def on_fit_start(self) -> None:
         """Training mode for the whole embedder (`from_pretrained` returns a model in eval mode, where LoRA dropout
         would be off); GradCache's backward needs DDP without unused-parameter search (the loss it returns has no
-        graph); texts embedded more than once reuse their frozen layers' outputs."""
+        graph); texts embedded more than once (or by an earlier run, with a prefix store) reuse their frozen layers'
+        outputs."""
         self.embedder.train()
         wrapped = self.trainer.strategy.model  # DistributedDataParallel under DDP, by now
         if self.grad_cache_chunk_size and getattr(wrapped, "find_unused_parameters", False):
             raise ConfigError("grad_cache.chunk_size is set: trainer.strategy.find_unused_parameters must be false")
         repeats = (self.trainer.max_epochs or 1) > 1 or self.grad_cache_chunk_size
-        if self.cache_frozen_prefix and repeats:
+        if self.cache_frozen_prefix and (repeats or self.embedder.prefix_store is not None):
             self.embedder.enable_prefix_cache(self.prefix_cache_bytes)
             self.embedder.train_with_prefix_cache = True
 

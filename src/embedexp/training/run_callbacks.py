@@ -72,6 +72,11 @@ class SaveResults(L.Callback):
         """`run`: the set-up run."""
         self.run = run
         self.metrics: dict[str, Any] = {}
+        self.fit_started = run.started
+
+    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        """Start-up ends here (model, data, contamination index and pairs are built)."""
+        self.fit_started = time.perf_counter()
 
     def collect(self, trainer: L.Trainer) -> dict[str, Any]:
         """The run's final metrics."""
@@ -80,7 +85,11 @@ class SaveResults(L.Callback):
         for callback in trainer.callbacks:
             if isinstance(callback, RecordsMetrics):
                 metrics.update(callback.run_metrics())
-        metrics["time/total_s"] = time.perf_counter() - self.run.started
+        now = time.perf_counter()
+        metrics["time/total_s"] = now - self.run.started
+        metrics["time/startup_s"] = self.fit_started - self.run.started
+        evaluation = sum(v for k, v in metrics.items() if k.startswith("time/eval_") and isinstance(v, float))
+        metrics["time/train_s"] = now - self.fit_started - evaluation  # fit less its clustering evaluations
         metrics["memory/peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         metrics["run_name"] = self.run.cfg.get("run_name")
         metrics["choices"] = hydra_choices()
