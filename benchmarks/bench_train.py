@@ -10,8 +10,10 @@ In one run, on one machine:
 3. encoding 1,000 long Debian descriptions as the evaluation does, baseline and this tree.
 Model FLOPs come from `embedexp.model.flops.FlopCounter` on the real tokens of each step (the same token lengths for
 every trainer); MFU divides the achieved FLOP/s by the matmul peak measured here at the resolved precision on all
-threads (`matmul_peak_flops`). Writes result files (`embedexp.core.results`) and the profiler tables of the baseline
-and the final configuration into benchmarks/results/.
+threads (`embedexp.core.peak.matmul_peak`, the best on this machine kept in the cache), raised to the fastest step or
+encoding of the run if one beat it, so that every row divides by the same peak and no MFU exceeds 1. Writes result
+files (`embedexp.core.results`) and the profiler tables of the baseline and the final configuration into
+benchmarks/results/.
 
     python benchmarks/bench_train.py [--steps 24] [--baseline 6891a17] [--skip-peer]
 """
@@ -33,7 +35,8 @@ import torch
 from common import CACHE_DIR, EOL, header
 
 from embedexp.core.config import PROJECT_ROOT
-from embedexp.core.hardware import compute_dtype, cpu_capability, cpu_model, matmul_peak_flops, resolve_precision
+from embedexp.core.hardware import compute_dtype, configure_threads, cpu_capability, cpu_model, resolve_precision
+from embedexp.core.peak import matmul_peak
 from embedexp.core.results import write_result_table
 from embedexp.model.flops import FlopCounter
 
@@ -78,11 +81,13 @@ def baseline_checkout(commit: str) -> Path:
     return folder / "src"
 
 
-def step_stats(result: dict, counter: FlopCounter, tokenize, peak: float, skip: int) -> dict:
-    """Median s/step, pairs/s, real tokens/s, model TFLOP/s and MFU over the steps after `skip` warm-up steps."""
+def step_stats(result: dict, counter: FlopCounter, tokenize, skip: int) -> dict:
+    """Median s/step, pairs/s, real tokens/s, model TFLOP/s and the fastest step's FLOP/s over the steps after `skip`
+    warm-up steps (MFU is added once the peak is known: `add_mfu`)."""
     seconds, texts = result["seconds"][skip:], result["texts"][skip:]
     lengths = [tokenize(step) for step in texts]
-    flops = sum(counter.training_step(step) for step in lengths)
+    step_flops = [counter.training_step(step) for step in lengths]
+    flops = sum(step_flops)
     total = sum(seconds)
     return {
         "s_per_step": statistics.median(seconds),
@@ -90,9 +95,16 @@ def step_stats(result: dict, counter: FlopCounter, tokenize, peak: float, skip: 
         "pairs_per_s": sum(len(step) // 2 for step in texts) / total,
         "tokens_per_s": sum(sum(step) for step in lengths) / total,
         "tflops": flops / total / 1e12,
-        "mfu": flops / total / peak,
+        "flops_per_s": flops / total,
+        "fastest_flops_per_s": max(f / max(s, 1e-9) for f, s in zip(step_flops, seconds)),
         "warmup_s": sum(result["seconds"][:skip]),
     }
+
+
+def add_mfu(rows: list[dict], peak: float) -> None:
+    """Each row's MFU at `peak` FLOP/s, in place."""
+    for row in rows:
+        row["mfu"] = row["flops_per_s"] / peak
 
 
 def peer_steps(pairs: list[tuple[str, str]], steps: int, dropout: float, precision: str) -> dict:
@@ -192,8 +204,12 @@ def main() -> None:
         counter.causal,
     )
     precision = resolve_precision("auto", "trainer.precision", "trainer")
-    peak = matmul_peak_flops(compute_dtype(precision))
-    print(f"matmul peak ({compute_dtype(precision)}, {torch.get_num_threads()} threads): {peak / 1e12:.2f} TFLOP/s")
+    configure_threads(cfg.get("num_threads", "auto"))  # the peak at the threads the timed runs use
+    peak = matmul_peak(compute_dtype(precision), Path(CACHE_DIR) / "matmul_peak")
+    print(
+        f"matmul peak ({compute_dtype(precision)}, {torch.get_num_threads()} threads): {peak.flops / 1e12:.2f} TFLOP/s "
+        f"({peak.source}; this process's rounds spread {peak.spread:.0%})"
+    )
 
     def tokenize(texts: list[str]) -> list[int]:
         rows, _, _ = embedder.token_rows(texts)
@@ -234,7 +250,18 @@ def main() -> None:
         peer = peer_steps(pairs, steps, dropout, "bf16" if "bf16" in precision else "32")
 
     baseline_label = next(iter(runs))
-    stats = {label: step_stats(result, counter, tokenize, peak, args.skip) for label, result in runs.items()}
+    stats = {label: step_stats(result, counter, tokenize, args.skip) for label, result in runs.items()}
+    peer_stats = step_stats(peer, counter, tokenize, args.skip) if peer is not None else None
+    encode_stats = {}
+    for name, result in encodes.items():
+        lengths = tokenize(result["texts"])
+        encode_stats[name] = {"lengths": lengths, "flops_per_s": encode_counter.forward(lengths) / result["seconds"]}
+    timed = [*stats.values(), *([peer_stats] if peer_stats else []), *encode_stats.values()]
+    fastest = max(row.get("fastest_flops_per_s", row["flops_per_s"]) for row in timed)
+    if fastest > peak.flops:
+        print(f"a timed step ran at {fastest / 1e12:.3f} TFLOP/s, above the matmul peak: MFU divides by that rate")
+    peak = peak.raised_to(fastest)
+    add_mfu(timed, peak.flops)
     base = stats[baseline_label]["mean_s"]
     final = list(stats)[-1]
     columns = ["s/step", "mean", "pairs/s", "tok/s", "TFLOP/s", "MFU", "speed-up"]
@@ -278,11 +305,13 @@ def main() -> None:
         rows,
         command,
         {"train": precision},
-        notes=f"matmul peak {peak / 1e12:.2f} TFLOP/s ({compute_dtype(precision)}, {torch.get_num_threads()} threads)",
+        notes=(
+            f"matmul peak {peak.flops / 1e12:.2f} TFLOP/s ({compute_dtype(precision)}, {torch.get_num_threads()} "
+            f"threads, {peak.source}; this process's rounds spread {peak.spread:.0%})"
+        ),
     )
     peer_rows = []
-    if peer is not None:
-        peer_stats = step_stats(peer, counter, tokenize, peak, args.skip)
+    if peer_stats is not None:
         ours = stats[final]
         for label, row in (("sentence-transformers SentenceTransformerTrainer", peer_stats), ("embedexp", ours)):
             peer_rows.append(
@@ -310,10 +339,8 @@ def main() -> None:
         )
     encode_rows = []
     for name, result in encodes.items():
-        lengths = tokenize(result["texts"])
-        flops = encode_counter.forward(lengths)
+        lengths, mfu = encode_stats[name]["lengths"], encode_stats[name]["mfu"]
         rate = len(result["texts"]) / result["seconds"]
-        mfu = flops / result["seconds"] / peak
         encode_rows.append(
             [
                 name,

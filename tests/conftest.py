@@ -39,6 +39,9 @@ def compose_config(name: str, overrides: list[str], output_dir) -> DictConfig:
         evaluator = (cfg.get("callbacks") or {}).get("clustering_eval")
         if evaluator and evaluator.get("zero_shot_cache_dir"):  # hermetic: never the project-wide score cache
             evaluator.zero_shot_cache_dir = str(Path(output_dir) / "zero_shot_cache")
+        throughput = (cfg.get("callbacks") or {}).get("throughput")
+        if throughput and throughput.get("peak_cache_dir"):  # hermetic: a faked peak never reaches the project's cache
+            throughput.peak_cache_dir = str(Path(output_dir) / "matmul_peak")
     return cfg
 
 

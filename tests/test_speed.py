@@ -126,6 +126,29 @@ def test_throughput_and_mfu_are_recorded(tiny_train_cfg, tmp_path, packed):
     assert metrics["throughput/tokens_per_s"] > 0 and 0 < metrics["throughput/mfu"] < 1
     assert metrics["throughput/peak_tflops"] > 0 and metrics["throughput/warmup_s"] > 0
     assert (metrics["throughput/padding"] == 0) is packed  # packed runs compute no padding
+    assert metrics["throughput/peak_raised"] == 1 and 0 <= metrics["throughput/peak_spread"] < 1
+    peak = metrics["throughput/peak"]  # the tiny model runs far below the matmul peak: measured, never raised
+    assert peak["source"] == "measured" and peak["threads"] == torch.get_num_threads()
+    assert peak["rounds_tflops"]["min"] <= peak["rounds_tflops"]["median"] <= peak["rounds_tflops"]["max"]
+    assert metrics["throughput/peak_tflops"] == pytest.approx(peak["tflops"])  # logged metrics are float32
+    assert metrics["throughput/peak_measured_tflops"] == pytest.approx(peak["measured_tflops"])
+
+
+def test_mfu_cannot_exceed_one_when_the_measured_peak_is_too_low(tiny_train_cfg, tmp_path, monkeypatch):
+    from embedexp.core import peak as peak_module
+
+    monkeypatch.setattr(peak_module, "_measured", {})
+    monkeypatch.setattr(peak_module, "time_rounds", lambda dtype, rounds=5: [1e6, 0.5e6])  # 1 MFLOP/s: far too slow
+    with open_dict(tiny_train_cfg):
+        tiny_train_cfg.callbacks.clustering_eval.at_start = False
+        tiny_train_cfg.callbacks.throughput.peak_cache_dir = str(tmp_path / "peak")
+    train(tiny_train_cfg)
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics["throughput/tflops"] > 1e-6  # the steps beat the fake peak...
+    assert 0 < metrics["throughput/mfu"] <= 1  # ...and so raised it to their rate
+    assert metrics["throughput/peak_raised"] > 1 and metrics["throughput/peak"]["source"] == "observed"
+    assert metrics["throughput/mfu"] == pytest.approx(metrics["throughput/tflops"] / metrics["throughput/peak_tflops"])
+    assert json.loads(next((tmp_path / "peak").iterdir()).read_text())["flops"] == 1e6  # the cache holds matmuls only
 
 
 @pytest.mark.slow

@@ -179,34 +179,6 @@ def autocast_for(precision, device: torch.device, key: str = "eval.precision") -
     return torch.autocast(device.type, dtype=torch.bfloat16) if resolved == "bf16" else contextlib.nullcontext()
 
 
-PEAK_SHAPES = ((2048, 2048, 2048), (2048, 1024, 4096))  # tokens x in x out: large enough to reach the kernels' best
-_peaks: dict[tuple[torch.dtype, int], float] = {}
-
-
-def matmul_peak_flops(dtype: torch.dtype = torch.float32, repeats: int = 5) -> float:
-    """Best FLOP/s of dense matmuls in `dtype` on this process's torch threads: the denominator of MFU.
-
-    Measured once per process (dtype, threads): the fastest of `repeats` calls of each shape in `PEAK_SHAPES`, so a
-    busy moment lowers it less than it lowers a run. The `precision: auto` probe is one thread; this is all of them.
-    """
-    key = (dtype, torch.get_num_threads())
-    if key not in _peaks:
-        generator = torch.Generator().manual_seed(0)
-        best = 0.0
-        with torch.inference_mode():
-            for m, k, n in PEAK_SHAPES:
-                a = torch.randn(m, k, generator=generator).to(dtype)
-                b = torch.randn(k, n, generator=generator).to(dtype)
-                a @ b  # warm-up: kernel selection, weight packing
-                for _ in range(repeats):
-                    start = time.perf_counter()
-                    a @ b
-                    best = max(best, 2.0 * m * k * n / max(time.perf_counter() - start, 1e-9))
-        _peaks[key] = best
-        log.info("matmul peak (%s, %d threads): %.0f GFLOP/s", dtype, key[1], best / 1e9)
-    return _peaks[key]
-
-
 def compute_dtype(precision: str) -> torch.dtype:
     """The dtype matmuls run in under a resolved trainer or autocast precision (bf16-mixed, bf16, 32-true, ...)."""
     return (
