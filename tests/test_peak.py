@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+from types import SimpleNamespace
 
 import pytest
 import torch
 
 from embedexp.core import peak as peak_module
 from embedexp.core.peak import CACHED, MEASURED, OBSERVED, PeakKey, matmul_peak, time_rounds
+from embedexp.training.throughput import ThroughputMonitor
 
 
 @pytest.fixture
@@ -58,3 +60,22 @@ def test_a_faster_interval_raises_the_peak(tmp_path, fake_rounds):
     raised = peak.raised_to(3e9)
     assert (raised.flops, raised.source, raised.utilization(3e9)) == (3e9, OBSERVED, 1.0)
     assert raised.record()["raised"] == 3.0 and peak.flops == 1e9  # the process's peak is not changed
+
+
+@pytest.mark.parametrize(
+    ("hits", "misses", "share"),
+    [
+        (0, 8, 0.0),  # first epoch
+        (8, 8, 0.0),  # first epoch under GradCache (its second pass reuses the first's), or the cache's self-check
+        (8, 0, 1.0),  # a later epoch
+        (16, 0, 1.0),  # a later epoch under GradCache
+        (6, 2, 0.75),  # some texts seen before
+        (0, 16, 0.0),  # texts beyond the cache's memory bound, computed in both GradCache passes
+    ],
+)
+def test_cached_share_counts_texts_an_earlier_step_computed(hits, misses, share):
+    monitor = ThroughputMonitor()
+    monitor.lengths = [10] * 8
+    monitor.cache_counts = (100, 50)
+    embedder = SimpleNamespace(prefix_cache=SimpleNamespace(hits=100 + hits, misses=50 + misses))
+    assert monitor.cached_share(embedder) == share

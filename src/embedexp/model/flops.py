@@ -9,6 +9,8 @@ A training step runs the forward pass over every layer and the backward pass onl
 there, the frozen linear layers need input gradients only (1 x their forward FLOPs), attention 2 x, and the LoRA
 matrices input and weight gradients (2 x). Layers below the first adapted one have nothing to train and get no
 backward pass. Recomputation (GradCache's second forward) is not counted: this is model FLOPs, not hardware FLOPs.
+Frozen layers whose outputs the frozen-prefix cache served (`training_step(prefix_cached=...)`) did not run and are
+not counted either: their work is reported apart, as `throughput/cached_share`.
 """
 
 from __future__ import annotations
@@ -75,7 +77,8 @@ class FlopCounter:
         return 2.0 * frozen * tokens + 4.0 * trained * tokens + 8.0 * self.attention_width * pairs * layers
 
     def training_step(self, lengths: Sequence[int], prefix_cached: float = 0.0) -> float:
-        """FLOPs of one training step; `prefix_cached`: share of texts whose frozen layers came from the cache."""
+        """FLOPs of one training step as computed; `prefix_cached`: share of its texts whose frozen layers (those
+        below `first_adapted`) an earlier step computed and the frozen-prefix cache served: not run, not counted."""
         full = self.forward(lengths)
         tail = self.forward(lengths, from_layer=self.first_adapted)
         return (1 - prefix_cached) * full + prefix_cached * tail + self.backward(lengths)

@@ -1,10 +1,11 @@
 """Training throughput: real tokens per second and model FLOPs utilization (MFU), logged and in metrics.json.
 
-MFU = model FLOPs of the steps (`embedexp.model.flops.FlopCounter`, real tokens only) / their wall time / the
-machine's matmul peak at the run's precision on the run's threads (`embedexp.core.peak.matmul_peak`). The peak is
-raised to any rate a timed interval of the run achieved (a step, or the steps so far together): a faster interval
-proves the measured peak too low, so MFU <= 1 by construction, and `throughput/peak_raised` > 1 says it happened.
-The first `warmup_steps` steps (kernel selection, `torch.compile`) are timed apart as `throughput/warmup_s`.
+MFU = model FLOPs of the steps (`embedexp.model.flops.FlopCounter`, real tokens only, frozen layers the prefix cache
+served not counted) / their wall time / the machine's matmul peak at the run's precision on the run's threads
+(`embedexp.core.peak.matmul_peak`). The peak is raised to any rate a timed interval of the run achieved (a step, or
+the steps so far together): a faster interval proves the measured peak too low, so MFU <= 1 by construction, and
+`throughput/peak_raised` > 1 says it happened. The first `warmup_steps` steps (kernel selection, `torch.compile`)
+are timed apart as `throughput/warmup_s`.
 """
 
 from __future__ import annotations
@@ -83,12 +84,16 @@ class ThroughputMonitor(L.Callback):
             )  # fmt: skip
 
     def cached_share(self, embedder) -> float:
-        """Share of this step's texts whose frozen-layer outputs came from the prefix cache."""
-        if self.cache_counts is None or embedder.prefix_cache is None:
+        """Share of this step's texts whose frozen-layer outputs an earlier step computed (the prefix cache served
+        them): each text's frozen layers count once per step, so a second pass within the step (GradCache's, or the
+        cache's first self-check) that reuses this step's own outputs is no cache hit."""
+        if self.cache_counts is None or embedder.prefix_cache is None or not self.lengths:
             return 0.0
         hits = embedder.prefix_cache.hits - self.cache_counts[0]
         misses = embedder.prefix_cache.misses - self.cache_counts[1]
-        return hits / (hits + misses) if hits + misses else 0.0
+        if hits + misses == 0:  # the cache was not consulted (e.g. switched off): every layer ran
+            return 0.0
+        return 1 - min(misses, len(self.lengths)) / len(self.lengths)
 
     @staticmethod
     def computed(lengths: list[int], packed: bool) -> int:
