@@ -168,3 +168,27 @@ def test_a_later_run_trains_on_stored_prefixes_with_the_same_losses(tiny_train_c
     for key in ("train/loss", "val/clustering_mean", "zero_shot/clustering_mean"):
         assert runs["later"][key] == pytest.approx(runs["plain"][key], abs=1e-4), key
     assert {"time/startup_s", "time/train_s", "time/eval_zero_shot_s", "time/eval_trained_s"} <= runs["later"].keys()
+
+
+def test_an_eval_pooling_grid_runs_the_decoder_once_per_prompt(tmp_path, monkeypatch):
+    from embedexp.cli.eval import evaluate
+    from embedexp.model.prefix_cache import FrozenPrefixCache
+
+    from .conftest import compose_config
+
+    computed: list[int] = []
+    original = FrozenPrefixCache.prefix
+
+    def counted(self, input_ids, attention_mask):
+        computed.append(len(input_ids))
+        return original(self, input_ids, attention_mask)
+
+    monkeypatch.setattr(FrozenPrefixCache, "prefix", counted)
+    runs = {}
+    for pooling in ("mean", "last", "max"):
+        cfg = compose_config("eval", ["model=tiny", "tasks=tiny", f"pooling={pooling}"], tmp_path / pooling)
+        before = len(computed)
+        runs[pooling] = (evaluate(cfg), len(computed) - before)
+    assert runs["mean"][1] > 0 and runs["last"][1] == 0 and runs["max"][1] == 0  # later poolings: stored states
+    cfg = compose_config("eval", ["model=tiny", "tasks=tiny", "pooling=last", "prefix_store=null"], tmp_path / "plain")
+    assert evaluate(cfg)["clustering_mean"] == pytest.approx(runs["last"][0]["clustering_mean"], abs=1e-6)

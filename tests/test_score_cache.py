@@ -43,3 +43,17 @@ def test_key_tells_every_pooling_and_prompt_option_apart(tmp_path):
     keys = {option: key(overrides) for option, overrides in variants.items()}
     assert len(set(keys.values())) == len(variants), keys
     assert key(["prompt.name=renamed"]) == keys["as configured"]  # a name is not an option
+
+
+def test_fresh_adapters_of_every_seed_share_the_zero_shot_key_until_they_train(tmp_path):
+    cfg = compose_config("train", TINY_OVERRIDES, tmp_path)
+    tasks = build_tasks(cfg.tasks)
+    embedders = []
+    for seed in (1, 2):
+        torch.manual_seed(seed)  # another seed: other random LoRA A matrices, B still zero
+        embedders.append(build_embedder(cfg))
+    first, second = (configuration_key(embedder, tasks, "32") for embedder in embedders)
+    assert first == second
+    with torch.no_grad():  # one training step's worth: the adapter now changes the output
+        next(p for name, p in embedders[1].model.named_parameters() if "lora_B" in name).add_(0.01)
+    assert configuration_key(embedders[1], tasks, "32") != first
