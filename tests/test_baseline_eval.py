@@ -82,7 +82,7 @@ def test_eval_scores_a_plain_folder_through_mteb(tiny_st_folder, tmp_path):
 
 def test_a_folder_that_is_neither_export_nor_sentence_transformers_is_a_clear_error(tiny_st_folder, tmp_path):
     (tmp_path / "config.json").write_text("{}")
-    with pytest.raises(ConfigError, match="model_path=.*neither embedexp_export.json .*nor modules.json"):
+    with pytest.raises(ConfigError, match="model_path=.*neither embedexp_manifest.json .*nor modules.json"):
         sentence_transformer_folder(str(tmp_path))
     with pytest.raises(ConfigError, match="model_path=.*not installed"):
         sentence_transformer_folder("pkg:no_such_model_package/model")

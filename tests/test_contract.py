@@ -78,7 +78,7 @@ def test_a_pooling_with_options_from_the_users_folder_works_everywhere(installed
     # export: all three forms pass their self-check against the trained embedder
     run(["embedexp-export", f"run_dir={trained}", "hydra.run.dir=outputs/exported"], user, env)
     folder = trained / "export" / "sentence_transformers"
-    manifest = json.loads((folder / "embedexp_export.json").read_text())
+    manifest = json.loads((folder / "embedexp_manifest.json").read_text())
     assert manifest["pooling"] == {"target": "my_poolings.PowerMeanPooling", "config": saved, "folder": "pooling"}
     assert manifest["selfcheck"]["passed"] and manifest["name"].endswith("-power_mean-eol")
     assert (trained / "export" / "adapter" / "pooling" / "config.json").is_file()

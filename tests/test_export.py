@@ -35,7 +35,7 @@ def test_every_form_passes_its_selfcheck(name, request):
     run, results, output = request.getfixturevalue(name)
     assert set(results) == {"adapter", "merged", "sentence_transformers"}
     for form, result in results.items():
-        manifest = json.loads((output / form / "embedexp_export.json").read_text())
+        manifest = json.loads((output / form / "embedexp_manifest.json").read_text())
         assert manifest["format"] == form and manifest["selfcheck"]["passed"]
         assert manifest["selfcheck"]["min_cosine"] >= 0.9999 and result["min_cosine"] >= 0.9999
         assert len(manifest["selfcheck"]["pairs"]) == 4  # export left/right x reference left/right
@@ -62,7 +62,7 @@ def test_folder_is_what_sentence_transformers_saves(name, request, tmp_path):
     """Reloading the folder and saving it again with sentence-transformers changes no config or module file."""
     folder = request.getfixturevalue(name)[2] / "sentence_transformers"
     SentenceTransformer(str(folder), device="cpu", trust_remote_code=True).save(str(tmp_path), create_model_card=False)
-    ours = {p.relative_to(folder) for p in folder.rglob("*.json")} - {Path("embedexp_export.json")}
+    ours = {p.relative_to(folder) for p in folder.rglob("*.json")} - {Path("embedexp_manifest.json")}
     assert ours == {p.relative_to(tmp_path) for p in tmp_path.rglob("*.json")}
     for path in ours:
         written, saved = (json.loads((root / path).read_text()) for root in (folder, tmp_path))
@@ -132,7 +132,7 @@ def wrong_pooling_mode(folder):
 
 def string_prompt(folder):
     """The naive export: the template's prefix as a sentence-transformers prompt, the suffix lost."""
-    manifest = json.loads((folder / "embedexp_export.json").read_text())
+    manifest = json.loads((folder / "embedexp_manifest.json").read_text())
     plain = load_export(folder).model.tokenizer
     from embedexp.export.tokenizer import unbake
 
@@ -194,9 +194,9 @@ def test_existing_export_needs_overwrite(mean_export):
     run, _, output = mean_export
     with pytest.raises(ConfigError, match="overwrite=true"):
         export(run, output, "formats=[adapter]")
-    before = (output / "adapter" / "embedexp_export.json").stat().st_mtime_ns
+    before = (output / "adapter" / "embedexp_manifest.json").stat().st_mtime_ns
     export(run, output, "formats=[adapter]", "overwrite=true")
-    assert (output / "adapter" / "embedexp_export.json").stat().st_mtime_ns != before
+    assert (output / "adapter" / "embedexp_manifest.json").stat().st_mtime_ns != before
     assert not list(output.glob(".*"))
 
 

@@ -25,7 +25,7 @@ def test_bidirectional_export_passes_the_selfcheck_in_every_form(bidirectional_e
     run, results, output = bidirectional_export
     assert set(results) == FORMS
     for form, result in results.items():
-        manifest = json.loads((output / form / "embedexp_export.json").read_text())
+        manifest = json.loads((output / form / "embedexp_manifest.json").read_text())
         assert manifest["attention"] == "bidirectional" and manifest["selfcheck"]["passed"]
         assert result["min_cosine"] >= 0.9999
     assert json.loads((output / "merged" / "config.json").read_text())["is_causal"] is False
@@ -74,5 +74,5 @@ def test_run_started_from_an_init_adapter_exports_in_every_form(tmp_path):
     run = make_run(tmp_path / "run", overrides)
     results = export(run, tmp_path / "export")
     assert set(results) == FORMS and all(r["min_cosine"] >= 0.9999 for r in results.values())
-    manifest = json.loads((tmp_path / "export" / "adapter" / "embedexp_export.json").read_text())
+    manifest = json.loads((tmp_path / "export" / "adapter" / "embedexp_manifest.json").read_text())
     assert manifest["init_adapter"] == f"{first}/adapter"

@@ -109,7 +109,7 @@ def test_truncated_export_equals_the_truncated_embedding(truncated_export):
     run, results, output = truncated_export
     expected = truncate_normalized(reference(run)["right"], 16)
     for form, result in results.items():
-        manifest = json.loads((output / form / "embedexp_export.json").read_text())
+        manifest = json.loads((output / form / "embedexp_manifest.json").read_text())
         assert manifest["embed_dim"] == 16 and manifest["truncate_dim"] == 16 and result["min_cosine"] >= 0.9999
     folder = output / "sentence_transformers"
     modules = [m["type"].rsplit(".", 1)[-1] for m in json.loads((folder / "modules.json").read_text())]

@@ -25,7 +25,7 @@ from embedexp.core.errors import ConfigError, exit_on_error
 from embedexp.core.hardware import autocast_for, configure_threads
 from embedexp.core.progress import encode_with_progress
 from embedexp.data.reader import column_texts, file_label, read_table
-from embedexp.export.encoder import load_encoder
+from embedexp.export.resolve import load_encoder
 
 log = logging.getLogger(__name__)
 OUTPUTS = (".npy", ".parquet")

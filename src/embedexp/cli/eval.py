@@ -1,4 +1,5 @@
-"""Standalone evaluation: `python -m embedexp eval [adapter_path=...] [overrides]` writes a results table."""
+"""Standalone evaluation: `python -m embedexp eval [run_dir=... | model_path=... | adapter_path=...]` writes a results
+table (how each saved model is opened: `embedexp.export.resolve`)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from pathlib import Path
 
 import hydra
 import lightning as L
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from embedexp.core.atomic import atomic_write_text
 from embedexp.core.config import CONFIG_DIR
@@ -19,56 +20,72 @@ from embedexp.core.provenance import provenance
 from embedexp.evaluation.run import evaluate_clustering, score_tasks, write_results_table
 from embedexp.evaluation.score_cache import task_set_record
 from embedexp.evaluation.tasks import build_tasks
-from embedexp.model.backbone import PACKAGE_SCHEME, resolve_source
-from embedexp.model.build import build_embedder
+from embedexp.export.overrides import asked_keys
+from embedexp.export.resolve import OpenedModel, open_model, run_folder
+from embedexp.export.runs import load_run_config
+from embedexp.model.backbone import PACKAGE_SCHEME
 from embedexp.model.prefix_store import open_prefix_store
 
 log = logging.getLogger(__name__)
 
 
 def evaluate(cfg: DictConfig) -> dict[str, float]:
-    """Score the configured model (plus adapter), or an exported folder, on the configured tasks; write tables."""
+    """Score the model the config names (`embedexp.export.resolve.open_model`: a run, adapter, checkpoint, export or
+    sentence-transformers folder, or the base model of the groups) on the configured tasks; write tables."""
     L.seed_everything(cfg.seed)
     configure_threads(cfg.get("num_threads", "auto"))
+    take_run_settings(cfg)
     precision = resolve_config_precisions(cfg)
-    if cfg.get("model_path"):
-        return evaluate_export(cfg)
-    embedder = build_embedder(
-        cfg,
-        adapter_path=cfg.get("adapter_path"),
-        trainable=False,
-        new_lora=False,
-        precisions=precision,
-    )
+    opened = open_model(cfg, precisions=precision)
+    if opened.kind in ("export", "sentence_transformers"):
+        return evaluate_export(cfg, opened)
+    embedder = opened.embedder
     embedder.prefix_store = open_prefix_store(cfg)
     embedder.enable_prefix_cache()  # the frozen model's states: one forward pass per prompt for a pooling grid
     tasks = build_tasks(cfg.tasks)
-    name = f"{embedder.name}+{Path(cfg.adapter_path).name}" if cfg.get("adapter_path") else embedder.name
+    name = f"{embedder.name}+{Path(opened.path).name}" if opened.path else embedder.name
     scores = evaluate_clustering(embedder, tasks, name, cfg.eval.batch_size, cfg.eval.precision)
     row = {
-        "model": cfg.get("label") or cfg.get("adapter_path") or embedder.name,
-        "pooling": cfg.pooling._target_.rsplit(".", 1)[-1],
-        "prompt": cfg.prompt.name,
+        "model": opened.label(cfg.get("label")),
+        "pooling": type(embedder.pooling).__name__,
+        "prompt": embedder.prompt.name,
         **scores,
     }
     md_path, _ = write_results_table([row], cfg.paths.output_dir, stem="eval_results", task_set=task_set_record(tasks))
-    run_provenance = provenance(cfg.seed, precision)
-    atomic_write_text(Path(cfg.paths.output_dir) / "provenance.json", json.dumps(run_provenance, indent=2))
+    run_provenance = {**provenance(cfg.seed, precision), "model": opened.record()}
+    atomic_write_text(Path(cfg.paths.output_dir) / "provenance.json", json.dumps(run_provenance, indent=2, default=str))
     print(md_path.read_text())
     return scores
 
 
-def evaluate_export(cfg: DictConfig) -> dict[str, float]:
+def take_run_settings(cfg: DictConfig) -> None:
+    """With `run_dir`: score as the run's own evaluation did (its tasks and `eval` settings) unless asked otherwise;
+    `latest` becomes the folder it names."""
+    run_dir = run_folder(cfg)
+    if run_dir is None:
+        return
+    run_cfg = load_run_config(run_dir, cfg.paths)
+    asked = asked_keys(cfg)
+    with open_dict(cfg):
+        cfg.run_dir = str(run_dir)
+        if "tasks" not in asked and run_cfg.get("tasks") is not None:
+            cfg.tasks = run_cfg.tasks
+        for key, value in (run_cfg.get("eval") or {}).items():
+            if f"eval.{key}" not in asked and key in cfg.eval:
+                cfg.eval[key] = value
+
+
+def evaluate_export(cfg: DictConfig, opened: OpenedModel) -> dict[str, float]:
     """Score an exported folder (any form) through `ExportedEncoder`, with optional per-task-type `prompts`;
     a plain sentence-transformers folder (no embedexp manifest) goes to `evaluate_sentence_transformer`."""
     from embedexp.evaluation.exported import ExportedEncoder
-    from embedexp.export.load import MANIFEST
 
     prompts = OmegaConf.to_container(cfg.prompts) if cfg.get("prompts") else None
-    folder = resolve_source(str(cfg.model_path), "model_path")
-    if not (Path(folder) / MANIFEST).is_file():
+    if opened.kind == "sentence_transformers":
         return evaluate_sentence_transformer(cfg, prompts)
-    encoder = ExportedEncoder(folder, prompts=prompts, batch_size=cfg.eval.batch_size, precision=cfg.eval.precision)
+    encoder = ExportedEncoder(
+        opened.export, prompts=prompts, batch_size=cfg.eval.batch_size, precision=cfg.eval.precision
+    )
     tasks = build_tasks(cfg.tasks)
     scores = score_tasks(encoder, tasks)
     manifest = encoder.export.manifest

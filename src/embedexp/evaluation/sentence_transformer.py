@@ -28,7 +28,7 @@ def sentence_transformer_folder(model_path: str) -> Path:
     folder = Path(resolve_source(str(model_path), "model_path"))
     if not (folder / ST_MODULES).is_file():
         raise ConfigError(
-            f"model_path={model_path!r}: {folder} has neither embedexp_export.json (python -m embedexp export) "
+            f"model_path={model_path!r}: {folder} has neither embedexp_manifest.json (python -m embedexp export) "
             f"nor {ST_MODULES} (a sentence-transformers folder)"
         )
     return folder

@@ -1,13 +1,13 @@
-"""The LoRA adapter alone (peft format) with the tokenizer and the pooling: reloads onto the base model with
-transformers + peft (or `build_embedder(cfg, adapter_path=...)`, as training runs' `adapter/` folders)."""
+"""The LoRA adapter alone (peft format) with the tokenizer, the pooling and the manifest: reloads onto the base model
+with transformers + peft, or with `embedexp.export.resolve.open_model` (`model_path=...`), as runs' `adapter/` do."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 from embedexp.core.errors import ConfigError
-from embedexp.model.build import save_adapter
 from embedexp.model.embedder import Embedder
+from embedexp.model.manifest import save_adapter
 
 
 def write_adapter(embedder: Embedder, folder: Path) -> dict:

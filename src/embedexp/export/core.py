@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import functools
 import json
 import logging
@@ -13,20 +14,18 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from embedexp import __version__
 from embedexp.core.atomic import atomic_folder, atomic_write_text
-from embedexp.core.compat import attn_implementation
 from embedexp.core.errors import ConfigError
 from embedexp.core.hardware import configure_threads
 from embedexp.core.progress import Progress
 from embedexp.export.adapter import write_adapter
 from embedexp.export.card import model_card
-from embedexp.export.load import FORMATS, pooling_record, prompt_record, write_manifest
+from embedexp.export.load import FORMATS
 from embedexp.export.merged import merge_lora, up_to_pooled_layer, write_merged
 from embedexp.export.selfcheck import PROBE_TEXTS, check_export, reference_vectors
 from embedexp.export.sentence_transformers import write_sentence_transformers
 from embedexp.export.source import ExportSource, load_export_source
-from embedexp.model.bidirectional import attention_mode
+from embedexp.model.manifest import complete, write_manifest
 from embedexp.model.matryoshka import truncate_normalized
 
 log = logging.getLogger(__name__)
@@ -49,16 +48,8 @@ def base_manifest(
     parameters = sum(p.numel() for name, p in embedder.model.named_parameters() if "lora_" not in name)
     parameters += sum(p.numel() for p in embedder.pooling.parameters())
     return {
+        **copy.deepcopy(complete(embedder)),  # the model manifest every saved form shares (embedexp.model.manifest)
         "name": source.name,
-        "embedexp_version": __version__,
-        "backbone": OmegaConf.to_container(source.cfg.model.backbone, resolve=True),
-        "attn_implementation": attn_implementation(embedder.model),
-        "attention": attention_mode(embedder.model),
-        "init_adapter": source.cfg.model.get("init_adapter"),
-        "prompt": prompt_record(embedder.prompt),
-        "pooling": pooling_record(embedder.pooling),
-        "max_length": embedder.max_length,
-        "padding_side": embedder.padding_side,
         "embed_dim": embed_dim,
         "truncate_dim": truncate_dim,
         "n_parameters": parameters,

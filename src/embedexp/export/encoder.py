@@ -1,11 +1,11 @@
-"""Any saved model as one `TextEncoder`: an exported folder, a training run's adapter or checkpoint, or the groups."""
+"""Any saved model as one `TextEncoder`: whatever `embedexp.export.resolve.open_model` opens (an exported or
+sentence-transformers folder, a training run's adapter or checkpoint, or the base model of the groups)."""
 
 from __future__ import annotations
 
 from typing import Protocol
 
 import numpy as np
-from omegaconf import DictConfig
 
 
 class TextEncoder(Protocol):
@@ -14,7 +14,7 @@ class TextEncoder(Protocol):
     def encode(self, texts: list[str], batch_size: int = 32, show_progress: bool = False) -> np.ndarray: ...
 
 
-class _EmbedderEncoder:
+class EmbedderEncoder:
     """An Embedder behind the `TextEncoder` interface."""
 
     def __init__(self, embedder) -> None:
@@ -26,12 +26,18 @@ class _EmbedderEncoder:
         return self.embedder.encode(texts, batch_size=batch_size, show_progress=show_progress)
 
 
-def load_encoder(cfg: DictConfig) -> TextEncoder:
-    """An exported folder (`model_path`), else the training Embedder from run_dir/adapter_path/ckpt_path or groups."""
-    if cfg.get("model_path"):
-        from embedexp.export.load import load_export
+class SentenceTransformerEncoder:
+    """A plain sentence-transformers folder behind the `TextEncoder` interface."""
 
-        return load_export(cfg.model_path)
-    from embedexp.export.source import load_export_source
+    def __init__(self, path: str) -> None:
+        """Load the folder (its own modules only: no remote code)."""
+        from sentence_transformers import SentenceTransformer
 
-    return _EmbedderEncoder(load_export_source(cfg, require_weights=False).embedder)
+        self.model = SentenceTransformer(path, device="cpu")
+
+    def encode(self, texts: list[str], batch_size: int = 32, show_progress: bool = False) -> np.ndarray:
+        """L2-normalised float32 embeddings."""
+        vectors = self.model.encode(
+            list(texts), batch_size=batch_size, show_progress_bar=show_progress, normalize_embeddings=True
+        )
+        return np.asarray(vectors, dtype=np.float32)

@@ -1,4 +1,4 @@
-"""Reload any exported folder (its `embedexp_export.json` says which form) and embed texts with it.
+"""Reload any exported folder (its `embedexp_manifest.json` says which form) and embed texts with it.
 
 sentence-transformers folders load with `SentenceTransformer`; merged folders with transformers alone; adapter folders
 with transformers + peft on the base model. Prompt and pooling of the last two come from the manifest.
@@ -6,9 +6,7 @@ with transformers + peft on the base model. Prompt and pooling of the last two c
 
 from __future__ import annotations
 
-import json
 from contextlib import contextmanager
-from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
@@ -23,30 +21,21 @@ from embedexp.export.tokenizer import bake_template, unbake
 from embedexp.model.bidirectional import set_attention
 from embedexp.model.embedder import Embedder
 from embedexp.model.lora import load_adapter
+from embedexp.model.manifest import MANIFEST, pooling_record, prompt_record, write_manifest  # noqa: F401
+from embedexp.model.manifest import read_manifest as read_saved_manifest
 from embedexp.model.matryoshka import truncate_normalized
-from embedexp.model.pooling import POOLING_FOLDER, Pooling, class_path
+from embedexp.model.pooling import POOLING_FOLDER, Pooling
 from embedexp.model.prompts import PromptTemplate
 
-MANIFEST = "embedexp_export.json"
 FORMATS = ("adapter", "merged", "sentence_transformers")
 
 
 def read_manifest(folder: str | Path) -> dict[str, Any]:
-    """The export manifest of `folder`; a folder without one is not an embedexp export."""
-    path = Path(folder) / MANIFEST
-    if not path.is_file():
-        raise ConfigError(f"{folder}: no {MANIFEST}; not a folder written by `python -m embedexp export`")
-    return json.loads(path.read_text(encoding="utf-8"))
-
-
-def write_manifest(folder: str | Path, manifest: dict[str, Any]) -> None:
-    """Write the manifest (inside a staging folder, so no atomic rename is needed)."""
-    (Path(folder) / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
-
-
-def pooling_record(pooling: Pooling) -> dict[str, Any]:
-    """What a manifest says about the pooling: its class and constructor options (it is saved in `pooling/`)."""
-    return {"target": class_path(pooling), "config": pooling.get_config_dict(), "folder": POOLING_FOLDER}
+    """The manifest of an exported folder; a folder without one is not an embedexp export."""
+    manifest = read_saved_manifest(folder)
+    if manifest is None or "format" not in manifest:
+        raise ConfigError(f"{folder}: no export {MANIFEST}; not a folder written by `python -m embedexp export`")
+    return manifest
 
 
 def load_pooling(folder: Path, manifest: dict[str, Any]) -> Pooling:
@@ -62,11 +51,6 @@ def load_pooling(folder: Path, manifest: dict[str, Any]) -> Pooling:
     if not (isinstance(pooling_class, type) and issubclass(pooling_class, Pooling)):
         raise ConfigError(f"{folder / MANIFEST}: pooling {target} is not an embedexp.model.pooling.Pooling")
     return pooling_class.load(str(folder / POOLING_FOLDER))
-
-
-def prompt_record(prompt: PromptTemplate) -> dict[str, Any]:
-    """What a manifest says about the prompt: its class and constructor fields."""
-    return {"target": class_path(prompt), **{f.name: getattr(prompt, f.name) for f in fields(prompt) if f.init}}
 
 
 def manifest_prompt(manifest: dict[str, Any]) -> PromptTemplate:

@@ -8,7 +8,6 @@ from pathlib import Path
 import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig
-from peft import PeftModel
 
 from embedexp.core.compat import attn_implementation
 from embedexp.core.errors import ConfigError
@@ -17,6 +16,7 @@ from embedexp.model.backbone import Backbone, compile_decoder_layers, hold_froze
 from embedexp.model.bidirectional import set_attention
 from embedexp.model.embedder import Embedder
 from embedexp.model.lora import apply_lora, load_adapter, num_decoder_layers
+from embedexp.model.manifest import model_manifest
 from embedexp.model.packing import use_packed_attention
 from embedexp.model.pooling import POOLING_FOLDER, Pooling, pooled_layer
 from embedexp.model.prompts import PromptTemplate
@@ -77,7 +77,7 @@ def build_embedder(
         log.info("frozen weights held in %s (%.1f M parameters)", frozen_dtype, changed / 1e6)
     if cfg.model.get("compile"):
         compile_decoder_layers(model)
-    return Embedder(
+    embedder = Embedder(
         model,
         backbone.tokenizer,
         pooling,
@@ -87,6 +87,8 @@ def build_embedder(
         name=backbone.name,
         packed=packed,
     )
+    embedder.manifest = model_manifest(cfg, embedder, precisions)  # saved with it (embedexp.model.manifest)
+    return embedder
 
 
 def build_configured_pooling(pooling_cfg: DictConfig, hidden_size: int) -> Pooling:
@@ -97,13 +99,3 @@ def build_configured_pooling(pooling_cfg: DictConfig, hidden_size: int) -> Pooli
         name = type(pooling).__name__
         raise ConfigError(f"pooling._target_ must build an embedexp.model.pooling.Pooling, got {name}")
     return pooling
-
-
-def save_adapter(embedder: Embedder, folder: str | Path) -> None:
-    """Save what `build_embedder(cfg, adapter_path=folder)` reloads: the peft adapter, the tokenizer and the pooling
-    (its config and any weights, in `pooling/`)."""
-    if not isinstance(embedder.model, PeftModel):
-        raise ConfigError("an adapter folder needs a LoRA model (model.lora set); this model has no adapter")
-    embedder.model.save_pretrained(str(folder))
-    embedder.tokenizer.save_pretrained(str(folder))
-    embedder.pooling.save(str(Path(folder) / POOLING_FOLDER))

@@ -47,6 +47,7 @@ class Embedder(torch.nn.Module):
         self.padding_side = padding_side
         self.name = name
         self.packed = packed
+        self.manifest: dict | None = None  # how it embeds, saved beside its weights (embedexp.model.manifest)
         self.prefix_cache: FrozenPrefixCache | None = None
         self.prefix_store: PrefixStore | None = None  # frozen-layer outputs on disk, across runs (`prefix_store:`)
         self.train_with_prefix_cache = False  # also under autograd (epochs after the first), not only evaluation
@@ -113,8 +114,9 @@ class Embedder(torch.nn.Module):
         # positions count from the first real token, so left padding gives the same vectors as right padding
         position_ids = (attention_mask.cumsum(dim=1) - 1).clamp_min(0)
         inputs = dict(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, use_cache=False)
-        with final_token_attention(self.model, attention_mask, layers) as captured, decoder_span(
-            self.model, span, final_norm
+        with (
+            final_token_attention(self.model, attention_mask, layers) as captured,
+            decoder_span(self.model, span, final_norm),
         ):
             hidden = self.model(**inputs).last_hidden_state
         return hidden, FinalTokenAttention.from_captured(captured)

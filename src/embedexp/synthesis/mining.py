@@ -23,7 +23,7 @@ from embedexp.core.atomic import atomic_file
 from embedexp.core.errors import ConfigError
 from embedexp.data.pairs import negative_columns, validate_pairs
 from embedexp.data.reader import SUPPORTED, file_label, is_gzip, read_table, read_texts
-from embedexp.export.encoder import load_encoder
+from embedexp.export.resolve import load_encoder
 
 log = logging.getLogger(__name__)
 STRATEGIES = ("absolute", "relative")

@@ -16,6 +16,7 @@ from embedexp.core.atomic import atomic_write_text
 from embedexp.core.compat import collect_rng_states, set_rng_states
 from embedexp.core.errors import ConfigError
 from embedexp.model.embedder import Embedder
+from embedexp.model.manifest import CHECKPOINT_KEY, complete
 from embedexp.model.pooling import pooled_dim
 from embedexp.training.grad_cache import GradCacheLoss
 from embedexp.training.loss import InfoNCELoss
@@ -221,10 +222,13 @@ class EmbeddingModule(L.LightningModule):
             self.embedder.n_truncated = 0
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
-        """Keep only trainable weights (e.g. LoRA), plus the RNG states so a resumed run continues identically."""
+        """Keep only trainable weights (e.g. LoRA), plus the RNG states so a resumed run continues identically, and
+        the embedder's manifest (how to rebuild it: `embedexp.model.manifest`)."""
         trainable = {name for name, p in self.named_parameters() if p.requires_grad}
         checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items() if k in trainable}
         checkpoint["rng_states"] = rng_states_for_checkpoint()
+        if self.embedder.manifest is not None:
+            checkpoint[CHECKPOINT_KEY] = complete(self.embedder)
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         """Restore the RNG states saved with the checkpoint."""

@@ -19,7 +19,7 @@ from embedexp.core.compat import started_experiment
 from embedexp.core.config import hydra_choices
 from embedexp.core.run_setup import RunSetup
 from embedexp.core.run_status import FINISHED, classify
-from embedexp.model.build import save_adapter
+from embedexp.model.manifest import save_adapter
 
 log = logging.getLogger(__name__)
 

@@ -1,4 +1,4 @@
-"""The attention-map analysis command: `python -m embedexp attention [adapter_path=<run>/adapter] [overrides]` (Hydra).
+"""The attention-map analysis command: `python -m embedexp attention [run_dir=<run> | model_path=...] [overrides]`.
 
 Where does the final (pooled) token look, before and after fine-tuning? Writes, into the run folder:
 `attention_shares.csv`, `attention_tokens.csv`, `top_tokens.csv`, `heatmap_<model>_<i>.png`, `shares_by_layer.png`
@@ -17,41 +17,31 @@ from embedexp.analysis.attention.analysis import ModelAttention, analyse, load_t
 from embedexp.analysis.attention.plots import plot_heatmap, plot_shares_by_layer
 from embedexp.analysis.attention.tables import share_frame, summary_frame, summary_markdown, token_frame, top_frame
 from embedexp.core.atomic import atomic_file, atomic_write_text
+from embedexp.core.errors import ConfigError
 from embedexp.core.hardware import configure_threads
+from embedexp.export.resolve import OpenedModel, open_model
 from embedexp.model.build import build_embedder
 
 log = logging.getLogger("embedexp.analysis.attention")
 
 
-def training_template(adapter_path: str) -> str | None:
-    """The prompt template the adapter was trained with, read from its run's `.hydra/config.yaml` if present."""
-    saved = Path(adapter_path).parent / ".hydra" / "config.yaml"
-    if not saved.is_file():
-        return None
-    try:
-        return str(OmegaConf.load(saved).prompt.template)
-    except Exception:  # an unreadable or foreign config only loses the check
-        return None
-
-
-def analyse_models(cfg: DictConfig, texts: list[str]) -> tuple[list[ModelAttention], str]:
-    """The base model, and the base + adapter when `adapter_path` is set, through the embedding path."""
+def analyse_models(cfg: DictConfig, texts: list[str]) -> tuple[list[ModelAttention], str, OpenedModel]:
+    """The base model, and the base + adapter when a saved model is named, through the embedding path; a saved
+    model keeps its own prompt and pooling (`embedexp.export.resolve.open_model`); its base is analysed with them."""
     layers = tuple(int(layer) for layer in cfg.layers) if cfg.get("layers") is not None else None
-    base = build_embedder(cfg, trainable=False, new_lora=False, eager_attention=True)
+    opened = open_model(cfg, eager_attention=True)
+    if opened.embedder is None:
+        raise ConfigError(f"model_path={opened.path!r}: attention maps need a run, adapter or checkpoint, not a folder")
+    tuned = opened.embedder if opened.kind != "base" else None
+    base = opened.embedder
+    if tuned is not None:
+        base = build_embedder(opened.cfg, trainable=False, new_lora=False, eager_attention=True)
     backbone_name = base.name
     results = [analyse(base, texts, "base", layers, cfg.batch_size)]
     del base
-    if cfg.get("adapter_path"):
-        trained_with = training_template(cfg.adapter_path)
-        if trained_with is not None and trained_with != cfg.prompt.template:
-            log.warning(
-                "the adapter was trained with prompt %r, the analysis uses %r", trained_with, cfg.prompt.template
-            )
-        tuned = build_embedder(
-            cfg, adapter_path=cfg.adapter_path, trainable=False, new_lora=False, eager_attention=True
-        )
+    if tuned is not None:
         results.append(analyse(tuned, texts, "finetuned", layers, cfg.batch_size))
-    return results, backbone_name
+    return results, backbone_name, opened
 
 
 def write_csv(frame: pd.DataFrame, path: Path) -> Path:
@@ -112,11 +102,11 @@ def run_analysis(cfg: DictConfig) -> pd.DataFrame:
     """Analyse, write every output, log to W&B if asked; return the summary table."""
     configure_threads(cfg.get("num_threads", "auto"))
     texts = load_texts(cfg.get("texts"), cfg.get("texts_file"), cfg.text_column, cfg.get("max_texts"))
-    results, backbone_name = analyse_models(cfg, texts)
+    results, backbone_name, opened = analyse_models(cfg, texts)
     meta = {
         "model": backbone_name,
-        "adapter": str(cfg.get("adapter_path") or "none (base only)"),
-        "prompt": f"{cfg.prompt.name}: `{cfg.prompt.template}`",
+        "adapter": opened.label() if opened.kind != "base" else "none (base only)",
+        "prompt": f"{opened.cfg.prompt.name}: `{opened.cfg.prompt.template}`",
         "texts": f"{len(texts)}" + (f" from {cfg.texts_file}" if cfg.get("texts_file") else " (inline)"),
         "layers": f"{len(results[0].layers)} analysed ({results[0].layers[0]}..{results[0].layers[-1]})",
     }

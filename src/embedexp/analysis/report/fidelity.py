@@ -32,16 +32,17 @@ JOB_SCORES = "fidelity_scores.csv"
 
 def score_job(job_dir: Path, cfg: DictConfig) -> pd.DataFrame:
     """The job's adapter scored at `cfg.sizes` on `cfg.tasks` with the job's own model, pooling and prompt."""
+    from omegaconf import OmegaConf
+
     from embedexp.evaluation.sizes import score_at_sizes
     from embedexp.evaluation.tasks import build_tasks
-    from embedexp.export.source import load_run_config
-    from embedexp.model.build import build_embedder
+    from embedexp.export.resolve import open_model
 
     adapter = job_dir / "adapter"
     if not (adapter / "adapter_config.json").is_file():
         raise ConfigError(f"fidelity: {job_dir} has no adapter/ (a finished embedexp.cli.train job saves one)")
-    run_cfg = load_run_config(job_dir, cfg.paths)
-    embedder = build_embedder(run_cfg, adapter_path=str(adapter), trainable=False, new_lora=False)
+    opened = open_model(OmegaConf.create({"run_dir": str(job_dir), "paths": cfg.paths}))
+    embedder, run_cfg = opened.embedder, opened.run_cfg
     precision = cfg.get("precision") or run_cfg.get("callbacks", {}).get("clustering_eval", {}).get("precision", "auto")
     sizes = sorted(int(n) for n in cfg.sizes)
     tasks = build_tasks(cfg.tasks)
