@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import os
-import sys
-from collections.abc import Callable
 from pathlib import Path
 
 from omegaconf import ListConfig
@@ -45,9 +43,3 @@ def typed_command(command: str) -> str:
 
     overrides = list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
     return " ".join(["python -m embedexp", command, *overrides]).replace(os.getcwd() + os.sep, "")
-
-
-def run_with_folder_arguments(hydra_main: Callable[[], None]) -> None:
-    """Run a Hydra main whose positional folder arguments become `sweep_dir=[...]`."""
-    sys.argv = [sys.argv[0], *positional_to_override(sys.argv[1:])]
-    hydra_main()

@@ -2,25 +2,17 @@
 
 from __future__ import annotations
 
-import logging
-
-import hydra
-from omegaconf import DictConfig
-
 from embedexp.analysis.attention.run import run_analysis
-from embedexp.core.config import CONFIG_DIR
-from embedexp.core.console import quiet_console
-from embedexp.core.errors import exit_on_error
-
-log = logging.getLogger(__name__)
+from embedexp.cli.runner import hydra_command
+from embedexp.core.run_setup import RunSetup
 
 
-@hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="attention")
-def main(cfg: DictConfig) -> None:
-    """Hydra entry point."""
-    quiet_console()
-    with exit_on_error(log):
-        run_analysis(cfg)
+def analyse(run: RunSetup) -> None:
+    """Analyse and write the attention maps."""
+    run_analysis(run.cfg)
+
+
+main = hydra_command("attention", analyse)
 
 
 if __name__ == "__main__":

@@ -4,27 +4,27 @@ The run's training pairs are rebuilt from its saved config (`<run>/.hydra/config
 each file (any format of `embedexp.data.reader`: .txt, .csv, .tsv, .jsonl, .json, .parquet, .gz) is indexed and
 every text of every pair is looked up: exact repeats (normalised) and near duplicates (MinHash LSH, char 5-gram
 Jaccard >= --threshold). Prints the counts per file and source with a few examples, and writes them as JSON
-(`--out`, default `<run>/contamination_files.json`).
+(`--out`, default `<run>/contamination_files.json`) with the provenance of the check.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import logging
 from pathlib import Path
 
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from embedexp.cli.runner import plain_command
 from embedexp.core.atomic import atomic_write_text
 from embedexp.core.config import CONFIG_DIR
-from embedexp.core.errors import ConfigError, DataError, exit_on_error
+from embedexp.core.errors import ConfigError, DataError
+from embedexp.core.provenance import provenance
 from embedexp.data.contamination import EvaluationTexts
 from embedexp.data.contamination_check import datamodule_pairs
 from embedexp.data.reader import column_texts, read_table
 
-log = logging.getLogger(__name__)
 RUN_CONFIG = Path(".hydra") / "config.yaml"
 TEXT_COLUMNS = ("text", "sentences")  # tried in this order when --column is not given
 RESULT_FILE = "contamination_files.json"
@@ -101,24 +101,26 @@ def print_result(result: dict) -> None:
                 )
 
 
-def main(argv: list[str] | None = None) -> None:
-    """Command line: `<run folder> <file>... [--column C] [--threshold T] [--examples N] [--out F]`."""
-    parser = argparse.ArgumentParser(prog="embedexp contamination", description=__doc__.split("\n", 1)[0])
-    parser.add_argument("run_dir", help="a training run folder (holds .hydra/config.yaml)")
-    parser.add_argument("files", nargs="+", help="labelled files to check the run's training texts against")
-    parser.add_argument("--column", help="the text column of the files (default: text, else sentences)")
-    parser.add_argument("--threshold", type=float, default=0.8, help="near-duplicate char 5-gram Jaccard (0.8)")
-    parser.add_argument("--examples", type=int, default=3, help="examples shown per file and source (3)")
-    parser.add_argument("--out", help=f"JSON result (default: <run>/{RESULT_FILE})")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    with exit_on_error(log):
-        run_dir = Path(args.run_dir)
-        result = check_files(run_dir, args.files, args.column, args.threshold, args.examples)
-        print_result(result)
-        out = Path(args.out) if args.out else run_dir / RESULT_FILE
-        atomic_write_text(out, json.dumps(result, indent=2, ensure_ascii=False) + "\n")
-        print(f"\nwritten to {out}")
+def check(args: argparse.Namespace) -> None:
+    """Check the files, print the counts and write the JSON result (with its provenance)."""
+    run_dir = Path(args.run_dir)
+    result = check_files(run_dir, args.files, args.column, args.threshold, args.examples)
+    print_result(result)
+    out = Path(args.out) if args.out else run_dir / RESULT_FILE
+    result["provenance"] = provenance(None)
+    atomic_write_text(out, json.dumps(result, indent=2, ensure_ascii=False) + "\n")
+    print(f"\nwritten to {out}")
+
+
+PARSER = argparse.ArgumentParser(prog="embedexp contamination", description=__doc__.split("\n", 1)[0])
+PARSER.add_argument("run_dir", help="a training run folder (holds .hydra/config.yaml)")
+PARSER.add_argument("files", nargs="+", help="labelled files to check the run's training texts against")
+PARSER.add_argument("--column", help="the text column of the files (default: text, else sentences)")
+PARSER.add_argument("--threshold", type=float, default=0.8, help="near-duplicate char 5-gram Jaccard (0.8)")
+PARSER.add_argument("--examples", type=int, default=3, help="examples shown per file and source (3)")
+PARSER.add_argument("--out", help=f"JSON result (default: <run>/{RESULT_FILE})")
+# command line: `<run folder> <file>... [--column C] [--threshold T] [--examples N] [--out F]`
+main = plain_command(PARSER, check)
 
 
 if __name__ == "__main__":

@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-import hydra
 import numpy as np
 import pandas as pd
 import pyarrow as pa
@@ -18,12 +17,12 @@ import pyarrow.parquet as pq
 import torch
 from omegaconf import DictConfig
 
+from embedexp.cli.runner import hydra_command
 from embedexp.core.atomic import atomic_file
-from embedexp.core.config import CONFIG_DIR
-from embedexp.core.console import quiet_console
-from embedexp.core.errors import ConfigError, exit_on_error
-from embedexp.core.hardware import autocast_for, configure_threads
+from embedexp.core.errors import ConfigError
+from embedexp.core.hardware import autocast_for
 from embedexp.core.progress import encode_with_progress
+from embedexp.core.run_setup import RunSetup
 from embedexp.data.reader import column_texts, file_label, read_table
 from embedexp.export.resolve import load_encoder
 
@@ -61,7 +60,6 @@ def encode(cfg: DictConfig) -> Path:
         raise ConfigError("set input=<texts file> and output=<vectors .npy or .parquet>")
     if Path(cfg.output).suffix not in OUTPUTS:
         raise ConfigError(f"output={cfg.output!r}: use a {' or '.join(OUTPUTS)} file name")
-    configure_threads(cfg.get("num_threads", "auto"))
     frame = read_table(cfg.input, "input", txt_column=cfg.text_column)
     texts = column_texts(frame, cfg.text_column, file_label(cfg.input, "input"))  # every row: vectors follow the rows
     encoder = load_encoder(cfg)
@@ -76,12 +74,12 @@ def encode(cfg: DictConfig) -> Path:
     return path
 
 
-@hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="encode")
-def main(cfg: DictConfig) -> None:
-    """Hydra entry point."""
-    quiet_console()
-    with exit_on_error(log):
-        print(encode(cfg))
+def encode_and_print(run: RunSetup) -> None:
+    """Encode and print where the vectors went."""
+    print(encode(run.cfg))
+
+
+main = hydra_command("encode", encode_and_print)
 
 
 if __name__ == "__main__":

@@ -4,19 +4,14 @@ table (how each saved model is opened: `embedexp.export.resolve`)."""
 from __future__ import annotations
 
 import json
-import logging
 from pathlib import Path
 
-import hydra
-import lightning as L
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from embedexp.cli.runner import hydra_command
 from embedexp.core.atomic import atomic_write_text
-from embedexp.core.config import CONFIG_DIR
-from embedexp.core.console import quiet_console
-from embedexp.core.errors import exit_on_error
-from embedexp.core.hardware import autocast_for, configure_threads, resolve_config_precisions
-from embedexp.core.provenance import provenance
+from embedexp.core.hardware import autocast_for
+from embedexp.core.run_setup import PROVENANCE, RunSetup, setup_run
 from embedexp.evaluation.run import evaluate_clustering, score_tasks, write_results_table
 from embedexp.evaluation.score_cache import task_set_record
 from embedexp.evaluation.tasks import build_tasks
@@ -26,17 +21,18 @@ from embedexp.export.runs import load_run_config
 from embedexp.model.backbone import PACKAGE_SCHEME
 from embedexp.model.prefix_store import open_prefix_store
 
-log = logging.getLogger(__name__)
-
 
 def evaluate(cfg: DictConfig) -> dict[str, float]:
+    """Take the run's settings, set up and score (the Python API of `embedexp eval`)."""
+    take_run_settings(cfg)
+    return score(setup_run(cfg))
+
+
+def score(run: RunSetup) -> dict[str, float]:
     """Score the model the config names (`embedexp.export.resolve.open_model`: a run, adapter, checkpoint, export or
     sentence-transformers folder, or the base model of the groups) on the configured tasks; write tables."""
-    L.seed_everything(cfg.seed)
-    configure_threads(cfg.get("num_threads", "auto"))
-    take_run_settings(cfg)
-    precision = resolve_config_precisions(cfg)
-    opened = open_model(cfg, precisions=precision)
+    cfg = run.cfg
+    opened = open_model(cfg, precisions=run.precisions)
     if opened.kind in ("export", "sentence_transformers"):
         return evaluate_export(cfg, opened)
     embedder = opened.embedder
@@ -52,8 +48,8 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
         **scores,
     }
     md_path, _ = write_results_table([row], cfg.paths.output_dir, stem="eval_results", task_set=task_set_record(tasks))
-    run_provenance = {**provenance(cfg.seed, precision), "model": opened.record()}
-    atomic_write_text(Path(cfg.paths.output_dir) / "provenance.json", json.dumps(run_provenance, indent=2, default=str))
+    run_provenance = {**run.provenance, "model": opened.record()}
+    atomic_write_text(run.output_dir / PROVENANCE, json.dumps(run_provenance, indent=2, default=str))
     print(md_path.read_text())
     return scores
 
@@ -110,8 +106,6 @@ def evaluate_sentence_transformer(cfg: DictConfig, prompts: dict | None) -> dict
         scores = score_tasks(encoder, tasks, {**ENCODE_KWARGS, "batch_size": int(cfg.eval.batch_size)})
     row = {"model": name, "pooling": pooling_name(encoder.model), "prompt": "prompts" if prompts else "none", **scores}
     md_path, _ = write_results_table([row], cfg.paths.output_dir, stem="eval_results", task_set=task_set_record(tasks))
-    run_provenance = provenance(cfg.seed, {"eval": str(cfg.eval.precision)})
-    atomic_write_text(Path(cfg.paths.output_dir) / "provenance.json", json.dumps(run_provenance, indent=2))
     print(md_path.read_text())
     return scores
 
@@ -123,12 +117,12 @@ def _folder_label(model_path: str) -> str:
     return Path(model_path).resolve().name
 
 
-@hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="eval")
-def main(cfg: DictConfig) -> float:
-    """Hydra entry point; returns the mean V-measure."""
-    quiet_console()
-    with exit_on_error(log):
-        return evaluate(cfg)["clustering_mean"]
+def mean_score(run: RunSetup) -> float:
+    """Score; returns the mean V-measure (for sweepers)."""
+    return score(run)["clustering_mean"]
+
+
+main = hydra_command("eval", mean_score, prepare=take_run_settings)
 
 
 if __name__ == "__main__":

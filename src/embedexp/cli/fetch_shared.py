@@ -3,28 +3,29 @@
 from __future__ import annotations
 
 import argparse
-import logging
+import json
 from pathlib import Path
 
-from embedexp.core.console import quiet_console
-from embedexp.core.errors import DataError
+from embedexp.cli.runner import plain_command
+from embedexp.core.atomic import atomic_write_text
+from embedexp.core.provenance import provenance
+from embedexp.core.run_setup import PROVENANCE
 from embedexp.data.fetch_shared import fetch_shared
 
 
-def main(argv: list[str] | None = None) -> None:
-    """Command line: `--out <folder>` [`--source-dir <local copies>`]."""
-    quiet_console()
-    parser = argparse.ArgumentParser(prog="embedexp fetch_shared", description=__doc__.split("\n", 1)[0])
-    parser.add_argument("--out", required=True, help="folder to write the .jsonl.gz files into")
-    parser.add_argument("--source-dir", help="local copies: text_gcn.tar.gz, StackOverflow/rawText, STC2/dataset")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    try:
-        counts = fetch_shared(args.out, args.source_dir)
-    except DataError as error:  # one line naming the URL or file, the reason and what to do
-        raise SystemExit(f"error: {error}") from None
+def fetch(args: argparse.Namespace) -> None:
+    """Build the files (a failed download: one line naming the URL, the reason and what to do), then provenance."""
+    counts = fetch_shared(args.out, args.source_dir)
+    atomic_write_text(Path(args.out) / PROVENANCE, json.dumps(provenance(None), indent=2))
     for name, rows in counts.items():
         print(f"{Path(args.out) / name}: {rows} rows")
+
+
+PARSER = argparse.ArgumentParser(prog="embedexp fetch_shared", description=__doc__.split("\n", 1)[0])
+PARSER.add_argument("--out", required=True, help="folder to write the .jsonl.gz files into")
+PARSER.add_argument("--source-dir", help="local copies: text_gcn.tar.gz, StackOverflow/rawText, STC2/dataset")
+# command line: `--out <folder>` [`--source-dir <local copies>`]
+main = plain_command(PARSER, fetch)
 
 
 if __name__ == "__main__":

@@ -2,38 +2,28 @@
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
-
-import hydra
-from omegaconf import DictConfig
 
 from embedexp.analysis.report.fidelity import build_fidelity
 from embedexp.analysis.report.result_file import write_fidelity_result
-from embedexp.cli.arguments import print_written, run_with_folder_arguments, sweep_dirs, typed_command
-from embedexp.core.config import CONFIG_DIR
-from embedexp.core.console import quiet_console
-from embedexp.core.errors import exit_on_error
-
-log = logging.getLogger(__name__)
+from embedexp.cli.arguments import positional_to_override, print_written, sweep_dirs, typed_command
+from embedexp.cli.runner import hydra_command
+from embedexp.core.run_setup import RunSetup
 
 
-@hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="fidelity")
-def _hydra_main(cfg: DictConfig) -> None:
-    """Hydra entry point: build the fidelity files and print the table."""
-    quiet_console()
+def fidelity(run: RunSetup) -> None:
+    """Build the fidelity files and print the table."""
+    cfg = run.cfg
     dirs = sweep_dirs(cfg.sweep_dir)
-    with exit_on_error(log):
-        paths = build_fidelity(dirs, cfg)
+    paths = build_fidelity(dirs, cfg)
     if cfg.get("result_file"):  # the table the docs render (embedexp.core.results)
         title = f"callback fidelity of {', '.join(Path(d).name for d in dirs)}"
         paths["result"] = write_fidelity_result(paths, cfg.result_file, typed_command("fidelity"), title)
     print_written(paths, "fidelity")
 
 
-def main() -> None:
-    """Console entry point: `python -m embedexp fidelity <folder> ...` or `sweep_dir=<folder>`."""
-    run_with_folder_arguments(_hydra_main)
+# `python -m embedexp fidelity <folder> ...` or `sweep_dir=<folder>`
+main = hydra_command("fidelity", fidelity, positional_to_override)
 
 
 if __name__ == "__main__":

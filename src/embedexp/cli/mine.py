@@ -3,25 +3,18 @@
 from __future__ import annotations
 
 import json
-import logging
 
-import hydra
-from omegaconf import DictConfig
-
-from embedexp.core.config import CONFIG_DIR
-from embedexp.core.console import quiet_console
-from embedexp.core.errors import exit_on_error
+from embedexp.cli.runner import hydra_command
+from embedexp.core.run_setup import RunSetup
 from embedexp.synthesis.mining import mine
 
-log = logging.getLogger(__name__)
+
+def mine_negatives(run: RunSetup) -> None:
+    """Mine and print the summary."""
+    print(json.dumps(mine(run.cfg), indent=2))
 
 
-@hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="mine")
-def main(cfg: DictConfig) -> None:
-    """Hydra entry point: print the summary."""
-    quiet_console()
-    with exit_on_error(log):
-        print(json.dumps(mine(cfg), indent=2))
+main = hydra_command("mine", mine_negatives)
 
 
 if __name__ == "__main__":

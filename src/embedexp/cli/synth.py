@@ -2,34 +2,18 @@
 
 from __future__ import annotations
 
-import logging
-import sys
-
-import hydra
-from omegaconf import DictConfig
-
-from embedexp.core.config import CONFIG_DIR
-from embedexp.core.console import quiet_console
-from embedexp.core.errors import exit_on_error
+from embedexp.cli.runner import hydra_command
+from embedexp.core.run_setup import RunSetup
 from embedexp.synthesis.manifest import summary
 from embedexp.synthesis.pipeline import expand_shorthands, synthesize
 
-log = logging.getLogger(__name__)
+
+def synth(run: RunSetup) -> None:
+    """Synthesize and print the summary."""
+    print(summary(synthesize(run.cfg), run.cfg.paths.output_dir))
 
 
-@hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="synth")
-def _hydra_main(cfg: DictConfig) -> None:
-    """Hydra entry point."""
-    quiet_console()
-    with exit_on_error(log):
-        manifest = synthesize(cfg)
-    print(summary(manifest, cfg.paths.output_dir))
-
-
-def main() -> None:
-    """Console entry: expand the group shorthands, then run Hydra."""
-    sys.argv = [sys.argv[0], *expand_shorthands(sys.argv[1:])]
-    _hydra_main()
+main = hydra_command("synth", synth, expand_shorthands)
 
 
 if __name__ == "__main__":

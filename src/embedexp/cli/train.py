@@ -4,17 +4,15 @@ from __future__ import annotations
 
 import logging
 
-import hydra
 import lightning as L
 from hydra.utils import instantiate
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig
 
-from embedexp.core.config import CONFIG_DIR
-from embedexp.core.console import quiet_console
-from embedexp.core.errors import ConfigError, exit_on_error
+from embedexp.cli.runner import hydra_command
+from embedexp.core.errors import ConfigError
 from embedexp.core.instantiate import instantiate_group, instantiate_node
-from embedexp.core.run_setup import setup_run
+from embedexp.core.run_setup import RunSetup, setup_run
 from embedexp.core.run_status import RunStatus
 from embedexp.model.build import build_embedder
 from embedexp.model.embedder import Embedder
@@ -26,8 +24,12 @@ log = logging.getLogger(__name__)
 
 
 def train(cfg: DictConfig) -> dict:
-    """Fit the embedder and return the run's metrics (also written to <output_dir>/metrics.json)."""
-    run = setup_run(cfg)
+    """Set up the run and fit the embedder (the Python API of `embedexp train`); returns the run's metrics."""
+    return fit(setup_run(cfg))
+
+
+def fit(run: RunSetup) -> dict:
+    """Fit the embedder of a set-up run and return its metrics (also written to <output_dir>/metrics.json)."""
     embedder = build_embedder(run.cfg, precisions=run.precisions)
     embedder.prefix_store = open_prefix_store(run.cfg)
     datamodule = instantiate(run.cfg.data)
@@ -51,19 +53,19 @@ def build_module(cfg: DictConfig, embedder: Embedder) -> L.LightningModule:
     return instantiate_node(objective)(embedder)
 
 
-@hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="train")
-def main(cfg: DictConfig) -> float | None:
-    """Hydra entry point; returns the optimised metric for sweepers."""
-    quiet_console()
+def fit_for_sweeper(run: RunSetup) -> float | None:
+    """Fit; returns the optimised metric for sweepers (Optuna). SIGTERM exits with 143 and says how to resume."""
     try:
-        with exit_on_error(log):
-            metrics = train(cfg)
+        metrics = fit(run)
     except SIGTERMException:
-        folder = cfg.paths.output_dir
+        folder = run.cfg.paths.output_dir
         log.error("stopped by SIGTERM; checkpoint saved. Resume: hydra.run.dir=%s ckpt_path=last", folder)
         raise SystemExit(143) from None
-    value = metrics.get(cfg.get("optimized_metric") or "")
+    value = metrics.get(run.cfg.get("optimized_metric") or "")
     return None if value is None else float(value)
+
+
+main = hydra_command("train", fit_for_sweeper)
 
 
 if __name__ == "__main__":

@@ -3,18 +3,34 @@
 Read from the config folder itself: a command's groups are the entries of `conf/<command>.yaml`'s defaults list (the
 internal `hydra` and `paths` groups left out), a group's options are the YAML files in `conf/<group>/`, and an
 option's description is the first sentence of its file's leading comment (usually its first comment line; a
-`# @package` line skipped), clipped to one line.
+`# @package` line skipped), clipped to one line. The folders of `hydra.searchpath=[file://...]` (and `--config-dir`)
+add the user's own options to each group, marked with their folder.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import re
+from collections.abc import Sequence
 from pathlib import Path
 
 import yaml
 
 from embedexp.core.config import CONFIG_DIR
 
+COMMANDS = {
+    "train": "train and evaluate an embedder (conf/train.yaml); -m for sweeps",
+    "eval": "score a model, a run or an exported folder on the clustering tasks (conf/eval.yaml)",
+    "encode": "embed a text file or table column to .npy / .parquet (conf/encode.yaml)",
+    "export": "export a run as adapter, merged model and sentence-transformers folder (conf/export.yaml)",
+    "report": "tables with 95 % intervals over seeds for multirun folders (conf/report.yaml)",
+    "fidelity": "the callback's small-task scores against larger evaluations (conf/fidelity.yaml)",
+    "attention": "attention maps: where the final token looks (conf/attention.yaml)",
+    "synth": "synthetic positive pairs (conf/synth.yaml)",
+    "mine": "add mined hard negatives to a pair file (conf/mine.yaml)",
+    "fetch_shared": "build the shared clustering data files from their public sources (needs internet)",
+    "contamination": "a run's training pairs against labelled files: exact and near-duplicate overlap",
+}
 INTERNAL_GROUPS = {"hydra", "paths"}
 ABBREVIATIONS = ("et al.", "e.g.", "i.e.", "vs.", "etc.", "cf.")
 WIDTH = 110
@@ -70,6 +86,39 @@ def group_options(group: str, config_dir: Path = CONFIG_DIR) -> dict[str, str]:
     return {path.stem: description(path) for path in sorted(folder.glob("*.yaml"))} if folder.is_dir() else {}
 
 
+def search_dirs(args: Sequence[str]) -> list[Path]:
+    """The config folders a command line adds: `hydra.searchpath=[file://<dir>,pkg://<package>]`, `--config-dir`."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    entries: list[str] = []
+    for index, arg in enumerate(args):
+        if arg.lstrip("+").startswith("hydra.searchpath="):
+            value = OverridesParser.create().parse_override(arg).value()
+            entries += [str(v) for v in (value if isinstance(value, list) else [value])]
+        elif arg in ("-cd", "--config-dir") and index + 1 < len(args):
+            entries.append(args[index + 1])
+        elif arg.startswith("--config-dir="):
+            entries.append(arg.split("=", 1)[1])
+    return [folder for folder in map(_search_dir, entries) if folder is not None and folder.is_dir()]
+
+
+def _search_dir(entry: str) -> Path | None:
+    """The folder of one search-path entry (`file://`, `pkg://` or a plain path)."""
+    if entry.startswith("pkg://"):
+        spec = importlib.util.find_spec(entry[len("pkg://") :].replace("/", "."))
+        locations = list(spec.submodule_search_locations or []) if spec else []
+        return Path(locations[0]) if locations else None
+    return Path(entry.removeprefix("file://")).expanduser()
+
+
+def all_group_options(group: str, extra_dirs: Sequence[Path] = ()) -> dict[str, str]:
+    """`group_options` of conf/ and then of each search-path folder (their options marked with the folder)."""
+    options = group_options(group)
+    for folder in extra_dirs:
+        options |= {name: f"{text}  [{folder}]" for name, text in group_options(group, folder).items()}
+    return options
+
+
 def clip(text: str, width: int = WIDTH) -> str:
     """One line of at most `width` characters."""
     return text if len(text) <= width else text[: width - 1].rstrip() + "…"
@@ -88,13 +137,14 @@ def top_level_keys(command: str, config_dir: Path = CONFIG_DIR) -> dict[str, str
     return keys
 
 
-def command_help(command: str, summary: str = "", config_dir: Path = CONFIG_DIR) -> str:
-    """The help of one command: usage, each config group with its options (the default marked `*`), its keys."""
+def command_help(command: str, summary: str = "", extra_dirs: Sequence[Path] = ()) -> str:
+    """The help of one command: usage, each config group with its options (the default marked `*`; those of the
+    search-path folders `extra_dirs` too), its keys."""
     lines = [f"usage: embedexp {command} [group=option ...] [key=value ...]", ""]
     if summary:
         lines += [summary, ""]
-    groups = defaults_list(command, config_dir)
-    keys = top_level_keys(command, config_dir)
+    groups = defaults_list(command)
+    keys = top_level_keys(command)
     width = max((len(key) for key in keys), default=0) + 2
     key_lines = [clip(f"  {key:{width}s}{text}") for key, text in keys.items()]
     if not groups:
@@ -102,7 +152,7 @@ def command_help(command: str, summary: str = "", config_dir: Path = CONFIG_DIR)
     lines.append(f"config groups (conf/<group>/; * = the default of conf/{command}.yaml):")
     for group, default in groups.items():
         lines.append(f"  {group}=" + ("" if default else "  (none by default)"))
-        options = group_options(group, config_dir)
+        options = all_group_options(group, extra_dirs)
         width = max((len(name) for name in options), default=0) + 2
         for name, text in options.items():
             mark = "*" if name == default else " "
@@ -117,7 +167,7 @@ def command_help(command: str, summary: str = "", config_dir: Path = CONFIG_DIR)
     return "\n".join(lines)
 
 
-def overview(commands: dict[str, str], config_dir: Path = CONFIG_DIR) -> str:
+def overview(commands: dict[str, str] = COMMANDS, config_dir: Path = CONFIG_DIR) -> str:
     """`embedexp --help`: every command with its summary and the names of its config groups."""
     lines = ["usage: embedexp <command> [group=option ...] [key=value ...]   (or python -m embedexp <command>)", ""]
     lines.append("commands (config groups in brackets):")

@@ -28,11 +28,20 @@ class MissingTaskData(DataError):
         super().__init__(f"task {task_name}: data file {path} not found. {hint}".strip())
 
 
+def log_to_files(log: logging.Logger, message: str) -> None:
+    """Write an error to the log files only (a run's `<task>.log`), not to the console."""
+    record = log.makeRecord(log.name, logging.ERROR, "", 0, message, None, None)
+    for handler in logging.getLogger().handlers + log.handlers:
+        if isinstance(handler, logging.FileHandler):
+            handler.handle(record)
+
+
 @contextlib.contextmanager
 def exit_on_error(log: logging.Logger) -> Iterator[None]:
-    """In an entry point: log an `EmbedexpError` and exit with `error: <message>` instead of a traceback."""
+    """In an entry point: exit with one line `error: <message>` for an `EmbedexpError` instead of a traceback (the
+    run's log file records it too)."""
     try:
         yield
     except EmbedexpError as err:
-        log.error("%s", err)
+        log_to_files(log, str(err))
         raise SystemExit(f"error: {err}") from None

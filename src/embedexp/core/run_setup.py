@@ -1,4 +1,5 @@
-"""What a training run does before it builds anything: threads, `auto` precision, provenance.json, seeds."""
+"""What every command does before it builds anything: config checks, threads, `auto` precision, provenance.json,
+seeds."""
 
 from __future__ import annotations
 
@@ -14,6 +15,9 @@ from omegaconf import DictConfig
 from embedexp.core.atomic import atomic_write_text
 from embedexp.core.hardware import configure_threads, resolve_config_precisions
 from embedexp.core.provenance import provenance
+from embedexp.core.validation import check_config
+
+PROVENANCE = "provenance.json"
 
 
 @dataclass(frozen=True)
@@ -32,13 +36,16 @@ class RunSetup:
 
 
 def setup_run(cfg: DictConfig) -> RunSetup:
-    """Set torch's threads, resolve `auto` precisions (bf16 only where faster here), write provenance.json (the code
-    and machine as they were when the run started) and seed every RNG."""
+    """Check the config's types and ranges (nothing is written when they are wrong), set torch's threads, resolve
+    `auto` precisions (bf16 only where faster here), write provenance.json (the code and machine as they were when
+    the run started) and seed every RNG (configs without `seed`: none)."""
     started = time.perf_counter()
+    check_config(cfg)
     configure_threads(cfg.get("num_threads", "auto"))
     cfg = copy.deepcopy(cfg)
     precision = resolve_config_precisions(cfg)
-    record = provenance(cfg.seed, precision)
-    atomic_write_text(Path(cfg.paths.output_dir) / "provenance.json", json.dumps(record, indent=2))
-    L.seed_everything(cfg.seed, workers=True)
+    record = provenance(cfg.get("seed"), precision)
+    atomic_write_text(Path(cfg.paths.output_dir) / PROVENANCE, json.dumps(record, indent=2))
+    if cfg.get("seed") is not None:
+        L.seed_everything(cfg.seed, workers=True)
     return RunSetup(cfg, record, started, precision)
