@@ -32,7 +32,7 @@ def fit(run: RunSetup) -> dict:
     """Fit the embedder of a set-up run and return its metrics (also written to <output_dir>/metrics.json)."""
     embedder = build_embedder(run.cfg, precisions=run.precisions)
     embedder.prefix_store = open_prefix_store(run.cfg)
-    datamodule = instantiate(run.cfg.data)
+    datamodule = instantiate_node(run.cfg.data)
     module = build_module(run.cfg, embedder)
     results = SaveResults(run)
     records = [LogRunConfig(run), results, RunStatus(run.output_dir, run.cfg.run_name), FinishLoggerRuns()]

@@ -59,13 +59,23 @@ def _negatives(value, row: int, column: str, origin: str) -> list[str]:
     return items
 
 
+COLUMN_KEYS = ("data.source.text_column", "data.source.pos_column")  # the keys that choose a pair file's columns
+
+
 def validate_pairs(
-    frame: pd.DataFrame, text_column: str, pos_column: str, origin: str, neg_column: str | None = None
+    frame: pd.DataFrame,
+    text_column: str,
+    pos_column: str,
+    origin: str,
+    neg_column: str | None = None,
+    column_keys: tuple[str, str] | None = None,
 ) -> list[Pair]:
-    """Check columns and texts of a pair table and return its rows as (text, positive[, negatives]) tuples."""
+    """Check columns and texts of a pair table and return its rows as (text, positive[, negatives]) tuples;
+    `column_keys`: the config keys that choose the text and positive columns (named when a column is missing)."""
     missing = [c for c in (text_column, pos_column) if c not in frame.columns]
     if missing:
-        raise DataError(f"{origin}: missing column(s) {missing}; columns are {list(frame.columns)}")
+        hint = f" (choose them with {column_keys[0]}=<column> {column_keys[1]}=<column>)" if column_keys else ""
+        raise DataError(f"{origin}: missing column(s) {missing}; columns are {list(frame.columns)}{hint}")
     if len(frame) == 0:
         raise DataError(f"{origin}: has zero rows")
     neg_columns = negative_columns(frame, neg_column, origin)
@@ -100,7 +110,7 @@ class PairFile:
         """Read and validate the file."""
         frame = read_table(self.path, "data.source.path")
         where = file_label(self.path, "data.source.path")
-        pairs = validate_pairs(frame, self.text_column, self.pos_column, where, self.neg_column)
+        pairs = validate_pairs(frame, self.text_column, self.pos_column, where, self.neg_column, COLUMN_KEYS)
         return pairs[: self.max_pairs] if self.max_pairs else pairs
 
 
@@ -148,7 +158,8 @@ class HFPairs:
 
         split = f"{self.split}[:{self.max_pairs}]" if self.max_pairs else self.split
         frame = datasets.load_dataset(self.dataset, self.subset, split=split).to_pandas()
-        return validate_pairs(frame, self.text_column, self.pos_column, f"dataset {self.dataset}", self.neg_column)
+        origin = f"dataset {self.dataset}"
+        return validate_pairs(frame, self.text_column, self.pos_column, origin, self.neg_column, COLUMN_KEYS)
 
 
 @dataclass

@@ -123,7 +123,7 @@ def mine(cfg: DictConfig) -> dict:
     path = output_path(cfg)
     origin = file_label(cfg.input, "input")
     frame = read_table(cfg.input, "input")
-    pairs = validate_pairs(frame, cfg.text_column, cfg.pos_column, origin)
+    pairs = validate_pairs(frame, cfg.text_column, cfg.pos_column, origin, column_keys=("text_column", "pos_column"))
     anchors, positives = [p[0] for p in pairs], [p[1] for p in pairs]
     positives_of: dict[str, set[str]] = defaultdict(set)
     for anchor, positive in zip(anchors, positives):

@@ -27,7 +27,10 @@ class CheckpointOnInterrupt(L.Callback):
         self.path = Path(dirpath) / f"{filename}.ckpt"
 
     def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
-        """Write the checkpoint (every rank takes part; the strategy writes it once)."""
+        """Write the checkpoint (every rank takes part; the strategy writes it once); none before the first step:
+        a run that took no step has nothing to resume."""
+        if trainer.global_step == 0:
+            return
         trainer.save_checkpoint(self.path)
         log.warning("training stopped (%s); checkpoint saved to %s", type(exception).__name__, self.path)
 

@@ -27,7 +27,14 @@ from pathlib import Path
 import pandas as pd
 
 from embedexp.analysis.report.baselines import baseline_rows, results_file
-from embedexp.analysis.report.collect import DEFAULT_EXCLUDE, collect_runs, config_keys, runs_frame, task_sets
+from embedexp.analysis.report.collect import (
+    DEFAULT_EXCLUDE,
+    collect_runs,
+    config_keys,
+    runs_frame,
+    sweep_shapes,
+    task_sets,
+)
 from embedexp.analysis.report.plots import plot_report
 from embedexp.analysis.report.stats import best_per_metric, summarize
 from embedexp.analysis.report.tables import best_markdown, markdown_table, wide_table
@@ -57,9 +64,11 @@ def build_report(
     folders = [Path(d) for d in sweep_dirs]
     if not folders and not baselines:
         raise ConfigError("report: sweep_dir=[] needs baselines=[...] (a table of eval folders only)")
+    if len(folders) > 1 and not out_dir:  # never into one of the sweeps (the oldest, say) without being asked
+        raise ConfigError("report: several sweep folders need out_dir=<folder for the report>")
     out = Path(out_dir) if out_dir else (folders[0] if folders else results_file(baselines[0]).parent) / "report"
     records = collect_runs(folders, seed_key, read_wandb)
-    runs, constant = runs_frame(records, exclude_keys) if records else (pd.DataFrame(), {})
+    runs, constant = runs_frame(records, exclude_keys, seed_key) if records else (pd.DataFrame(), {})
     if folders:
         runs = runs[runs["stage"].isin(list(stages))]
         if runs.empty:
@@ -84,7 +93,10 @@ def build_report(
         with atomic_file(out / "report.png") as staging:
             figure.savefig(staging, format="png", dpi=120)
         paths["png"] = out / "report.png"
-    markdown = report_markdown(folders, constant, summary, best, records, unfinished, confidence, heading, notes)
+    shapes = sweep_shapes(records, exclude_keys, seed_key)
+    markdown = report_markdown(
+        folders, constant, summary, best, records, unfinished, confidence, heading, notes, shapes
+    )
     paths["md"] = atomic_write_text(out / "report.md", markdown)
     return paths
 
@@ -94,7 +106,9 @@ def _shared(constant: dict[str, str]) -> str:
     return ", ".join(f"{k}={v}" for k, v in constant.items())
 
 
-def report_markdown(folders, constant, summary, best, records, unfinished, confidence, heading, notes=()) -> str:
+def report_markdown(
+    folders, constant, summary, best, records, unfinished, confidence, heading, notes=(), shapes=None
+) -> str:
     """The Markdown report: sources, the table, the best configuration per metric, notes."""
     finished = sum(r.finished for r in records)
     from_wandb = sum(r.finished and r.source != "metrics.json" for r in records)
@@ -139,7 +153,7 @@ def report_markdown(folders, constant, summary, best, records, unfinished, confi
     duplicated = _duplicate_seeds(summary)
     if duplicated:
         lines += ["", "Warning: some configurations repeat a seed (not independent samples): " + ", ".join(duplicated)]
-    lines += ["", *task_set_lines(records)]
+    lines += ["", *task_set_lines(records), *shape_lines(shapes or {})]
     if unfinished:
         lines += ["", "## Unfinished jobs (not in any table)", ""]
         lines += [
@@ -147,6 +161,21 @@ def report_markdown(folders, constant, summary, best, records, unfinished, confi
             for r in unfinished
         ]
     return "\n".join(lines) + "\n"
+
+
+def shape_lines(shapes: dict[str, list[str]]) -> list[str]:
+    """When the sweeps set different override keys: a section saying their jobs were not pooled, and each shape."""
+    if len({tuple(keys) for keys in shapes.values()}) <= 1:
+        return []
+    lines = [
+        "",
+        f"## Sweeps of different shapes ({len(shapes)})",
+        "",
+        "These sweeps set different override keys, so their jobs are not pooled: each configuration is labelled "
+        "with its sweep folder. Report one shape at a time, or repeat a sweep with the same keys to add seeds.",
+        "",
+    ]
+    return lines + [f"- `{sweep}`: " + (", ".join(keys) or "no overrides") for sweep, keys in shapes.items()]
 
 
 def task_set_lines(records) -> list[str]:

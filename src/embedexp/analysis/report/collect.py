@@ -7,7 +7,9 @@ W&B offline run in the job's `wandb/` folder stands in if it exited with code 0 
 (read with W&B's own reader, `embedexp.analysis.report.wandb_runs`). Every other job is reported as unfinished, with its
 reason and last step, never silently dropped. Jobs are grouped into configurations by their overrides minus the seed
 (and other keys that do not change what is measured, see `DEFAULT_EXCLUDE`), by their training data (`training_data`,
-from `.hydra/config.yaml`: a mixture's sources and weights) and by the task set they scored.
+from `.hydra/config.yaml`: a mixture's sources and weights) and by the task set they scored. Several folders pool
+their jobs (e.g. more seeds run later) only when they are sweeps of one shape, the same override keys; sweeps of
+different shapes keep apart, each configuration labelled with its sweep folder.
 """
 
 from __future__ import annotations
@@ -55,6 +57,7 @@ class RunRecord:
     source: str = "metrics.json"  # or the W&B run folder the scores were read from
     task_set: str = UNRECORDED  # id of the task set scored (`score_cache.task_set_record`)
     tasks: list[dict] = field(default_factory=list)
+    sweep: str = ""  # the multirun folder given to the report that holds the job
 
     @property
     def finished(self) -> bool:
@@ -198,17 +201,31 @@ def collect_runs(folders: Sequence[str | Path], seed_key: str = "seed", read_wan
             raise ConfigError(
                 f"report: no multirun job folders (.hydra/overrides.yaml, metrics.json or wandb runs) under {root}"
             )
-        records += [read_job(job, seed_key, read_wandb) for job in jobs]
+        for job in jobs:
+            records.append(read_job(job, seed_key, read_wandb))
+            records[-1].sweep = str(root)
     return records
+
+
+def _kept(key: str, exclude: Sequence[str]) -> bool:
+    """Whether an override key names a configuration (not the seed or bookkeeping)."""
+    return not any(fnmatch.fnmatchcase(key, pattern) for pattern in exclude)
+
+
+def sweep_shapes(
+    records: Sequence[RunRecord], exclude: Sequence[str] = DEFAULT_EXCLUDE, seed_key: str = "seed"
+) -> dict[str, list[str]]:
+    """Each sweep folder's shape: the override keys its jobs set (the seed among them, bookkeeping left out)."""
+    shapes: dict[str, set[str]] = {}
+    for record in records:
+        keys = {k for k in record.overrides if _kept(k, exclude) or k == seed_key}
+        shapes.setdefault(record.sweep, set()).update(keys)
+    return {sweep: sorted(keys) for sweep, keys in shapes.items()}
 
 
 def config_keys(records: Sequence[RunRecord], exclude: Sequence[str] = DEFAULT_EXCLUDE) -> tuple[list[str], dict]:
     """Override keys that vary between jobs (they name the configurations), and the ones every job shares."""
-
-    def kept(key: str) -> bool:
-        return not any(fnmatch.fnmatchcase(key, pattern) for pattern in exclude)
-
-    keys = sorted({k for r in records for k in r.overrides if kept(k)})
+    keys = sorted({k for r in records for k in r.overrides if _kept(k, exclude)})
     varying, constant = [], {}
     for key in keys:
         values = {r.overrides.get(key) for r in records}
@@ -224,14 +241,17 @@ def config_label(overrides: dict[str, str], keys: Sequence[str]) -> str:
     return " ".join(f"{k}={overrides.get(k, '-')}" for k in keys) or "all runs"
 
 
-def runs_frame(records: Sequence[RunRecord], exclude: Sequence[str] = DEFAULT_EXCLUDE) -> tuple[pd.DataFrame, dict]:
+def runs_frame(
+    records: Sequence[RunRecord], exclude: Sequence[str] = DEFAULT_EXCLUDE, seed_key: str = "seed"
+) -> tuple[pd.DataFrame, dict]:
     """Long table of every finished job's scores: config, its keys, stage, seed, metric, value, task set, job folder.
 
-    When the jobs scored different task sets, each configuration's label names its task set.
-    Returns the frame and the overrides shared by all jobs.
+    When the jobs scored different task sets, each configuration's label names its task set; when they come from
+    sweeps of different shapes, its sweep folder. Returns the frame and the overrides shared by all jobs.
     """
     varying, constant = config_keys(records, exclude)
     several_sets = len(task_sets(records)) > 1
+    several_shapes = len({tuple(keys) for keys in sweep_shapes(records, exclude, seed_key).values()}) > 1
     rows = []
     for record in records:
         if not record.finished:
@@ -239,6 +259,8 @@ def runs_frame(records: Sequence[RunRecord], exclude: Sequence[str] = DEFAULT_EX
         label = config_label(record.overrides, varying)
         if several_sets:  # never pool runs that scored different tasks into one configuration
             label += f" [tasks {record.task_set}]"
+        if several_shapes:  # nor runs of sweeps that set different keys (e.g. one with seeds, one without)
+            label += f" [sweep {Path(record.sweep).name}]"
         for stage, scores in record.scores.items():
             for metric, value in scores.items():
                 row = {"config": label, **{k: record.overrides.get(k) for k in varying}}
