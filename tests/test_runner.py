@@ -211,7 +211,7 @@ def test_a_wrong_value_is_one_line_before_anything_loads(tmp_path):
     command = ["-m", "embedexp", "train", "experiment=smoke", "trainer.max_epochs=abc", f"hydra.run.dir={run_dir}"]
     result = subprocess.run([sys.executable, *command], cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=600)
     assert result.returncode == 1
-    lines = [line for line in result.stderr.splitlines() if "max_epochs" in line]
+    lines = [line for line in (result.stdout + result.stderr).splitlines() if "max_epochs" in line]
     assert lines == ["error: trainer.max_epochs='abc': expected an integer or null"], result.stderr
     assert "Traceback" not in result.stderr and "contamination" not in result.stderr + result.stdout
     assert not run_dir.exists() and not Path(tmp_path / "outputs").exists()
