@@ -27,7 +27,7 @@ from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 from embedexp.core.config import CONFIG_DIR, PROJECT_ROOT
-from embedexp.evaluation.run import evaluate_clustering
+from embedexp.evaluation.clustering import evaluate_clustering
 from embedexp.evaluation.score_cache import ZeroShotScoreCache, configuration_key
 from embedexp.evaluation.sizes import prefix_task
 from embedexp.evaluation.tasks import build_tasks

@@ -124,7 +124,7 @@ class Target:
 
 def write_table(folder: Path, version: int) -> list[Path]:
     """`clustering_results.{md,csv}` as the evaluation callback writes them."""
-    from embedexp.evaluation.run import write_results_table
+    from embedexp.evaluation.clustering import write_results_table
 
     rows = [
         {"stage": "epoch", "step": step, "TaskA": version + step / 10, "clustering_mean": version} for step in range(3)

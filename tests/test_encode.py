@@ -65,8 +65,8 @@ def test_exported_folder_runs_in_mteb_with_per_task_type_prompts(st_folder):
     from hydra.utils import instantiate
 
     from embedexp.core.config import PROJECT_ROOT
+    from embedexp.evaluation.clustering import score_tasks
     from embedexp.evaluation.exported import ExportedEncoder
-    from embedexp.evaluation.run import score_tasks
 
     task = instantiate(compose_config("eval", ["tasks=tiny"], PROJECT_ROOT).tasks.twenty_newsgroups)
     if task is None:

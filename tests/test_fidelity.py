@@ -129,7 +129,7 @@ def test_build_fidelity_writes_csv_markdown_and_plot(tmp_path):
 def test_scores_at_sizes_equal_scoring_each_size_on_its_own(tiny_backbone, tmp_path):
     from hydra.utils import instantiate
 
-    from embedexp.evaluation.run import evaluate_clustering
+    from embedexp.evaluation.clustering import evaluate_clustering
     from embedexp.evaluation.sizes import score_at_sizes
     from embedexp.model.embedder import Embedder
     from embedexp.model.pooling import MeanPooling

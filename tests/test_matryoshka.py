@@ -79,7 +79,7 @@ def test_training_scores_every_prefix(tmp_path):
 
 
 def test_prefix_scores_are_the_scores_of_truncated_vectors(tiny_train_cfg):
-    from embedexp.evaluation.run import evaluate_clustering
+    from embedexp.evaluation.clustering import evaluate_clustering
     from embedexp.evaluation.tasks import build_tasks
     from embedexp.model.build import build_embedder
 

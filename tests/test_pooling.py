@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 from hydra.utils import instantiate
@@ -134,9 +136,9 @@ class ForgetfulPooling(MeanPooling):
 def test_a_subclass_constructor_options_are_its_config_keys():
     assert PowerMeanPooling.config_keys == ["power", "exclude_prompt"]  # nothing listed by hand
     assert PowerMeanPooling(power=3.0).get_config_dict() == {"power": 3.0, "exclude_prompt": False}
-    assert AttentionPooling(layers=(-2, -1)).get_config_dict() == {
+    assert AttentionPooling(attention_layers=(-2, -1)).get_config_dict() == {
         "exclude_prompt": False,
-        "layers": [-2, -1],  # JSON values
+        "attention_layers": [-2, -1],  # JSON values
         "keep_sink": False,
         "layer": -1,  # the base class's options, passed through **kwargs
         "layer_norm": True,
@@ -175,3 +177,13 @@ def test_a_user_pooling_round_trips_through_its_folder(tmp_path):
     (tmp_path / "config.json").write_text('{"power": 3.0, "colour": "red"}')
     with pytest.raises(ConfigError, match=r"config\.json: does not fit .*PowerMeanPooling.*colour"):
         PowerMeanPooling.load(str(tmp_path))
+
+
+def test_attention_layers_are_told_apart_from_the_pooled_layer(tmp_path):
+    """`attention_layers` weigh the tokens, `layer` is pooled; a folder saved as `layers` before the rename loads."""
+    AttentionPooling(attention_layers=(0,), layer=1).save(str(tmp_path))
+    config = json.loads((tmp_path / "config.json").read_text())
+    assert (config["attention_layers"], config["layer"]) == ([0], 1)
+    config["layers"] = config.pop("attention_layers")
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    assert AttentionPooling.load(str(tmp_path)).attention_layers == (0,)

@@ -12,7 +12,7 @@ from embedexp.cli.runner import hydra_command
 from embedexp.core.atomic import atomic_write_text
 from embedexp.core.hardware import autocast_for
 from embedexp.core.run_setup import PROVENANCE, RunSetup, setup_run
-from embedexp.evaluation.run import evaluate_clustering, score_tasks, write_results_table
+from embedexp.evaluation.clustering import evaluate_clustering, score_tasks, write_results_table
 from embedexp.evaluation.score_cache import task_set_record
 from embedexp.evaluation.tasks import build_tasks
 from embedexp.export.overrides import asked_keys

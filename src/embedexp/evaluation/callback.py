@@ -10,8 +10,8 @@ import lightning as L
 from lightning.pytorch.utilities import rank_zero_only
 
 from embedexp.core.hardware import resolve_precision
-from embedexp.evaluation.console import print_before_after
-from embedexp.evaluation.run import MEAN_KEY, evaluate_clustering, write_results_table
+from embedexp.evaluation.before_after import print_before_after
+from embedexp.evaluation.clustering import MEAN_KEY, evaluate_clustering, write_results_table
 from embedexp.evaluation.score_cache import ZeroShotScoreCache, configuration_key, task_set_record
 
 log = logging.getLogger(__name__)

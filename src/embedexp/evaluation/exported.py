@@ -16,7 +16,7 @@ from mteb.models.abs_encoder import AbsEncoder, get_prompt_name
 
 from embedexp.core.hardware import autocast_for, resolve_precision
 from embedexp.core.progress import encode_with_progress
-from embedexp.evaluation.encoder import build_model_meta
+from embedexp.evaluation.mteb_encoder import build_model_meta
 from embedexp.export.load import LoadedExport, load_export
 from embedexp.model.prompts import PromptTemplate
 

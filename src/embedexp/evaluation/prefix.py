@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from embedexp.evaluation.encoder import MtebEncoder
+from embedexp.evaluation.mteb_encoder import MtebEncoder
 from embedexp.model.matryoshka import truncate_normalized
 
 

@@ -17,8 +17,8 @@ from mteb.models.abs_encoder import AbsEncoder
 
 from embedexp.core.compat import reset_task_rngs
 from embedexp.core.hardware import autocast_for
-from embedexp.evaluation.encoder import model_meta
-from embedexp.evaluation.run import MEAN_KEY, score_tasks
+from embedexp.evaluation.clustering import MEAN_KEY, score_tasks
+from embedexp.evaluation.mteb_encoder import model_meta
 from embedexp.evaluation.tasks import LocalClusteringTask, make_local_task
 from embedexp.model.embedder import Embedder
 

@@ -65,7 +65,7 @@ def transformer_module(source: Path, pooling: Pooling, prompt: PromptTemplate, a
         str(source),
         **common,
         processing_kwargs={"text": text_kwargs},
-        attention_layers=list(getattr(pooling, "layers", ())) if pooling.needs_attention else None,
+        attention_layers=list(getattr(pooling, "attention_layers", ())) if pooling.needs_attention else None,
         attention=attention,
         text_copies=prompt.n_copies,
     )

@@ -86,10 +86,6 @@ class FinalTokenAttention:
         layers = tuple(sorted(captured))
         return cls(layers, torch.stack([captured[layer] for layer in layers], dim=1))
 
-    def mean_over_heads(self) -> torch.Tensor:
-        """[B, L, T]: attention averaged over heads."""
-        return self.weights.mean(dim=2)
-
     def pooled(self) -> torch.Tensor:
         """[B, T]: attention averaged over heads and layers (the weights of the `attention` pooling)."""
         return self.weights.mean(dim=(1, 2))

@@ -131,7 +131,8 @@ class Embedder(torch.nn.Module):
         """Embed a tokenized batch; gradients flow when the caller allows them."""
         needs_attention = self.pooling.needs_attention
         stop, final_norm = self.pooled_span()
-        hidden, attention = self.run(batch, needs_attention, getattr(self.pooling, "layers", None), stop, final_norm)
+        layers = getattr(self.pooling, "attention_layers", None)
+        hidden, attention = self.run(batch, needs_attention, layers, stop, final_norm)
         pooled_attention = attention.pooled() if attention is not None else None
         device = hidden.device
         return self.pooling.pool_tokens(

@@ -48,6 +48,7 @@ class Pooling(Module):
     """Base pooling: picks the token mask (all tokens, or the text tokens only) and reduces hidden states."""
 
     config_keys: ClassVar[list[str]] = ["exclude_prompt", "layer", "layer_norm"]
+    renamed_keys: ClassVar[dict[str, str]] = {}  # old config.json key -> its constructor option now
     needs_attention: ClassVar[bool] = False
 
     def __init__(self, exclude_prompt: bool = False, layer: int = -1, layer_norm: bool = True) -> None:
@@ -128,6 +129,7 @@ class Pooling(Module):
             where = Path(model_name_or_path, subfolder)  # defaults would silently give another pooling
             raise ConfigError(f"{where}: no {cls.config_file_name}; not a pooling folder written by Pooling.save")
         config = cls.load_config(model_name_or_path, subfolder=subfolder, **hub)
+        config = {cls.renamed_keys.get(key, key): value for key, value in config.items()}
         try:
             pooling = cls(**config)
         except TypeError as err:
@@ -219,24 +221,26 @@ class ConcatPooling(Pooling):
 class AttentionPooling(Pooling):
     """Semantic-aware aggregation: token states weighted by the final token's attention to them.
 
-    `attention` is [B, T]: the last token's attention over input tokens (mean over heads of `layers`),
+    `attention` is [B, T]: the last token's attention over input tokens (mean over heads of `attention_layers`),
     computed by `embedexp.analysis.attention`. The first pooled token (the attention sink) is skipped unless
     `keep_sink` is set.
     """
 
     needs_attention = True
+    renamed_keys: ClassVar[dict[str, str]] = {"layers": "attention_layers"}  # folders saved before the rename
 
     def __init__(
         self,
         exclude_prompt: bool = False,
-        layers: tuple[int, ...] = (-1,),
+        attention_layers: tuple[int, ...] = (-1,),
         keep_sink: bool = False,
         layer: int = -1,
         layer_norm: bool = True,
     ) -> None:
-        """`layers`: decoder layers whose final-token attention is averaged."""
+        """`attention_layers`: decoder layers whose final-token attention gives the weights (averaged); `layer`, as
+        for every pooling, the one whose output is pooled."""
         super().__init__(exclude_prompt, layer, layer_norm)
-        self.layers = tuple(int(layer) for layer in layers)
+        self.attention_layers = tuple(int(index) for index in attention_layers)
         self.keep_sink = keep_sink
 
     def pool(self, hidden, mask, attention=None):

@@ -85,11 +85,6 @@ class MatryoshkaLoss(InfoNCELoss):
         if too_large:
             raise ConfigError(f"loss.dims {too_large} exceed this model's embedding size {embed_dim}")
 
-    @property
-    def eval_dims(self) -> list[int]:
-        """The truncated sizes (without `full`), for evaluation at each one."""
-        return sorted({d for d in self.dims if d is not None})
-
     def forward(
         self, anchors: torch.Tensor, positives: torch.Tensor, negatives: torch.Tensor | None = None
     ) -> torch.Tensor:

@@ -15,7 +15,7 @@ import pandas as pd
 
 from embedexp.analysis.report.collect import UNRECORDED
 from embedexp.core.errors import ConfigError
-from embedexp.evaluation.run import MEAN_KEY, read_results_row
+from embedexp.evaluation.clustering import MEAN_KEY, read_results_row
 
 STAGE = "baseline"
 RESULTS = "eval_results.csv"

@@ -40,7 +40,7 @@ from embedexp.analysis.report.stats import best_per_metric, summarize
 from embedexp.analysis.report.tables import best_markdown, markdown_table, wide_table
 from embedexp.core.atomic import atomic_file, atomic_write_text
 from embedexp.core.errors import ConfigError
-from embedexp.evaluation.run import describe_tasks
+from embedexp.evaluation.clustering import describe_tasks
 
 log = logging.getLogger("embedexp.analysis.report")
 

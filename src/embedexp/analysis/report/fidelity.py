@@ -24,7 +24,7 @@ from embedexp.analysis.report.collect import collect_runs
 from embedexp.analysis.report.fidelity_stats import fidelity_table, smallest_faithful_size
 from embedexp.core.atomic import atomic_file, atomic_write_text
 from embedexp.core.errors import ConfigError
-from embedexp.evaluation.run import read_results_row
+from embedexp.evaluation.clustering import read_results_row
 
 log = logging.getLogger("embedexp.analysis.report.fidelity")
 JOB_SCORES = "fidelity_scores.csv"

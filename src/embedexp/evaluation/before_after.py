@@ -1,11 +1,11 @@
-"""Console summaries of clustering scores."""
+"""The before-and-after table of a fine-tuning run: V-measure per task, zero-shot vs fine-tuned, on the console."""
 
 from __future__ import annotations
 
 from rich.console import Console
 from rich.table import Table
 
-from embedexp.evaluation.run import MEAN_KEY
+from embedexp.evaluation.clustering import MEAN_KEY
 
 
 def print_before_after(before: dict[str, float], after: dict[str, float], console: Console | None = None) -> None:

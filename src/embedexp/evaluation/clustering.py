@@ -15,7 +15,7 @@ import pandas as pd
 from embedexp.core.atomic import atomic_write_text
 from embedexp.core.compat import reset_task_rngs
 from embedexp.core.errors import ConfigError
-from embedexp.evaluation.encoder import MtebEncoder
+from embedexp.evaluation.mteb_encoder import MtebEncoder
 from embedexp.evaluation.prefix import PrefixEncoder, dim_key, usable_dims
 from embedexp.model.embedder import Embedder
 
