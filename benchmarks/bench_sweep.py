@@ -173,7 +173,7 @@ def source_of(measurements: list[dict], commits: str) -> dict:
         "machine": {
             **{k: machine.get(k) for k in ("cpu_model", "cpu_capability", "threads")},
             "precision": precision,
-            "bf16_speedup": (machine.get("precision_probe") or {}).get("bf16_speedup"),
+            "bf16_speedup": round((machine.get("precision_probe") or {}).get("bf16_speedup") or 0, 2) or None,
         },
     }
 
@@ -185,42 +185,47 @@ def precision_note(baseline: dict, current: dict) -> str:
     return "" if seen[0] == seen[1] else f" PRECISIONS DIFFER: baseline {seen[0]}, this tree {seen[1]}."
 
 
-def write_results(results: dict[str, tuple[dict, dict]], args: argparse.Namespace, commits: str) -> None:
-    """The result files of the parts measured."""
-    command = "python benchmarks/bench_sweep.py" + (" " + shlex.join(sys.argv[1:]) if sys.argv[1:] else "")
+def shown(command: list[str]) -> str:
+    """A tree's embedexp command as the tables name it (without its sweep folder)."""
+    return " ".join(c for c in command if not c.startswith("hydra.sweep.dir="))
+
+
+def write_results(record: dict, folder: Path) -> None:
+    """The result files of the parts in `record` (measurements.json: command, baseline, commits, parts)."""
+    parts, command, commits = record["parts"], record["command"], record["commits"]
     common = (
-        f"Baseline {args.baseline_ref} in a git worktree, then this tree, back to back; each tree and part with "
+        f"Baseline {record['baseline']} in a git worktree, then this tree, back to back; each tree and part with "
         "empty score, prefix-store and inductor caches, both with the same primed model and corpus caches"
     )
-    if "sweep" in results:
-        base, cur = results["sweep"]
+    if "sweep" in parts:
+        base, cur = parts["sweep"]
         source = source_of([base, cur], commits)
         write_result_table(
-            args.results / "sweep.json",
-            f"`train -m {' '.join(args.overrides)} seed={args.seeds}`: minutes per job and stage, and the ratio",
+            folder / "sweep.json",
+            f"`{shown(cur['command'])}`: minutes per job and stage, and the ratio",
             SWEEP_COLUMNS,
             sweep_rows(base, cur),
             command,
             source=source,
-            notes=f"{common}; load average before: baseline {base['load_before']}, this tree {cur['load_before']}."
-            + precision_note(base, cur),
+            notes=f"{common}; rows `all`: each stage summed over the jobs, total the command's wall time (its start "
+            f"before the first launch line included); load average before: baseline {base['load_before']}, this tree "
+            f"{cur['load_before']}." + precision_note(base, cur),
         )
         columns, rows = quality_rows(base, cur)
         write_result_table(
-            args.results / "sweep_quality.json",
-            f"`train -m {' '.join(args.overrides)} seed={args.seeds}`: scores per seed, both trees",
+            folder / "sweep_quality.json",
+            f"`{shown(cur['command'])}`: scores per seed, both trees",
             columns,
             rows,
             command,
             source=source,
         )
-    if "grid" in results:
-        base, cur = results["grid"]
+    if "grid" in parts:
+        base, cur = parts["grid"]
         rows = grid_rows(base, cur)
         write_result_table(
-            args.results / "grid.json",
-            f"`eval -m pooling={args.poolings} prompt={args.prompts} {' '.join(args.grid_overrides)}`: minutes and "
-            "clustering_mean per cell",
+            folder / "grid.json",
+            f"`{shown(cur['command'])}`: minutes and clustering_mean per cell",
             GRID_COLUMNS,
             rows,
             command,
@@ -244,29 +249,45 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, help="runs and consoles (default: a new temp folder)")
     parser.add_argument("--results", type=Path, default=HERE / "results", help="folder of the result files")
     parser.add_argument("--no-prime", action="store_true", help="the installation caches are warm already")
+    parser.add_argument("--tables-only", action="store_true", help="rewrite the result files from --out's measurements")
     args = parser.parse_args(argv)
+    if args.tables_only:
+        if args.out is None:
+            parser.error("--tables-only needs --out (the folder of an earlier run's measurements.json)")
+        record = json.loads((args.out / "measurements.json").read_text())
+        write_results(record, args.results)
+        return print_results(record["parts"], args.results)
     args.out = (args.out or Path(tempfile.mkdtemp(prefix="embedexp-bench-sweep-"))).resolve()
     baseline = baseline_root(args.baseline_ref)
     trees = [
         ("baseline", f"baseline {args.baseline_ref}", baseline),
         ("current", f"this tree {commit_of(ROOT)[:7]}", ROOT),
     ]
-    commits = f"{commit_of(ROOT)} / {commit_of(baseline)}"
+    record = {
+        "command": "python benchmarks/bench_sweep.py" + "".join(" " + shlex.quote(a) for a in sys.argv[1:]),
+        "baseline": args.baseline_ref,
+        "commits": f"{commit_of(ROOT)} / {commit_of(baseline)}",
+        "parts": {},
+    }
     print(f"bench_sweep: {trees[0][1]} vs {trees[1][1]}; runs under {args.out}", flush=True)
     if not args.no_prime:
         prime(baseline, args)
-    results = {}
     for part in args.parts:
         started = time.perf_counter()
-        results[part] = tuple(measure(part, tree, args) for tree in trees)
+        record["parts"][part] = [measure(part, tree, args) for tree in trees]
         print(f"\n[{part}] both trees in {(time.perf_counter() - started) / 60:.1f} min", flush=True)
-        (args.out / "measurements.json").write_text(json.dumps(results, indent=2, default=str))
-    write_results(results, args, commits)
+        (args.out / "measurements.json").write_text(json.dumps(record, indent=2, default=str))
+    write_results(record, args.results)
+    print_results(record["parts"], args.results)
+
+
+def print_results(parts: dict, folder: Path) -> None:
+    """Print the result files of `parts` just written to `folder`."""
     from embedexp.core.results import read_result_table
 
     for name in ("sweep", "sweep_quality", "grid"):
-        if (args.results / f"{name}.json").is_file() and name.split("_")[0] in results:
-            table = read_result_table(args.results / f"{name}.json")
+        if name.split("_")[0] in parts:
+            table = read_result_table(folder / f"{name}.json")
             print(f"\n{table.title}\n\n{table.to_markdown(3)}\n\n{table.notes}\n{table.provenance_line()}")
 
 

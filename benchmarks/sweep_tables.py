@@ -10,7 +10,8 @@ from __future__ import annotations
 from sweep_logs import STAGES
 
 MEAN = "clustering_mean"
-SWEEP_COLUMNS = ["tree", "job", "overrides", *(f"{s.replace('_', '-')} min" for s in STAGES), "total min"]
+STAGE_NAMES = {"startup": "start-up", "zero_shot": "zero-shot", "training": "training", "evaluation": "evaluation"}
+SWEEP_COLUMNS = ["tree", "job", "overrides", *(f"{STAGE_NAMES.get(s, s)} min" for s in STAGES), "total min"]
 GRID_COLUMNS = ["cell", "baseline min", "this tree min", "ratio", f"baseline {MEAN}", f"this tree {MEAN}", "difference"]
 RATIO = "this tree / baseline"
 
