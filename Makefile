@@ -18,7 +18,7 @@ SHARED_DATA := $(or $(EMBEDEXP_SHARED_DATA),$(if $(wildcard ../shared/clustering
 export EMBEDEXP_SHARED_DATA := $(SHARED_DATA)
 SHARED_FILES := 20ng_subjects.jsonl.gz stackoverflow_titles.jsonl.gz biomedical_titles.jsonl.gz
 
-.PHONY: install shared-data run measure-run test measure-test test-fast lint docs docs-serve faults recipe eval baseline export synth bench clean
+.PHONY: install shared-data run measure-run test measure-test test-fast lint docs docs-serve faults recipe eval baseline export synth bench bench-sweep clean
 
 install: $(VENV)/.installed
 
@@ -81,9 +81,15 @@ faults: install
 	EMBEDEXP_FAULTS_RESULT=$(CURDIR)/results/faults.json $(PY) -m pytest -q tests/test_faults.py
 
 # speed and memory: each script measures its baseline in the same run and prints ratios
-bench: install
-	cd benchmarks && for script in bench_load bench_encode bench_train bench_callback bench_scaling; do \
+bench: install shared-data
+	cd benchmarks && for script in bench_load bench_encode bench_train bench_callback bench_scaling bench_sweep; do \
 		../$(PY) $$script.py || exit 1; done
+
+# bench_sweep.py alone: the recipe's 3-seed sweep per stage and the 15-cell zero-shot pooling x prompt grid, this tree
+# against the baseline commit (a git worktree), both timed in the same run (hours on 2 cores); its result files
+# benchmarks/results/sweep.json, sweep_quality.json and grid.json, which docs/performance.md renders
+bench-sweep: install shared-data
+	cd benchmarks && ../$(PY) bench_sweep.py
 
 # the CPU recipe: 3 seeds, all-MiniLM-L6-v2 through the same evaluator on the recipe's tasks, then the report (zero-shot,
 # fine-tuned with 95 % intervals over seeds, the baseline, per task) and its result file results/recipe.json, which
