@@ -20,15 +20,22 @@ TEXTS = ["A fast text editor.", "Chess engine?", '"Library" for parsing JSON doc
 METRICS = {"val/clustering_mean": 0.5, "zero_shot/clustering_mean": 0.4, "val/TaskA": 0.5, "zero_shot/TaskA": 0.4}
 
 
-def make_run(folder, overrides: list[str]):
-    """A training-run folder as `train` leaves it (config, metrics, adapter), with non-zero random LoRA weights."""
-    cfg = compose_config("train", TINY_OVERRIDES + overrides, folder)
-    embedder = build_embedder(cfg)
+def randomize_lora(embedder) -> torch.Generator:
+    """Give every LoRA B matrix seeded random values (a trained-looking adapter); returns the generator."""
     generator = torch.Generator().manual_seed(0)
     with torch.no_grad():
         for name, parameter in embedder.model.named_parameters():
             if "lora_B" in name:
                 parameter.copy_(0.5 * torch.randn(parameter.shape, generator=generator))
+    return generator
+
+
+def make_run(folder, overrides: list[str]):
+    """A training-run folder as `train` leaves it (config, metrics, adapter), with non-zero random LoRA weights."""
+    cfg = compose_config("train", TINY_OVERRIDES + overrides, folder)
+    embedder = build_embedder(cfg)
+    generator = randomize_lora(embedder)
+    with torch.no_grad():
         for parameter in embedder.pooling.parameters():  # trained-looking pooling weights (latent attention)
             parameter.add_(0.3 * torch.randn(parameter.shape, generator=generator))
     embedder.model.save_pretrained(folder / "adapter")

@@ -93,7 +93,7 @@ def test_command_help_lists_groups_and_options_from_the_yaml_files():
     assert any(re.match(r"\s+seed\s+= 42$", line) for line in lines)  # the command's own keys
     overview = python("-m", "embedexp", "--help")
     assert overview.returncode == 0
-    assert "[model, pooling, prompt, tasks]" in overview.stdout  # eval's groups
+    assert "[model_source, model, pooling, prompt, tasks]" in overview.stdout  # eval's groups
     report = python("-m", "embedexp", "report", "--help")  # no groups to choose: its keys and their comments
     assert re.search(r"^\s+result_file\s+also write the table as a result file", report.stdout, re.M), report.stdout
 

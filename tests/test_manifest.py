@@ -19,6 +19,7 @@ from embedexp.model.build import build_embedder
 from embedexp.model.manifest import MANIFEST, save_adapter
 
 from .conftest import TINY_OVERRIDES, compose_config
+from .export_helpers import randomize_lora
 
 TEXTS = ["A fast text editor", "Chess engine", "Library for parsing JSON documents in C"]
 
@@ -35,16 +36,10 @@ def command_config(name: str, overrides: list[str], output_dir):
 @pytest.fixture(scope="module")
 def saved_adapter(tmp_path_factory):
     """A tiny adapter (mean pooling, eol prompt, non-zero LoRA) saved as training saves it, and its vectors."""
-    import torch
-
     folder = tmp_path_factory.mktemp("saved")
     cfg = compose_config("train", TINY_OVERRIDES + ["pooling=mean", "prompt=eol"], folder)
     embedder = build_embedder(cfg)
-    generator = torch.Generator().manual_seed(0)
-    with torch.no_grad():
-        for name, parameter in embedder.model.named_parameters():
-            if "lora_B" in name:
-                parameter.copy_(0.5 * torch.randn(parameter.shape, generator=generator))
+    randomize_lora(embedder)
     save_adapter(embedder, folder / "adapter")
     return folder / "adapter", embedder.encode(TEXTS)
 

@@ -74,6 +74,7 @@ RULES: dict[str, Rule] = {
     "data.num_workers": COUNT,
     "data.source.max_pairs": Rule(int, 1, nullable=True),
     "loss.temperature": Rule(float, 0, open_low=True),
+    "prefix_store.max_gb": Rule(float, 0, open_low=True),
     "callbacks.clustering_eval.every_n_epochs": SIZE,
     "callbacks.step_checkpoint.every_n_train_steps": SIZE,
     "confidence": Rule(float, 0, 1, open_low=True, open_high=True),
