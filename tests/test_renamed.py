@@ -1,0 +1,38 @@
+"""Old names (embedexp.core.renamed): a command line that uses one stops with the new name; saved files still load."""
+
+from __future__ import annotations
+
+import pytest
+from omegaconf import OmegaConf
+
+from embedexp.core.renamed import renamed_argument, upgrade_manifest, upgrade_run_config
+
+
+@pytest.mark.parametrize(
+    ("arg", "new"),
+    [
+        ("model.attention=bidirectional", "model.attention_mode=bidirectional"),
+        ("+model.attention=causal", "model.attention_mode=causal"),
+    ],
+)
+def test_an_old_key_names_the_new_one(arg, new):
+    assert new in renamed_argument(arg)
+
+
+@pytest.mark.parametrize("arg", ["model.attention_mode=bidirectional", "pooling=mean", "seed=1", "--multirun"])
+def test_current_arguments_pass(arg):
+    assert renamed_argument(arg) is None
+
+
+def test_train_refuses_an_old_key_before_composing(capsys):
+    from embedexp.cli.train import main
+
+    with pytest.raises(SystemExit, match="renamed to `model.attention_mode`"):
+        main(["model=tiny", "model.attention=bidirectional"])
+
+
+def test_an_old_manifest_and_run_config_read_with_todays_names():
+    manifest = upgrade_manifest({"attention": "bidirectional", "max_length": 64})
+    assert manifest == {"attention_mode": "bidirectional", "max_length": 64} and upgrade_manifest(None) is None
+    cfg = upgrade_run_config(OmegaConf.create({"model": {"attention": "bidirectional", "max_length": 64}}))
+    assert OmegaConf.to_container(cfg.model) == {"max_length": 64, "attention_mode": "bidirectional"}
