@@ -21,7 +21,7 @@ from embedexp.analysis.attention.shares import top_text_tokens
 from embedexp.core.errors import ConfigError, DataError
 from embedexp.model.build import build_embedder
 from embedexp.model.embedder import Embedder
-from embedexp.model.pooling import AttentionPooling, MeanPooling, weighted_average
+from embedexp.model.pooling import FinalTokenAttentionPooling, MeanPooling, weighted_average
 from embedexp.model.prompts import PromptTemplate
 
 from .conftest import compose_config
@@ -122,7 +122,7 @@ def test_run_captures_final_token_attention_per_layer_and_head(eager_tiny):
 
 
 def test_attention_pooling_reads_attention_through_run(eager_tiny):
-    embedder = Embedder(eager_tiny.model, eager_tiny.tokenizer, AttentionPooling(keep_sink=True), EOL)
+    embedder = Embedder(eager_tiny.model, eager_tiny.tokenizer, FinalTokenAttentionPooling(keep_sink=True), EOL)
     batch = embedder.tokenize(TEXTS)
     with torch.inference_mode():
         pooled = embedder(batch)

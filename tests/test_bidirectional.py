@@ -119,7 +119,7 @@ def test_tiny_embedder_bidirectional_changes_states_and_keeps_padding_invariance
 
 
 def test_attention_pooling_reads_bidirectional_attention(tmp_path):
-    overrides = ["model.attention_mode=bidirectional", "pooling=attention"]
+    overrides = ["model.attention_mode=bidirectional", "pooling=final_token_attention"]
     cfg = compose_config("train", TINY_OVERRIDES + overrides, tmp_path)
     embedder = build_embedder(cfg, new_lora=False)
     assert embedder.model.config._attn_implementation == "eager"
