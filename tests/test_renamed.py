@@ -61,3 +61,11 @@ def test_a_pooling_saved_under_its_old_class_path_still_loads(tmp_path):
     assert manifest["choices"] == {"pooling": "final_token_attention"}
     cfg = upgrade_run_config(OmegaConf.create({"pooling": {"_target_": old}}))
     assert cfg.pooling._target_ == "embedexp.model.pooling.FinalTokenAttentionPooling"
+
+
+def test_the_old_command_names_the_new_one(capsys):
+    from embedexp.__main__ import main
+
+    with pytest.raises(SystemExit) as stop:
+        main(["attention", "model=tiny"])
+    assert stop.value.code == 2 and "renamed to 'attention_maps'" in capsys.readouterr().err

@@ -1,8 +1,8 @@
 """What the command line asks of a saved model, against what its manifest says it was trained with.
 
 An override that changes how a saved model embeds (its pooling or one of its options, the prompt, the base model, the
-max length, the attention) is refused with both values named, unless `allow_override=true`; then the model embeds with
-the asked values, and `Change.short` labels the result row with them.
+max length, the attention mode) is refused with both values named, unless `allow_override=true`; then the model embeds
+with the asked values, and `Change.short` labels the result row with them.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """One way in: a training run folder, a LoRA adapter folder, a Lightning checkpoint, an export folder, a
 sentence-transformers folder, or the configured base model, opened as it was trained.
 
-Every command that embeds with a saved model (`eval`, `export`, `encode`, `mine`, `attention`, `fidelity`) calls
+Every command that embeds with a saved model (`eval`, `export`, `encode`, `mine`, `attention_maps`, `fidelity`) calls
 `open_model(cfg)` with the same keys (`conf/model_source/default.yaml`): `model_path` (any of the kinds above, told
 apart by their files), or `run_dir` (`latest`: the newest finished run of any task), `adapter_path`, `ckpt_path`.
 A saved model's manifest (`embedexp.model.manifest`) gives its base model, pooling, prompt, max length and attention;

@@ -36,9 +36,9 @@ def build_embedder(
 ) -> Embedder:
     """Backbone + LoRA (loaded from `adapter_path`, or new from `model.lora` if `new_lora`) + prompt + pooling.
 
-    `eager_attention` switches the backbone to eager attention so attention weights can be read (the `attention`
-    pooling does so by itself). `precisions`: the run's resolved precisions; where all are bf16 and
-    `model.frozen_bf16` is set, the frozen weights are stored in bf16 (`frozen_dtype` sets a type directly).
+    `eager_attention` switches the backbone to eager attention so attention weights can be read (the
+    `final_token_attention` pooling does so by itself). `precisions`: the run's resolved precisions; where all are
+    bf16 and `model.frozen_bf16` is set, the frozen weights are stored in bf16 (`frozen_dtype` sets a type directly).
     `packed` (default `model.packed`) runs batches padding-free where the attention allows it
     (`embedexp.model.packing`); `model.compile` compiles each decoder layer with `torch.compile`.
     """

@@ -1,5 +1,5 @@
-"""The manifest of a saved model: how it embeds (pooling, prompt, base model, adapted layers, attention, max length)
-and how it was computed (precisions), in one JSON file beside the weights (`embedexp_manifest.json`).
+"""The manifest of a saved model: how it embeds (pooling, prompt, base model, adapted layers, attention mode, max
+length) and how it was computed (precisions), in one JSON file beside the weights (`embedexp_manifest.json`).
 
 Every saved form writes it: a training run's `adapter/`, its checkpoints (under the key `embedexp_manifest`) and each
 export. `embedexp.export.resolve` reads it, so a saved model is rebuilt as it was trained, whatever today's config says.

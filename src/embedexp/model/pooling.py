@@ -223,7 +223,7 @@ class FinalTokenAttentionPooling(Pooling):
     """Semantic-aware aggregation: token states weighted by the final token's attention to them.
 
     `attention` is [B, T]: the last token's attention over input tokens (mean over heads of `attention_layers`),
-    computed by `embedexp.analysis.attention`. The first pooled token (the attention sink) is skipped unless
+    computed by `embedexp.analysis.attention_maps`. The first pooled token (the attention sink) is skipped unless
     `keep_sink` is set.
     """
 
