@@ -1,4 +1,4 @@
-"""`model.attention=bidirectional`: a padding-only mask instead of the causal one, for every supported architecture."""
+"""`model.attention_mode=bidirectional`: a padding-only mask instead of the causal one, for every supported model."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from transformers import (
 )
 
 from embedexp.core.errors import ConfigError
-from embedexp.model.bidirectional import attention_mode, set_attention
+from embedexp.model.bidirectional import attention_mode, set_attention_mode
 from embedexp.model.build import build_embedder
 
 from .conftest import TINY_OVERRIDES, compose_config
@@ -66,16 +66,16 @@ def first_token_depends_on_last(model: torch.nn.Module) -> bool:
 def test_bidirectional_first_token_sees_later_tokens(model_type, implementation):
     model = random_decoder(model_type, implementation)
     assert not first_token_depends_on_last(model)  # causal: the first token sees only itself
-    set_attention(model, "bidirectional")
+    set_attention_mode(model, "bidirectional")
     assert attention_mode(model) == "bidirectional"
     assert first_token_depends_on_last(model)
-    set_attention(model, "causal")
+    set_attention_mode(model, "causal")
     assert not first_token_depends_on_last(model)
 
 
 @pytest.mark.parametrize("model_type", list(CONFIGS))
 def test_bidirectional_mask_is_padding_only_and_sdpa_equals_eager(model_type):
-    model = set_attention(random_decoder(model_type, "sdpa"), "bidirectional")
+    model = set_attention_mode(random_decoder(model_type, "sdpa"), "bidirectional")
     ids = torch.tensor([[5, 9, 11, 3, 7, 20], [6, 4, 30, 12, 0, 0]])
     mask = torch.tensor([[1, 1, 1, 1, 1, 1], [1, 1, 1, 1, 0, 0]])
     other_pads = ids.clone()
@@ -95,7 +95,7 @@ def tiny_embedders(tmp_path_factory):
     folder = tmp_path_factory.mktemp("bidirectional")
     built = {}
     for mode in ("causal", "bidirectional"):
-        cfg = compose_config("train", TINY_OVERRIDES + [f"model.attention={mode}", "pooling=mean"], folder)
+        cfg = compose_config("train", TINY_OVERRIDES + [f"model.attention_mode={mode}", "pooling=mean"], folder)
         built[mode] = build_embedder(cfg, new_lora=False)
     return built
 
@@ -119,7 +119,8 @@ def test_tiny_embedder_bidirectional_changes_states_and_keeps_padding_invariance
 
 
 def test_attention_pooling_reads_bidirectional_attention(tmp_path):
-    cfg = compose_config("train", TINY_OVERRIDES + ["model.attention=bidirectional", "pooling=attention"], tmp_path)
+    overrides = ["model.attention_mode=bidirectional", "pooling=final_token_attention"]
+    cfg = compose_config("train", TINY_OVERRIDES + overrides, tmp_path)
     embedder = build_embedder(cfg, new_lora=False)
     assert embedder.model.config._attn_implementation == "eager"
     assert attention_mode(embedder.model) == "bidirectional"
@@ -132,11 +133,11 @@ def test_attention_pooling_reads_bidirectional_attention(tmp_path):
 
 
 def test_unknown_mode_and_unsupported_architecture_name_the_key():
-    with pytest.raises(ConfigError, match="model.attention"):
-        set_attention(random_decoder("llama"), "sideways")
+    with pytest.raises(ConfigError, match="model.attention_mode"):
+        set_attention_mode(random_decoder("llama"), "sideways")
     gpt2 = AutoModel.from_config(GPT2Config(n_layer=1, n_head=2, n_embd=16, vocab_size=32))
-    with pytest.raises(ConfigError, match="model.attention=bidirectional.*gpt2"):
-        set_attention(gpt2, "bidirectional")
+    with pytest.raises(ConfigError, match="model.attention_mode=bidirectional.*gpt2"):
+        set_attention_mode(gpt2, "bidirectional")
 
 
 def test_zero_shot_cache_key_tells_the_attention_modes_apart(tmp_path):
@@ -148,7 +149,7 @@ def test_zero_shot_cache_key_tells_the_attention_modes_apart(tmp_path):
     tasks = build_tasks(cfg.tasks)
     embedder = build_embedder(cfg)
     causal = configuration_key(embedder, tasks, "32")
-    set_attention(embedder.model, "bidirectional")
+    set_attention_mode(embedder.model, "bidirectional")
     assert configuration_key(embedder, tasks, "32") != causal
-    set_attention(embedder.model, "causal")
+    set_attention_mode(embedder.model, "causal")
     assert configuration_key(embedder, tasks, "32") == causal

@@ -60,7 +60,7 @@ def test_bad_group_option_lists_valid_names(tmp_path):
     result = run_module("embedexp.cli.train", "pooling=median", cwd=tmp_path)
     assert result.returncode != 0
     assert "Could not find 'pooling/median'" in result.stderr
-    for valid in ("mean", "last", "weighted_mean", "attention"):
+    for valid in ("mean", "last", "weighted_mean", "final_token_attention"):
         assert valid in result.stderr
 
 

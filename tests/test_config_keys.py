@@ -22,7 +22,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from embedexp.core.config import CONFIG_DIR, PACKAGE_DIR
 
-COMMANDS = ["train", "eval", "export", "encode", "attention", "mine", "synth", "report", "fidelity"]
+COMMANDS = ["train", "eval", "export", "encode", "attention_maps", "mine", "synth", "report", "fidelity"]
 HYDRA_KEYS = {"_target_", "_partial_", "_recursive_", "_convert_", "_args_"}
 # config nodes the code passes whole to a function (`**node`): their keys are that function's parameters
 PASSED_WHOLE = {"model.lora": "embedexp.model.lora.apply_lora"}
@@ -240,11 +240,11 @@ def test_a_dead_key_fails_the_check(tmp_path, monkeypatch):
 
     config_dir = tmp_path / "conf"
     shutil.copytree(CONFIG_DIR, config_dir)
-    with (config_dir / "attention.yaml").open("a") as handle:
+    with (config_dir / "attention_maps.yaml").open("a") as handle:
         handle.write("unused_setting: 3\n")
     with (config_dir / "pooling" / "mean.yaml").open("a") as handle:
         handle.write("temperature: 0.5\n")
     monkeypatch.setattr(sys.modules[__name__], "CONFIG_DIR", config_dir)
     monkeypatch.setattr(sys.modules[__name__], "compositions", lambda config, seen: [[]])
-    dead = dead_keys(["attention", "train"])
+    dead = dead_keys(["attention_maps", "train"])
     assert "read by no code" in dead["unused_setting"] and "not a parameter" in dead["pooling.temperature"]

@@ -40,7 +40,7 @@ def test_prompt_groups_cover_the_paper_prompts():
     assert {"none", "eol", "pcot", "ke", "cluster", "cluster_short", "summarize", "classify", "question"} <= set(
         options("prompt")
     )
-    assert {"mean", "last", "weighted_mean", "max", "concat", "attention"} <= set(options("pooling"))
+    assert {"mean", "last", "weighted_mean", "max", "concat", "final_token_attention"} <= set(options("pooling"))
 
 
 @pytest.mark.parametrize("name", options("model"))

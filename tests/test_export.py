@@ -24,9 +24,10 @@ from .export_helpers import TEXTS, export, make_run, reference
 
 @pytest.fixture(scope="module")
 def custom_export(tmp_path_factory):
-    """attention pooling over the text tokens only: a pooling sentence-transformers lacks."""
-    root = tmp_path_factory.mktemp("attention")
-    run = make_run(root / "run", ["pooling=attention", "pooling.exclude_prompt=true", "prompt=cluster_short"])
+    """final-token-attention pooling over the text tokens only: a pooling sentence-transformers lacks."""
+    root = tmp_path_factory.mktemp("final_token_attention")
+    overrides = ["pooling=final_token_attention", "pooling.exclude_prompt=true", "prompt=cluster_short"]
+    run = make_run(root / "run", overrides)
     return run, export(run, root / "export"), root / "export"
 
 
@@ -54,7 +55,8 @@ def test_sentence_transformers_folder_uses_plain_modules_where_they_exist(mean_e
     pooling = json.loads((mean_export[2] / "sentence_transformers" / "1_Pooling" / "config.json").read_text())
     assert pooling["pooling_mode"] == "mean"
     modules = json.loads((custom_export[2] / "sentence_transformers" / "modules.json").read_text())
-    assert [m["type"].rsplit(".", 1)[-1] for m in modules] == ["EmbedexpTransformer", "AttentionPooling", "Normalize"]
+    types = [m["type"].rsplit(".", 1)[-1] for m in modules]
+    assert types == ["EmbedexpTransformer", "FinalTokenAttentionPooling", "Normalize"]
 
 
 @pytest.mark.parametrize("name", ["mean_export", "custom_export"])

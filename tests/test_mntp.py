@@ -56,7 +56,7 @@ def test_only_masked_positions_contribute_through_the_previous_state():
 
 def test_mntp_config_composes_bidirectional_and_refuses_bad_mask_tokens(tmp_path):
     cfg = compose_config("train", MNTP, tmp_path)
-    assert cfg.objective._target_ == "embedexp.training.mntp.MNTPModule" and cfg.model.attention == "bidirectional"
+    assert cfg.objective._target_ == "embedexp.training.mntp.MNTPModule" and cfg.model.attention_mode == "bidirectional"
     embedder = build_embedder(cfg)
     assert isinstance(build_module(cfg, embedder), MNTPModule)
     with open_dict(cfg):
@@ -90,11 +90,12 @@ def test_mntp_run_and_a_contrastive_run_initialised_from_its_adapter(tmp_path):
     adapter = tmp_path / "mntp" / "adapter"
     mntp_cfg = compose_config("train", MNTP, tmp_path / "again")
     mntp = build_embedder(mntp_cfg, adapter_path=str(adapter), trainable=False).encode(TEXTS)
-    overrides = TINY_OVERRIDES + ["model.attention=bidirectional", f"model.init_adapter={adapter}"]
+    overrides = TINY_OVERRIDES + ["model.attention_mode=bidirectional", f"model.init_adapter={adapter}"]
     started = build_embedder(compose_config("train", overrides, tmp_path / "contrastive"))
     np.testing.assert_allclose(started.encode(TEXTS), mntp, atol=1e-5)  # fresh LoRA (B = 0) on the merged MNTP
     assert sum(p.numel() for p in started.model.parameters() if p.requires_grad) > 0
-    base = build_embedder(compose_config("train", TINY_OVERRIDES + ["model.attention=bidirectional"], tmp_path / "b"))
+    bidirectional = TINY_OVERRIDES + ["model.attention_mode=bidirectional"]
+    base = build_embedder(compose_config("train", bidirectional, tmp_path / "b"))
     assert np.abs(base.encode(TEXTS) - mntp).max() > 1e-4
     with pytest.raises(ConfigError, match="model.init_adapter"):
         build_embedder(compose_config("train", TINY_OVERRIDES + [f"model.init_adapter={tmp_path}"], tmp_path / "x"))

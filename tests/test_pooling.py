@@ -12,8 +12,8 @@ from hypothesis import strategies as st
 
 from embedexp.core.errors import ConfigError
 from embedexp.model.pooling import (
-    AttentionPooling,
     ConcatPooling,
+    FinalTokenAttentionPooling,
     LastTokenPooling,
     MaxPooling,
     MeanPooling,
@@ -83,18 +83,18 @@ def test_attention_pooling_weights_tokens_by_attention(side):
     # row 0: sink gets 0.7, then 0.1 and 0.2; row 1: sink 0.9, then 0.1
     for i, weights in enumerate(([0.7, 0.1, 0.2], [0.9, 0.1])):
         attention[i, real_positions[i]] = torch.tensor(weights)
-    out = AttentionPooling().pool_tokens(hidden, mask, text, attention)
+    out = FinalTokenAttentionPooling().pool_tokens(hidden, mask, text, attention)
     expected_row0 = (0.1 * REAL[0][1] + 0.2 * REAL[0][2]) / 0.3
     assert torch.allclose(out[0], expected_row0, atol=1e-6)
     assert torch.allclose(out[1], REAL[1][1], atol=1e-6)
-    with_sink = AttentionPooling(keep_sink=True).pool_tokens(hidden, mask, text, attention)
+    with_sink = FinalTokenAttentionPooling(keep_sink=True).pool_tokens(hidden, mask, text, attention)
     assert torch.allclose(with_sink[1], 0.9 * REAL[1][0] + 0.1 * REAL[1][1], atol=1e-6)
 
 
 def test_attention_pooling_requires_attention():
     hidden, mask, text = batch("right")
     with pytest.raises(ValueError, match="attention"):
-        AttentionPooling().pool_tokens(hidden, mask, text)
+        FinalTokenAttentionPooling().pool_tokens(hidden, mask, text)
 
 
 POOLING_CONFIGS = {name: compose_config("train", [f"pooling={name}"], ".").pooling for name in options("pooling")}
@@ -136,7 +136,7 @@ class ForgetfulPooling(MeanPooling):
 def test_a_subclass_constructor_options_are_its_config_keys():
     assert PowerMeanPooling.config_keys == ["power", "exclude_prompt"]  # nothing listed by hand
     assert PowerMeanPooling(power=3.0).get_config_dict() == {"power": 3.0, "exclude_prompt": False}
-    assert AttentionPooling(attention_layers=(-2, -1)).get_config_dict() == {
+    assert FinalTokenAttentionPooling(attention_layers=(-2, -1)).get_config_dict() == {
         "exclude_prompt": False,
         "attention_layers": [-2, -1],  # JSON values
         "keep_sink": False,
@@ -181,9 +181,9 @@ def test_a_user_pooling_round_trips_through_its_folder(tmp_path):
 
 def test_attention_layers_are_told_apart_from_the_pooled_layer(tmp_path):
     """`attention_layers` weigh the tokens, `layer` is pooled; a folder saved as `layers` before the rename loads."""
-    AttentionPooling(attention_layers=(0,), layer=1).save(str(tmp_path))
+    FinalTokenAttentionPooling(attention_layers=(0,), layer=1).save(str(tmp_path))
     config = json.loads((tmp_path / "config.json").read_text())
     assert (config["attention_layers"], config["layer"]) == ([0], 1)
     config["layers"] = config.pop("attention_layers")
     (tmp_path / "config.json").write_text(json.dumps(config))
-    assert AttentionPooling.load(str(tmp_path)).attention_layers == (0,)
+    assert FinalTokenAttentionPooling.load(str(tmp_path)).attention_layers == (0,)

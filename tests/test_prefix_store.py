@@ -8,7 +8,7 @@ import pytest
 import torch
 from omegaconf import open_dict
 
-from embedexp.model.bidirectional import set_attention
+from embedexp.model.bidirectional import set_attention_mode
 from embedexp.model.build import build_embedder
 from embedexp.model.prefix_store import PrefixStore, decode, encode
 
@@ -109,7 +109,7 @@ def test_an_adapted_layer_below_the_stored_one_reads_nothing(tiny_train_cfg, sto
 def test_bidirectional_attention_reads_nothing_of_causal_states(tiny_train_cfg, store):
     embedder_with(tiny_train_cfg, store).encode(TEXTS)
     with open_dict(tiny_train_cfg):
-        tiny_train_cfg.model.attention = "bidirectional"
+        tiny_train_cfg.model.attention_mode = "bidirectional"
     other = embedder_with(tiny_train_cfg, store)
     other.encode(TEXTS)
     assert store.hits == 0
@@ -143,7 +143,7 @@ def test_the_namespace_follows_autocast(tiny_train_cfg, store):
 def test_set_attention_alone_changes_the_namespace(tiny_train_cfg, store):
     embedder = embedder_with(tiny_train_cfg, None)
     causal = embedder.prefix_cache.namespace()
-    set_attention(embedder.model, "bidirectional")
+    set_attention_mode(embedder.model, "bidirectional")
     embedder.prefix_cache = None
     embedder.enable_prefix_cache(store=store)
     assert embedder.prefix_cache.namespace() != causal

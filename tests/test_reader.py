@@ -144,7 +144,7 @@ def test_synthesis_file_source_reads_gz(tmp_path):
 
 
 def test_attention_texts_file_reads_gz(tmp_path):
-    from embedexp.analysis.attention.analysis import load_texts
+    from embedexp.analysis.attention_maps.analysis import load_texts
 
     sentences = write(tmp_path / "texts.parquet.gz", pd.DataFrame({"sentence": TEXTS}))
     assert load_texts(None, str(sentences), "sentence", max_texts=3) == [t.strip() for t in TEXTS[:3]]

@@ -39,7 +39,7 @@ def embed_with_grads(embedder) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
 @pytest.mark.parametrize("side", ["right", "left"])
 def test_packed_batches_give_the_padded_vectors_and_gradients(tiny_train_cfg, attention, side):
     with open_dict(tiny_train_cfg):
-        tiny_train_cfg.model.attention = attention
+        tiny_train_cfg.model.attention_mode = attention
         tiny_train_cfg.model.padding_side = side
         tiny_train_cfg.model.lora.dropout = 0.0
     results = {}

@@ -66,11 +66,11 @@ def test_saved_adapter_reloads_to_the_same_embeddings(tiny_train_cfg, tmp_path):
     assert torch.allclose(torch.tensor(trained_vectors), torch.tensor(again), atol=1e-6)
 
 
-@pytest.mark.parametrize("pooling", ["mean", "last", "weighted_mean", "max", "concat", "attention"])
+@pytest.mark.parametrize("pooling", ["mean", "last", "weighted_mean", "max", "concat", "final_token_attention"])
 def test_left_and_right_padding_give_the_same_embeddings(tiny_backbone, pooling):
     model = tiny_backbone.model
     original = attn_implementation(model)  # the session's model: switched back however the test ends
-    if pooling == "attention":
+    if pooling == "final_token_attention":
         model.set_attn_implementation("eager")
     prompt = PromptTemplate("eol", 'This sentence: "{text}" means in one word:')
     configured = instantiate(compose_config("train", [f"pooling={pooling}"], ".").pooling)

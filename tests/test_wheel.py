@@ -118,8 +118,8 @@ def test_every_entry_point_composes_its_packaged_config_from_any_folder(installe
     entries = result.stdout.split("ENTRY ")[1:]
     names = sorted(entry.split()[0] for entry in entries)
     commands = (
-        "attention", "contamination", "encode", "eval", "export", "fetch-shared", "fidelity", "mine", "report", "synth",
-        "train",
+        "attention-maps", "contamination", "encode", "eval", "export", "fetch-shared", "fidelity", "mine", "report",
+        "synth", "train",
     )  # fmt: skip
     assert names == ["embedexp", *(f"embedexp-{command}" for command in commands)]
     argparse_entries = ("embedexp-fetch-shared", "embedexp-contamination")

@@ -30,6 +30,7 @@ from embedexp.cli.usage import COMMANDS, command_help, search_dirs
 from embedexp.core.config import CONFIG_DIR
 from embedexp.core.console import quiet_console
 from embedexp.core.errors import exit_on_error
+from embedexp.core.renamed import refuse_renamed
 from embedexp.core.run_setup import RunSetup, setup_run
 
 log = logging.getLogger(__name__)
@@ -137,6 +138,7 @@ def hydra_command(
         if HELP_FLAGS & set(args):
             print(command_help(name, COMMANDS.get(name, ""), search_dirs(args)))
             raise SystemExit(0)
+        refuse_renamed(args)
         refuse_foreign_group(name, args)
         with hydra_argv(name, args):
             task()

@@ -25,7 +25,7 @@ COMMANDS = {
     "export": "export a run as adapter, merged model and sentence-transformers folder (conf/export.yaml)",
     "report": "tables with 95 % intervals over seeds for multirun folders (conf/report.yaml)",
     "fidelity": "the callback's small-task scores against larger evaluations (conf/fidelity.yaml)",
-    "attention": "attention maps: where the final token looks (conf/attention.yaml)",
+    "attention_maps": "attention maps: where the final token looks (conf/attention_maps.yaml)",
     "synth": "synthetic positive pairs (conf/synth.yaml)",
     "mine": "add mined hard negatives to a pair file (conf/mine.yaml)",
     "fetch_shared": "build the shared clustering data files from their public sources (needs internet)",

@@ -18,7 +18,7 @@ from transformers import AutoModel, AutoTokenizer
 
 from embedexp.core.errors import ConfigError
 from embedexp.export.tokenizer import bake_template, unbake
-from embedexp.model.bidirectional import set_attention
+from embedexp.model.bidirectional import set_attention_mode
 from embedexp.model.embedder import Embedder
 from embedexp.model.lora import load_adapter
 from embedexp.model.manifest import MANIFEST, pooling_record, prompt_record, write_manifest  # noqa: F401
@@ -80,15 +80,15 @@ def _base_model(manifest: dict[str, Any]) -> torch.nn.Module:
     else:
         backbone = instantiate(manifest["backbone"]).model
         backbone.set_attn_implementation(_model_kwargs(manifest)["attn_implementation"])
-    set_attention(backbone, _attention(manifest))
+    set_attention_mode(backbone, _attention_mode(manifest))
     if manifest.get("init_adapter"):  # the run started from another adapter (e.g. MNTP), merged into its base
         backbone = load_adapter(backbone, manifest["init_adapter"], config_key="init_adapter").merge_and_unload()
     return backbone
 
 
-def _attention(manifest: dict[str, Any]) -> str:
-    """`causal` or `bidirectional` (`model.attention` of the run; older manifests: causal)."""
-    return manifest.get("attention", "causal")
+def _attention_mode(manifest: dict[str, Any]) -> str:
+    """`causal` or `bidirectional` (`model.attention_mode` of the run; older manifests: causal)."""
+    return manifest.get("attention_mode", "causal")
 
 
 class LoadedExport:
@@ -176,7 +176,8 @@ def load_export(path: str | Path, device: str = "cpu") -> LoadedExport:
         custom = bool(manifest["sentence_transformers"]["custom_modules"])
         return LoadedExport(path, manifest, SentenceTransformer(str(path), device=device, trust_remote_code=custom))
     if form == "merged":
-        model = set_attention(AutoModel.from_pretrained(str(path), **_model_kwargs(manifest)), _attention(manifest))
+        model = AutoModel.from_pretrained(str(path), **_model_kwargs(manifest))
+        model = set_attention_mode(model, _attention_mode(manifest))
     else:
         from peft import PeftModel
 

@@ -1,8 +1,8 @@
 """What the command line asks of a saved model, against what its manifest says it was trained with.
 
 An override that changes how a saved model embeds (its pooling or one of its options, the prompt, the base model, the
-max length, the attention) is refused with both values named, unless `allow_override=true`; then the model embeds with
-the asked values, and `Change.short` labels the result row with them.
+max length, the attention mode) is refused with both values named, unless `allow_override=true`; then the model embeds
+with the asked values, and `Change.short` labels the result row with them.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from embedexp.model.manifest import backbone_identity, container, pooling_record
 from embedexp.model.pooling import pooled_layer
 
 OVERRIDE_KEY = "allow_override"
-ASPECTS = ("base_model", "pooling", "prompt", "max_length", "attention")
+ASPECTS = ("base_model", "pooling", "prompt", "max_length", "attention_mode")
 
 
 @dataclass
@@ -85,7 +85,7 @@ def aspect_of(key: str) -> tuple[str, str | None] | None:
             return None if (group, option) == ("prompt", "name") else (group, option)
     if key == "model" or key.startswith("model.backbone") or key == "model.init_adapter":
         return "base_model", None
-    return {"model.max_length": ("max_length", None), "model.attention": ("attention", None)}.get(key)
+    return {"model.max_length": ("max_length", None), "model.attention_mode": ("attention_mode", None)}.get(key)
 
 
 def asked_aspects(cfg: DictConfig) -> list[tuple[str, str | None]]:
@@ -107,7 +107,7 @@ def saved_value(manifest: dict[str, Any], aspect: str) -> Any:
         return {k: v for k, v in manifest["prompt"].items() if k not in ("target", "name")}
     if aspect == "base_model":
         return backbone_identity(manifest["backbone"], manifest.get("init_adapter"))
-    return manifest.get(aspect, "causal" if aspect == "attention" else None)
+    return manifest.get(aspect, "causal" if aspect == "attention_mode" else None)
 
 
 def asked_value(cfg: DictConfig, manifest: dict[str, Any], aspect: str) -> Any:
@@ -127,7 +127,7 @@ def asked_value(cfg: DictConfig, manifest: dict[str, Any], aspect: str) -> Any:
         return backbone_identity(container(cfg.model.backbone), cfg.model.get("init_adapter"))
     if aspect == "max_length":
         return int(cfg.model.max_length)
-    return cfg.model.get("attention") or "causal"
+    return cfg.model.get("attention_mode") or "causal"
 
 
 def find_changes(cfg: DictConfig, manifest: dict[str, Any], choices: dict[str, str]) -> list[Change]:

@@ -1,7 +1,7 @@
 """One way in: a training run folder, a LoRA adapter folder, a Lightning checkpoint, an export folder, a
 sentence-transformers folder, or the configured base model, opened as it was trained.
 
-Every command that embeds with a saved model (`eval`, `export`, `encode`, `mine`, `attention`, `fidelity`) calls
+Every command that embeds with a saved model (`eval`, `export`, `encode`, `mine`, `attention_maps`, `fidelity`) calls
 `open_model(cfg)` with the same keys (`conf/model_source/default.yaml`): `model_path` (any of the kinds above, told
 apart by their files), or `run_dir` (`latest`: the newest finished run of any task), `adapter_path`, `ckpt_path`.
 A saved model's manifest (`embedexp.model.manifest`) gives its base model, pooling, prompt, max length and attention;
@@ -22,6 +22,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from embedexp.core.config import hydra_choices
 from embedexp.core.errors import ConfigError
 from embedexp.core.hardware import frozen_weights_dtype
+from embedexp.core.renamed import upgrade_manifest
 from embedexp.export.encoder import EmbedderEncoder, SentenceTransformerEncoder, TextEncoder
 from embedexp.export.overrides import OVERRIDE_KEY, Change, apply_changes, find_changes, refuse_or_allow
 from embedexp.export.runs import RUN_CONFIG, latest_run, load_checkpoint, load_run_config, read_checkpoint
@@ -161,7 +162,7 @@ def config_from_manifest(saved: dict[str, Any], cfg: DictConfig) -> DictConfig:
                 **runtime,
                 "backbone": backbone,
                 "lora": saved.get("lora"),
-                "attention": saved.get("attention", "causal"),
+                "attention_mode": saved.get("attention_mode", "causal"),
                 "init_adapter": saved.get("init_adapter"),
                 "max_length": saved["max_length"],
                 "padding_side": saved.get("padding_side", "right"),
@@ -205,7 +206,7 @@ def open_model(
         return OpenedModel("base", cfg, embedder.eval().requires_grad_(False))
     adapter, ckpt = where["adapter_path"], where["ckpt_path"]
     checkpoint = read_checkpoint(ckpt) if ckpt else None
-    saved = read_manifest(adapter) if adapter else (checkpoint or {}).get(CHECKPOINT_KEY)
+    saved = read_manifest(adapter) if adapter else upgrade_manifest((checkpoint or {}).get(CHECKPOINT_KEY))
     source = f"adapter_path={adapter!r}" if adapter else f"ckpt_path={ckpt!r}"
     changes: list[Change] = []
     if saved is not None:

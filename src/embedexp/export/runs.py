@@ -15,6 +15,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from embedexp.core.config import hydra_choices
 from embedexp.core.errors import ConfigError
+from embedexp.core.renamed import upgrade_run_config
 from embedexp.model.embedder import Embedder
 
 log = logging.getLogger(__name__)
@@ -54,7 +55,7 @@ def load_run_config(run_dir: Path, paths: DictConfig) -> DictConfig:
     path = run_dir / RUN_CONFIG
     if not path.is_file():
         raise ConfigError(f"run_dir={str(run_dir)!r}: no {RUN_CONFIG} (is it a training run folder?)")
-    cfg = OmegaConf.load(path)
+    cfg = upgrade_run_config(OmegaConf.load(path))  # saved under old names: read with today's
     with open_dict(cfg):
         cfg.paths = OmegaConf.create(OmegaConf.to_container(paths, resolve=False))
     return cfg

@@ -19,7 +19,7 @@ from sentence_transformers.base.modules.transformer import Transformer
 from embedexp.core.compat import attn_implementation
 from embedexp.export.tokenizer import text_mask
 from embedexp.model.attention_capture import final_token_attention
-from embedexp.model.bidirectional import set_attention
+from embedexp.model.bidirectional import set_attention_mode
 from embedexp.model.pooling import FINAL_ATTENTION, TEXT_MASK
 
 
@@ -43,13 +43,13 @@ class EmbedexpTransformer(Transformer):
         **kwargs: Any,
     ) -> None:
         """`attention_layers`: decoder layers whose final-token attention the pooling reads (None: not needed);
-        `attention`: `causal` or `bidirectional` (`model.attention` of the run); `text_copies`: `{text}` slots."""
+        `attention`: `causal` or `bidirectional` (`model.attention_mode` of the run); `text_copies`: `{text}` slots."""
         super().__init__(model_name_or_path, **kwargs)
         self.attention_layers = [int(layer) for layer in attention_layers] if attention_layers else None
         if self.attention_layers and attn_implementation(self.model) != "eager":
             self.model.set_attn_implementation("eager")
         self.attention, self.text_copies = attention, int(text_copies)
-        set_attention(self.model, attention)
+        set_attention_mode(self.model, attention)
 
     def forward(self, features: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
         """Run the decoder with position ids counted from the first real token; add the text mask and attention."""

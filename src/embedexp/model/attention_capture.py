@@ -1,6 +1,6 @@
 """Capture where the final token looks: its attention over all input tokens, per decoder layer.
 
-Shared by the `attention` pooling and the attention-map analysis (through `Embedder.run`), so both read the
+Shared by the `final_token_attention` pooling and the attention-map analysis (through `Embedder.run`), so both read the
 same numbers.
 """
 
@@ -87,5 +87,5 @@ class FinalTokenAttention:
         return cls(layers, torch.stack([captured[layer] for layer in layers], dim=1))
 
     def pooled(self) -> torch.Tensor:
-        """[B, T]: attention averaged over heads and layers (the weights of the `attention` pooling)."""
+        """[B, T]: attention averaged over heads and layers (the weights of the `final_token_attention` pooling)."""
         return self.weights.mean(dim=(1, 2))

@@ -4,7 +4,7 @@ transformers (>= 5) supports this through the config: with `config.is_causal=Fal
 / `create_sliding_window_causal_mask` build the padding-only mask (for sliding layers, a window on both sides), and
 the model's forward passes `is_causal=False` down to SDPA, which skips the mask when nothing is padded. The attention
 modules' own `is_causal` flags are switched as well (SDPA's fallback when no kwarg arrives). The config attribute is
-saved in `config.json`, the module flags are not: embedexp's loaders call `set_attention` again on reload.
+saved in `config.json`, the module flags are not: embedexp's loaders call `set_attention_mode` again on reload.
 """
 
 from __future__ import annotations
@@ -34,10 +34,10 @@ def attention_mode(model: torch.nn.Module) -> str:
     return "causal" if getattr(_decoder(model).config, "is_causal", True) else "bidirectional"
 
 
-def set_attention(model: torch.nn.Module, mode: str) -> torch.nn.Module:
+def set_attention_mode(model: torch.nn.Module, mode: str) -> torch.nn.Module:
     """Switch a decoder (or its peft wrapper) to causal or bidirectional attention, in place; returns it."""
     if mode not in ATTENTION_MODES:
-        raise ConfigError(f"model.attention={mode!r} must be one of {list(ATTENTION_MODES)}")
+        raise ConfigError(f"model.attention_mode={mode!r} must be one of {list(ATTENTION_MODES)}")
     config = _decoder(model).config
     if mode == attention_mode(model) == "causal":
         return model  # the architecture's own default: nothing to patch
@@ -45,7 +45,7 @@ def set_attention(model: torch.nn.Module, mode: str) -> torch.nn.Module:
     modules = attention_modules(model)
     if model_type not in SUPPORTED_MODEL_TYPES or not modules:
         raise ConfigError(
-            f"model.attention={mode}: cannot switch the attention of model type {model_type!r}; "
+            f"model.attention_mode={mode}: cannot switch the attention of model type {model_type!r}; "
             f"supported: {', '.join(SUPPORTED_MODEL_TYPES)}"
         )
     causal = mode == "causal"

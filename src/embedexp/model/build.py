@@ -13,7 +13,7 @@ from embedexp.core.compat import attn_implementation
 from embedexp.core.errors import ConfigError
 from embedexp.core.hardware import frozen_weights_dtype
 from embedexp.model.backbone import Backbone, compile_decoder_layers, hold_frozen_weights_in
-from embedexp.model.bidirectional import set_attention
+from embedexp.model.bidirectional import set_attention_mode
 from embedexp.model.embedder import Embedder
 from embedexp.model.lora import apply_lora, load_adapter, num_decoder_layers
 from embedexp.model.manifest import model_manifest
@@ -36,9 +36,9 @@ def build_embedder(
 ) -> Embedder:
     """Backbone + LoRA (loaded from `adapter_path`, or new from `model.lora` if `new_lora`) + prompt + pooling.
 
-    `eager_attention` switches the backbone to eager attention so attention weights can be read (the `attention`
-    pooling does so by itself). `precisions`: the run's resolved precisions; where all are bf16 and
-    `model.frozen_bf16` is set, the frozen weights are stored in bf16 (`frozen_dtype` sets a type directly).
+    `eager_attention` switches the backbone to eager attention so attention weights can be read (the
+    `final_token_attention` pooling does so by itself). `precisions`: the run's resolved precisions; where all are
+    bf16 and `model.frozen_bf16` is set, the frozen weights are stored in bf16 (`frozen_dtype` sets a type directly).
     `packed` (default `model.packed`) runs batches padding-free where the attention allows it
     (`embedexp.model.packing`); `model.compile` compiles each decoder layer with `torch.compile`.
     """
@@ -53,7 +53,7 @@ def build_embedder(
     if (pooling.needs_attention or eager_attention) and attn_implementation(model) != "eager":
         log.info("attention weights are read: switching the backbone to eager attention")
         model.set_attn_implementation("eager")
-    set_attention(model, cfg.model.get("attention") or "causal")
+    set_attention_mode(model, cfg.model.get("attention_mode") or "causal")
     packed = bool(cfg.model.get("packed", False)) if packed is None else packed
     if packed and (pooling.needs_attention or eager_attention or not use_packed_attention(model)):
         packed = False

@@ -98,7 +98,8 @@ class Embedder(torch.nn.Module):
         `final_norm`, the final norm; and, if asked, the last token's attention per layer.
 
         `layers` picks the decoder layers whose attention is read (None = all; negative counts from the end). The
-        `attention` pooling and the attention-map analysis (`python -m embedexp attention`) read attention here.
+        `final_token_attention` pooling and the attention-map analysis (`python -m embedexp attention_maps`) read
+        attention here.
         """
         device = self.device
         input_ids = batch.input_ids.to(device)

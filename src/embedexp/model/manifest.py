@@ -1,5 +1,5 @@
-"""The manifest of a saved model: how it embeds (pooling, prompt, base model, adapted layers, attention, max length)
-and how it was computed (precisions), in one JSON file beside the weights (`embedexp_manifest.json`).
+"""The manifest of a saved model: how it embeds (pooling, prompt, base model, adapted layers, attention mode, max
+length) and how it was computed (precisions), in one JSON file beside the weights (`embedexp_manifest.json`).
 
 Every saved form writes it: a training run's `adapter/`, its checkpoints (under the key `embedexp_manifest`) and each
 export. `embedexp.export.resolve` reads it, so a saved model is rebuilt as it was trained, whatever today's config says.
@@ -24,6 +24,7 @@ from embedexp import __version__
 from embedexp.core.compat import attn_implementation
 from embedexp.core.config import hydra_choices
 from embedexp.core.errors import ConfigError
+from embedexp.core.renamed import upgrade_manifest
 from embedexp.model.bidirectional import attention_mode
 from embedexp.model.embedder import Embedder
 from embedexp.model.lora import LAYER_PATTERN, num_decoder_layers
@@ -114,7 +115,7 @@ def model_manifest(cfg: DictConfig, embedder: Embedder, precisions: dict[str, st
         "backbone": backbone,
         "init_adapter": cfg.model.get("init_adapter"),
         "lora": container(cfg.model.get("lora")),
-        "attention": attention_mode(model),
+        "attention_mode": attention_mode(model),
         "attn_implementation": attn_implementation(model),
         "prompt": prompt_record(embedder.prompt),
         "pooling": pooling_record(embedder.pooling),
@@ -149,9 +150,9 @@ def manifest_path(folder: str | Path) -> Path | None:
 
 
 def read_manifest(folder: str | Path) -> dict[str, Any] | None:
-    """The manifest saved in `folder`, or None for a folder saved without one."""
+    """The manifest saved in `folder` (old names read as today's), or None for a folder saved without one."""
     path = manifest_path(folder)
-    return json.loads(path.read_text(encoding="utf-8")) if path else None
+    return upgrade_manifest(json.loads(path.read_text(encoding="utf-8"))) if path else None
 
 
 def write_manifest(folder: str | Path, manifest: dict[str, Any]) -> Path:

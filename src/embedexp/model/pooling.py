@@ -18,6 +18,7 @@ import torch
 from sentence_transformers.base.modules.module import Module
 
 from embedexp.core.errors import ConfigError
+from embedexp.core.renamed import RENAMED_CLASSES
 
 POOLING_FOLDER = "pooling"  # a pooling's subfolder in adapter and merged folders (sentence-transformers: 1_<Class>)
 TEXT_MASK = "text_mask"  # feature: 1 for the tokens of the (pooled copy of the) text, 0 for prompt and padding
@@ -218,11 +219,11 @@ class ConcatPooling(Pooling):
         return torch.cat([last_token(hidden, mask), weighted_average(hidden, mask)], dim=-1)
 
 
-class AttentionPooling(Pooling):
+class FinalTokenAttentionPooling(Pooling):
     """Semantic-aware aggregation: token states weighted by the final token's attention to them.
 
     `attention` is [B, T]: the last token's attention over input tokens (mean over heads of `attention_layers`),
-    computed by `embedexp.analysis.attention`. The first pooled token (the attention sink) is skipped unless
+    computed by `embedexp.analysis.attention_maps`. The first pooled token (the attention sink) is skipped unless
     `keep_sink` is set.
     """
 
@@ -246,7 +247,7 @@ class AttentionPooling(Pooling):
     def pool(self, hidden, mask, attention=None):
         """Attention-weighted mean of the selected tokens."""
         if attention is None:
-            raise ValueError("attention pooling needs the final token's attention weights")
+            raise ValueError("final_token_attention pooling needs the final token's attention weights")
         weights = attention.float() * mask
         if not self.keep_sink:
             first = mask.float().argmax(dim=1)
@@ -327,3 +328,12 @@ def pooled_layer(pooling: Pooling, n_layers: int) -> int:
         layers = f"0..{n_layers - 1} (or -1..-{n_layers})"
         raise ConfigError(f"pooling.layer={pooling.layer}: this decoder has layers {layers}")
     return index
+
+
+def __getattr__(name: str) -> Any:
+    """A pooling class under the name it was saved with (a manifest's `target`, an export's `modules.json`, a pooling
+    YAML's `_target_`): `AttentionPooling` is `FinalTokenAttentionPooling` (embedexp.core.renamed)."""
+    new = RENAMED_CLASSES.get(f"{__name__}.{name}")
+    if new is None or not new.startswith(f"{__name__}."):
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return globals()[new.rsplit(".", 1)[1]]

@@ -1,4 +1,4 @@
-"""The attention-map analysis command: `python -m embedexp attention [run_dir=<run> | model_path=...] [overrides]`.
+"""The attention-map analysis command: `python -m embedexp attention_maps [run_dir=<run> | model_path=...] [overrides]`.
 
 Where does the final (pooled) token look, before and after fine-tuning? Writes, into the run folder:
 `attention_shares.csv`, `attention_tokens.csv`, `top_tokens.csv`, `heatmap_<model>_<i>.png`, `shares_by_layer.png`
@@ -13,16 +13,16 @@ from pathlib import Path
 import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
-from embedexp.analysis.attention.analysis import ModelAttention, analyse, load_texts
-from embedexp.analysis.attention.plots import plot_heatmap, plot_shares_by_layer
-from embedexp.analysis.attention.tables import share_frame, summary_frame, summary_markdown, token_frame, top_frame
+from embedexp.analysis.attention_maps.analysis import ModelAttention, analyse, load_texts
+from embedexp.analysis.attention_maps.plots import plot_heatmap, plot_shares_by_layer
+from embedexp.analysis.attention_maps.tables import share_frame, summary_frame, summary_markdown, token_frame, top_frame
 from embedexp.core.atomic import atomic_file, atomic_write_text
 from embedexp.core.errors import ConfigError
 from embedexp.core.hardware import configure_threads
 from embedexp.export.resolve import OpenedModel, open_model
 from embedexp.model.build import build_embedder
 
-log = logging.getLogger("embedexp.analysis.attention")
+log = logging.getLogger("embedexp.analysis.attention_maps")
 
 
 def analyse_models(cfg: DictConfig, texts: list[str]) -> tuple[list[ModelAttention], str, OpenedModel]:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pandas as pd
 import torch
 
-from embedexp.analysis.attention.analysis import ModelAttention
-from embedexp.analysis.attention.shares import SHARE_NAMES, top_text_tokens
+from embedexp.analysis.attention_maps.analysis import ModelAttention
+from embedexp.analysis.attention_maps.shares import SHARE_NAMES, top_text_tokens
 
 
 def share_frame(results: list[ModelAttention], per_head: bool = False) -> pd.DataFrame:

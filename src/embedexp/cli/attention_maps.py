@@ -1,8 +1,8 @@
-"""`python -m embedexp attention`: where the final token looks, per model and prompt (conf/attention.yaml)."""
+"""`python -m embedexp attention_maps`: where the final token looks, per model and prompt (conf/attention_maps.yaml)."""
 
 from __future__ import annotations
 
-from embedexp.analysis.attention.run import run_analysis
+from embedexp.analysis.attention_maps.run import run_analysis
 from embedexp.cli.runner import hydra_command
 from embedexp.core.run_setup import RunSetup
 
@@ -12,7 +12,7 @@ def analyse(run: RunSetup) -> None:
     run_analysis(run.cfg)
 
 
-main = hydra_command("attention", analyse)
+main = hydra_command("attention_maps", analyse)
 
 
 if __name__ == "__main__":

