@@ -193,8 +193,13 @@ def shown(command: list[str]) -> str:
 def write_results(record: dict, folder: Path) -> None:
     """The result files of the parts in `record` (measurements.json: command, baseline, commits, parts)."""
     parts, command, commits = record["parts"], record["command"], record["commits"]
+    order = (
+        f"this tree measured later, the baseline's runs reused from {record['baseline_from']}"
+        if record.get("baseline_from")
+        else "then this tree, back to back"
+    )
     common = (
-        f"Baseline {record['baseline']} in a git worktree, then this tree, back to back; each tree and part with "
+        f"Baseline {record['baseline']} in a git worktree, {order}; each tree and part with "
         "empty score, prefix-store and inductor caches, both with the same primed model and corpus caches"
     )
     if "sweep" in parts:
@@ -236,6 +241,13 @@ def write_results(record: dict, folder: Path) -> None:
         )
 
 
+def reused_baseline(earlier: dict, part: str, baseline: Path) -> dict:
+    """The baseline tree's measurement of `part` in an earlier record, refused unless it was of the same commit."""
+    if part not in earlier["parts"] or earlier["commits"].split(" / ")[-1] != commit_of(baseline):
+        raise SystemExit(f"--baseline-from: no {part} measurement of baseline {commit_of(baseline)} there")
+    return earlier["parts"][part][0]
+
+
 def main(argv: list[str] | None = None) -> None:
     """Measure the parts in both trees, print the tables, write the result files."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
@@ -250,6 +262,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--results", type=Path, default=HERE / "results", help="folder of the result files")
     parser.add_argument("--no-prime", action="store_true", help="the installation caches are warm already")
     parser.add_argument("--tables-only", action="store_true", help="rewrite the result files from --out's measurements")
+    parser.add_argument(
+        "--baseline-from",
+        type=Path,
+        help="reuse the baseline tree's measurements of this earlier "
+        "measurements.json (same ref and commands; the result files' notes say so)",
+    )
     args = parser.parse_args(argv)
     if args.tables_only:
         if args.out is None:
@@ -272,9 +290,15 @@ def main(argv: list[str] | None = None) -> None:
     print(f"bench_sweep: {trees[0][1]} vs {trees[1][1]}; runs under {args.out}", flush=True)
     if not args.no_prime:
         prime(baseline, args)
+    earlier = json.loads(args.baseline_from.read_text()) if args.baseline_from else None
+    if earlier is not None:
+        record["baseline_from"] = f"{args.baseline_from} ({earlier['parts'][args.parts[0]][0]['start']})"
     for part in args.parts:
         started = time.perf_counter()
-        record["parts"][part] = [measure(part, tree, args) for tree in trees]
+        if earlier is not None:
+            record["parts"][part] = [reused_baseline(earlier, part, trees[0][2]), measure(part, trees[1], args)]
+        else:
+            record["parts"][part] = [measure(part, tree, args) for tree in trees]
         print(f"\n[{part}] both trees in {(time.perf_counter() - started) / 60:.1f} min", flush=True)
         (args.out / "measurements.json").write_text(json.dumps(record, indent=2, default=str))
     write_results(record, args.results)

@@ -192,3 +192,15 @@ def test_an_eval_pooling_grid_runs_the_decoder_once_per_prompt(tmp_path, monkeyp
     assert runs["mean"][1] > 0 and runs["last"][1] == 0 and runs["max"][1] == 0  # later poolings: stored states
     cfg = compose_config("eval", ["model=tiny", "tasks=tiny", "pooling=last", "prefix_store=null"], tmp_path / "plain")
     assert evaluate(cfg)["clustering_mean"] == pytest.approx(runs["last"][0]["clustering_mean"], abs=1e-6)
+
+
+def test_the_split_check_tolerates_rounding_and_refuses_a_broken_split():
+    from embedexp.model.prefix_cache import FP32_TOLERANCE, LOW_PRECISION_TOLERANCE, largest_relative_error
+
+    full = torch.randn(50, 64) * torch.linspace(1, 300, 64)  # a few massive dimensions, as real decoders have
+    rounded = full.to(torch.bfloat16).float() + 0.002 * full * torch.randn(50, 64)  # bf16 noise of another batch
+    broken = full.clone()
+    broken[7] = torch.randn(64) * full[7].norm() / 8  # one token whose state the split lost
+    assert FP32_TOLERANCE < largest_relative_error(rounded, full) < LOW_PRECISION_TOLERANCE
+    assert largest_relative_error(broken, full) > LOW_PRECISION_TOLERANCE
+    assert largest_relative_error(full, full) == 0.0
