@@ -261,6 +261,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, help="runs and consoles (default: a new temp folder)")
     parser.add_argument("--results", type=Path, default=HERE / "results", help="folder of the result files")
     parser.add_argument("--no-prime", action="store_true", help="the installation caches are warm already")
+    parser.add_argument(
+        "--baseline-only",
+        action="store_true",
+        help="measure the baseline tree only (its measurements.json feeds a later --baseline-from); no result files",
+    )
     parser.add_argument("--tables-only", action="store_true", help="rewrite the result files from --out's measurements")
     parser.add_argument(
         "--baseline-from",
@@ -298,9 +303,11 @@ def main(argv: list[str] | None = None) -> None:
         if earlier is not None:
             record["parts"][part] = [reused_baseline(earlier, part, trees[0][2]), measure(part, trees[1], args)]
         else:
-            record["parts"][part] = [measure(part, tree, args) for tree in trees]
-        print(f"\n[{part}] both trees in {(time.perf_counter() - started) / 60:.1f} min", flush=True)
+            record["parts"][part] = [measure(part, tree, args) for tree in trees[: 1 if args.baseline_only else 2]]
+        print(f"\n[{part}] measured in {(time.perf_counter() - started) / 60:.1f} min", flush=True)
         (args.out / "measurements.json").write_text(json.dumps(record, indent=2, default=str))
+    if args.baseline_only:
+        return print(f"baseline measured: {args.out / 'measurements.json'} (pass it to --baseline-from)")
     write_results(record, args.results)
     print_results(record["parts"], args.results)
 

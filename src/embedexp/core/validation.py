@@ -50,6 +50,7 @@ class Rule:
 COUNT, SIZE = Rule(int, 0), Rule(int, 1)
 RULES: dict[str, Rule] = {
     "seed": Rule(int),
+    "data_seed": Rule(int),
     "num_threads": Rule(int, 1, words=("auto",)),
     "warmup_ratio": Rule(float, 0, 1),
     "optimizer.lr": Rule(float, 0, open_low=True),
