@@ -204,3 +204,15 @@ def test_the_split_check_tolerates_rounding_and_refuses_a_broken_split():
     assert FP32_TOLERANCE < largest_relative_error(rounded, full) < LOW_PRECISION_TOLERANCE
     assert largest_relative_error(broken, full) > LOW_PRECISION_TOLERANCE
     assert largest_relative_error(full, full) == 0.0
+
+
+def test_a_batch_of_rows_is_written_and_read_in_one_transaction(store, monkeypatch):
+    rows = [(f"k{i}", torch.randn(3 + i, 4)) for i in range(5)]
+    opened = []
+    real = store.cache.transact
+    monkeypatch.setattr(store.cache, "transact", lambda **kw: opened.append(kw) or real(**kw))
+    store.put_many(rows)
+    got = store.get_many([key for key, _ in rows] + ["absent"])
+    assert len(opened) == 2  # one for the writes, one for the reads
+    assert all(torch.equal(g, t) for g, (_, t) in zip(got, rows, strict=False)) and got[-1] is None
+    assert (store.puts, store.hits, store.misses) == (5, 5, 1)

@@ -166,8 +166,8 @@ class FrozenPrefixCache:
         if self.store is None or not missing:
             return missing
         namespace, device, still = self.namespace(), self.model_device, []
-        for index in missing:
-            states = self.store.get(f"{namespace}:{keys[index]}")
+        stored = self.store.get_many([f"{namespace}:{keys[index]}" for index in missing])
+        for index, states in zip(missing, stored, strict=True):
             if states is None:
                 still.append(index)
                 continue
@@ -188,12 +188,12 @@ class FrozenPrefixCache:
             columns = sub_mask.any(dim=0).nonzero().flatten()  # drop the columns only other rows needed
             keep = slice(int(columns[0]), int(columns[-1]) + 1)
             states = self.prefix(input_ids[missing][:, keep], attention_mask[missing][:, keep])
-            namespace = self.namespace() if self.store is not None else None
             for row, index in enumerate(missing):
                 computed[index] = states[row][sub_mask[row, keep]]
                 self.keep(keys[index], computed[index])
-                if namespace is not None:
-                    self.store.put(f"{namespace}:{keys[index]}", computed[index])
+            if self.store is not None:
+                namespace = self.namespace()
+                self.store.put_many([(f"{namespace}:{keys[index]}", computed[index]) for index in missing])
         self.hits += len(keys) - len(missing)
         rows = [computed[i] if i in computed else self.entries[keys[i]] for i in range(len(keys))]
         return unpack(torch.cat(rows), mask)

@@ -12,6 +12,7 @@ is safetensors bytes behind a CRC-32, so a damaged entry is detected, dropped an
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import sqlite3
@@ -87,6 +88,29 @@ class PrefixStore:
             return None
         self.hits += 1
         return tensor
+
+    def get_many(self, keys: list[str]) -> list[torch.Tensor | None]:
+        """`get` of each key, in one SQLite transaction (a batch's rows read together)."""
+        if self.cache is None:
+            return [None] * len(keys)
+        with self.transaction():
+            return [self.get(key) for key in keys]
+
+    def put_many(self, items: list[tuple[str, torch.Tensor]]) -> None:
+        """`put` of each (key, tensor), in one SQLite transaction (a batch's rows written together)."""
+        if self.cache is None or not items:
+            return
+        with self.transaction():
+            for key, tensor in items:
+                self.put(key, tensor)
+
+    def transaction(self):
+        """diskcache's transaction context (one commit for many reads or writes); a no-op where it cannot start."""
+        try:
+            return self.cache.transact(retry=True)
+        except (sqlite3.DatabaseError, OSError) as error:
+            log.warning("prefix store %s: batched access unavailable (%s): entries read one by one", self.folder, error)
+            return contextlib.nullcontext()
 
     def put(self, key: str, tensor: torch.Tensor) -> None:
         """Store one tensor (atomically; concurrent writers of the same key write the same value)."""
