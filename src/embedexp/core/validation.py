@@ -17,7 +17,8 @@ from embedexp.core.errors import ConfigError
 
 @dataclass(frozen=True)
 class Rule:
-    """What one key's value must be: an `int` or a `float` (an int is a float too), within [low, high]."""
+    """What one key's value must be: an `int` or a `float` (an int is a float too) within [low, high], a `bool`, or
+    a `str` that is one of `words`."""
 
     kind: type
     low: float | None = None
@@ -33,6 +34,8 @@ class Rule:
             return None if self.nullable else f"expected {self.expected()}, not null"
         if isinstance(value, str) and value in self.words:
             return None
+        if self.kind in (bool, str):
+            return None if self.kind is bool and isinstance(value, bool) else f"expected {self.expected()}"
         if isinstance(value, bool) or not isinstance(value, int if self.kind is int else (int, float)):
             return f"expected {self.expected()}"
         if self.low is not None and (value <= self.low if self.open_low else value < self.low):
@@ -43,7 +46,8 @@ class Rule:
 
     def expected(self) -> str:
         """`an integer`, `a number`, plus the allowed words and null."""
-        names = ["an integer" if self.kind is int else "a number", *(repr(w) for w in self.words)]
+        kinds = {int: ["an integer"], float: ["a number"], bool: ["true or false"], str: []}
+        names = [*kinds[self.kind], *(repr(w) for w in self.words)]
         return " or ".join(names + (["null"] if self.nullable else []))
 
 
@@ -70,6 +74,9 @@ RULES: dict[str, Rule] = {
     "model.lora.alpha": Rule(float, 0, open_low=True),
     "model.lora.dropout": Rule(float, 0, 1, open_high=True),
     "model.lora.last_n_layers": Rule(int, 1, nullable=True),
+    "model.attention_groups": Rule(str, words=("length", "single")),
+    "model.compile_guards": Rule(str, words=("all", "skip_after_warmup")),
+    "optimizer.fused": Rule(bool, nullable=True),
     "data.batch_size": SIZE,
     "data.val_pairs": COUNT,
     "data.num_workers": COUNT,

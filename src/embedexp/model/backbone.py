@@ -10,6 +10,7 @@ import hashlib
 import importlib.util
 import logging
 import os
+import types
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -207,8 +208,31 @@ def compile_decoder_layers(model: torch.nn.Module) -> int:
     """
     decoder = model.get_base_model() if hasattr(model, "get_base_model") else model
     for layer in decoder.layers:
+        if getattr(layer, "self_attn", None) is not None:
+            unwrap_deprecation(layer.self_attn)
+        if not getattr(layer, "gradient_checkpointing", False):  # its checkpointing wrapper stays where it is used
+            unwrap_deprecation(layer)
         layer.compile(dynamic=True)
     return len(decoder.layers)
+
+
+def unwrap_deprecation(module: torch.nn.Module) -> None:
+    """Call `module`'s own forward, not transformers' `deprecate_kwarg` wrapper around it.
+
+    Every decorated forward (decoder layer and attention alike) runs through one shared code object, `wrapped_func`;
+    where a graph break makes Dynamo compile it as a frame of its own, the variants of both (frozen or adapted, grad
+    on or off, train or eval, hidden states passed by position or keyword: guard `len(args) == 2`) share one cache and
+    pass `torch._dynamo.config.recompile_limit` (8): the later variants then run eagerly. The wrapper only renames a
+    deprecated keyword that embedexp never passes.
+    """
+    forward = type(module).forward
+    while getattr(forward, "__code__", None) is not None and forward.__code__.co_name in UNWRAPPED:
+        forward = forward.__wrapped__
+    if forward is not type(module).forward:
+        module.forward = types.MethodType(forward, module)
+
+
+UNWRAPPED = ("wrapped_func", "forward_with_checkpointing")  # transformers' wrappers around a layer's forward
 
 
 def load_tokenizer(name_or_path: str, gguf_file: str | None = None, cache_dir: str = ".cache/embedexp"):

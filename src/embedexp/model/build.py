@@ -17,7 +17,7 @@ from embedexp.model.bidirectional import set_attention_mode
 from embedexp.model.embedder import Embedder
 from embedexp.model.lora import apply_lora, load_adapter, num_decoder_layers
 from embedexp.model.manifest import model_manifest
-from embedexp.model.packing import use_packed_attention
+from embedexp.model.packing import set_attention_groups, use_packed_attention
 from embedexp.model.pooling import POOLING_FOLDER, Pooling, pooled_layer
 from embedexp.model.prompts import PromptTemplate
 
@@ -40,7 +40,8 @@ def build_embedder(
     `final_token_attention` pooling does so by itself). `precisions`: the run's resolved precisions; where all are
     bf16 and `model.frozen_bf16` is set, the frozen weights are stored in bf16 (`frozen_dtype` sets a type directly).
     `packed` (default `model.packed`) runs batches padding-free where the attention allows it
-    (`embedexp.model.packing`); `model.compile` compiles each decoder layer with `torch.compile`.
+    (`embedexp.model.packing`, attention batched as `model.attention_groups` says); `model.compile` compiles each
+    decoder layer with `torch.compile`.
     """
     prompt = instantiate(cfg.prompt)
     if not isinstance(prompt, PromptTemplate):
@@ -57,6 +58,7 @@ def build_embedder(
     packed = bool(cfg.model.get("packed", False)) if packed is None else packed
     if packed and (pooling.needs_attention or eager_attention or not use_packed_attention(model)):
         packed = False
+    set_attention_groups(model, cfg.model.get("attention_groups") or "length")
     if cfg.model.get("init_adapter"):  # LLM2Vec: the MNTP LoRA merged into the base, a fresh LoRA on top
         model = load_adapter(model, cfg.model.init_adapter, config_key="model.init_adapter").merge_and_unload()
         log.info("model.init_adapter=%s merged into the backbone", cfg.model.init_adapter)
@@ -87,6 +89,7 @@ def build_embedder(
         name=backbone.name,
         packed=packed,
     )
+    embedder.compile_guards = cfg.model.get("compile_guards") or "all"  # read by the training module
     embedder.manifest = model_manifest(cfg, embedder, precisions)  # saved with it (embedexp.model.manifest)
     return embedder
 

@@ -51,6 +51,7 @@ class Embedder(torch.nn.Module):
         self.prefix_cache: FrozenPrefixCache | None = None
         self.prefix_store: PrefixStore | None = None  # frozen-layer outputs on disk, across runs (`prefix_store:`)
         self.train_with_prefix_cache = False  # also under autograd (epochs after the first), not only evaluation
+        self.compile_guards = "all"  # model.compile_guards: `skip_after_warmup` skips Dynamo's guards in training steps
         self.n_truncated = 0
         self._token_rows: dict[str, tuple[np.ndarray, tuple[int, int], bool]] = {}
 

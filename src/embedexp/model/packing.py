@@ -6,6 +6,10 @@ per step on exactly the real tokens (one large matmul); only attention needs the
 length group of texts into a small padded block, applies the causal (or bidirectional) and padding mask there, and
 scatters the result back. Rotary positions restart at every text through `position_ids`.
 
+`model.attention_groups` picks how attention is batched: `length` (default) runs one small block per length group;
+`single` pads all texts of the batch into one block and calls `scaled_dot_product_attention` once with the mask
+(CPU's flash kernel takes one): fewer, larger calls, more padded attention work.
+
 The attention function is registered with transformers' `AttentionInterface` as `embedexp_packed_<base>`; without a
 packed layout it is exactly `<base>` (sdpa or eager), so the same model also serves padded calls.
 """
@@ -24,6 +28,7 @@ from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, eager_mask,
 from transformers.models.llama.modeling_llama import eager_attention_forward
 
 from embedexp.core.compat import attn_implementation
+from embedexp.core.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +39,8 @@ BASES = {"sdpa": (sdpa_attention_forward, sdpa_mask), "eager": (eager_attention_
 FORWARD_OVERHEAD_TOKENS = 48
 # attention blocks: texts grouped by length so short texts are not padded to the longest one (cheap: T <= max_length)
 ATTENTION_OVERHEAD_TOKENS = 16
+ATTENTION_GROUPS = ("length", "single")  # model.attention_groups: blocks per length group, or one SDPA call per batch
+GROUPS_ATTRIBUTE = "embedexp_attention_groups"  # set on the bare decoder by `set_attention_groups`
 
 
 def plan_length_groups(
@@ -95,16 +102,33 @@ class PackedLayout:
     valid: torch.Tensor  # [B, T] bool: real tokens of the padded batch (packed in row-major order)
     groups: list[AttentionGroup]
     gather_back: torch.Tensor  # [N] long: row of each packed token in the groups' concatenated [sum b*t] blocks
+    single: bool = False  # one group holding every text: attention by one `scaled_dot_product_attention` call
 
 
-def pack_layout(attention_mask: torch.Tensor) -> tuple[PackedLayout, torch.Tensor]:
-    """The layout of a padded batch's real tokens packed row after row, and their positions within each text."""
+def set_attention_groups(model: torch.nn.Module, mode: str) -> None:
+    """How packed attention is batched (`model.attention_groups`): `length` groups or a `single` padded block."""
+    if mode not in ATTENTION_GROUPS:
+        raise ConfigError(f"model.attention_groups={mode!r} must be one of {', '.join(ATTENTION_GROUPS)}")
+    decoder = model.get_base_model() if hasattr(model, "get_base_model") else model
+    setattr(decoder, GROUPS_ATTRIBUTE, mode)
+
+
+def attention_groups(model: torch.nn.Module) -> str:
+    """The model's `model.attention_groups` mode (`length` unless set)."""
+    decoder = model.get_base_model() if hasattr(model, "get_base_model") else model
+    return getattr(decoder, GROUPS_ATTRIBUTE, "length")
+
+
+def pack_layout(attention_mask: torch.Tensor, single: bool = False) -> tuple[PackedLayout, torch.Tensor]:
+    """The layout of a padded batch's real tokens packed row after row, and their positions within each text;
+    `single`: all texts in one attention group (padded to the longest) instead of length groups."""
     valid = attention_mask.bool()
     lengths = valid.sum(dim=1)
     starts = torch.cumsum(lengths, 0) - lengths
     positions = (torch.cumsum(valid.long(), dim=1) - 1)[valid]
     groups, back_parts, offset = [], [], 0
-    for rows in plan_length_groups(lengths.tolist(), ATTENTION_OVERHEAD_TOKENS, min_rows=1):
+    plan = [list(range(len(lengths)))] if single else plan_length_groups(lengths.tolist(), ATTENTION_OVERHEAD_TOKENS, 1)
+    for rows in plan:
         rows_t = torch.tensor(rows, device=valid.device)
         width = int(lengths[rows_t].max())
         slots = torch.arange(width, device=valid.device)
@@ -117,7 +141,7 @@ def pack_layout(attention_mask: torch.Tensor) -> tuple[PackedLayout, torch.Tenso
     gather_back = torch.empty(int(valid.sum()), dtype=torch.long, device=valid.device)
     for packed_positions, block_rows in back_parts:
         gather_back[packed_positions] = block_rows
-    return PackedLayout(valid, groups, gather_back), positions
+    return PackedLayout(valid, groups, gather_back, single), positions
 
 
 @torch.compiler.disable  # data-dependent groups: left to eager; the layer's other ops compile around it
@@ -136,6 +160,8 @@ def packed_attention(
     groups_of_kv = heads // key.shape[1]
     causal = getattr(getattr(module, "config", None), "is_causal", True) is not False
     tokens_q, tokens_k, tokens_v = (x[0].transpose(0, 1) for x in (query, key, value))  # [N, heads, d]
+    if layout.single:
+        return single_block_attention(module, tokens_q, tokens_k, tokens_v, layout, scaling, dropout, sliding_window)
     blocks = []
     for group in layout.groups:
         b, t = group.valid.shape
@@ -150,6 +176,33 @@ def packed_attention(
         weights = torch.nn.functional.dropout(weights, p=dropout, training=module.training)
         blocks.append(torch.matmul(weights, v).transpose(1, 2).reshape(b * t, heads, head_dim))
     return torch.cat(blocks).index_select(0, layout.gather_back).unsqueeze(0)
+
+
+def single_block_attention(
+    module: torch.nn.Module,
+    tokens_q: torch.Tensor,
+    tokens_k: torch.Tensor,
+    tokens_v: torch.Tensor,
+    layout: PackedLayout,
+    scaling: float,
+    dropout: float,
+    sliding_window: int | None,
+) -> torch.Tensor:
+    """Attention of packed [N, heads, d] tokens as one padded [B, heads, T, d] block: one SDPA call with the mask."""
+    group = layout.groups[0]
+    b, t = group.valid.shape
+    heads, head_dim = tokens_q.shape[1], tokens_q.shape[2]
+    q, k, v = (
+        x.index_select(0, group.index).view(b, t, -1, head_dim).transpose(1, 2) for x in (tokens_q, tokens_k, tokens_v)
+    )
+    if heads // k.shape[1] > 1:
+        k, v = k.repeat_interleave(heads // k.shape[1], dim=1), v.repeat_interleave(heads // k.shape[1], dim=1)
+    causal = getattr(getattr(module, "config", None), "is_causal", True) is not False
+    mask = group.bias(causal, sliding_window, q.dtype)  # additive, never a fully masked row: no NaN in padding slots
+    output = torch.nn.functional.scaled_dot_product_attention(
+        q, k, v, attn_mask=mask, dropout_p=dropout if module.training else 0.0, scale=scaling
+    )
+    return output.transpose(1, 2).reshape(b * t, heads, head_dim).index_select(0, layout.gather_back).unsqueeze(0)
 
 
 def make_attention_forward(base: str):
@@ -237,7 +290,7 @@ def run_decoder(
             inputs = {"input_ids": input_ids} if input_ids is not None else {"inputs_embeds": inputs_embeds}
             output = model(**inputs, attention_mask=attention_mask, position_ids=position_ids, use_cache=False)
             return output.last_hidden_state
-        layout, positions = pack_layout(attention_mask)
+        layout, positions = pack_layout(attention_mask, attention_groups(model) == "single")
         valid = layout.valid
         inputs = (
             {"input_ids": input_ids[valid][None]}

@@ -23,6 +23,7 @@ from embedexp.training.loss import InfoNCELoss
 
 log = logging.getLogger(__name__)
 Scheduler = Callable[..., torch.optim.lr_scheduler.LRScheduler]
+GUARD_WARMUP_STEPS = 3  # model.compile_guards=skip_after_warmup: steps that compile (and guard) every layer variant
 
 
 class EmbeddingModule(L.LightningModule):
@@ -160,6 +161,18 @@ class EmbeddingModule(L.LightningModule):
             self.embedder.enable_prefix_cache(self.prefix_cache_bytes)
             self.embedder.train_with_prefix_cache = True
 
+    def on_train_batch_start(self, batch: dict[str, list[str]], batch_idx: int) -> None:
+        """With `model.compile_guards=skip_after_warmup`, after GUARD_WARMUP_STEPS steps have compiled every variant
+        of the layers, a training step checks only the guards that tell compiled graphs apart (Dynamo's unsafe
+        stance: no recompilation is noticed; evaluation, outside the step, keeps every guard)."""
+        if self.embedder.compile_guards == "skip_after_warmup" and self.global_step >= GUARD_WARMUP_STEPS:
+            torch.compiler.set_stance("default", skip_guard_eval_unsafe=True)
+
+    def on_train_batch_end(self, outputs, batch: dict[str, list[str]], batch_idx: int) -> None:
+        """Every Dynamo guard checked again outside the training step."""
+        if self.embedder.compile_guards == "skip_after_warmup":
+            torch.compiler.set_stance("default")
+
     def check_finite(self, loss: torch.Tensor, batch: dict[str, list[str]]) -> None:
         """Stop the run on a non-finite loss, saving the batch's texts."""
         if not torch.isfinite(loss):
@@ -186,8 +199,12 @@ class EmbeddingModule(L.LightningModule):
             raise ValueError("no trainable parameters: enable model.lora or unfreeze the backbone")
         try:
             optimizer = self.optimizer_factory(params)
-        except (TypeError, ValueError) as error:
+        except (TypeError, ValueError, RuntimeError) as error:
             raise ConfigError(f"optimizer: {error}") from error
+        if getattr(optimizer, "_step_supports_amp_scaling", False) and not self.grad_scaled():
+            # a fused optimizer could unscale fp16 gradients itself; with no grad scaler (fp32, bf16) there is nothing
+            # to unscale, and Lightning refuses to clip gradients for optimizers that say they do
+            optimizer._step_supports_amp_scaling = False
         if self.scheduler_factory is None:
             return optimizer
         total = self.total_training_steps()
@@ -198,6 +215,10 @@ class EmbeddingModule(L.LightningModule):
         except (TypeError, ValueError) as error:
             raise ConfigError(f"scheduler: {error}") from error
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    def grad_scaled(self) -> bool:
+        """Whether the trainer's precision scales the loss (fp16 mixed precision's grad scaler)."""
+        return self._trainer is not None and getattr(self.trainer.precision_plugin, "scaler", None) is not None
 
     def total_training_steps(self) -> int:
         """Optimizer steps of the whole fit, from the DataModule's batch count when it knows it.
