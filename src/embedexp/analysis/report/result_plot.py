@@ -54,6 +54,11 @@ def draw(table: ResultTable, options: dict[str, str]):
     else:
         values = value_columns(table, options.get("columns"))
         series = row_labels(table, label_columns(table, options.get("labels")))
+        if len(values) == 1:  # one score: a bar per row, named on the y axis, no legend
+            fig, ax = plt.subplots(figsize=(WIDTH_INCHES, 0.9 + 0.3 * len(series)), layout="constrained")
+            draw_rows(ax, table, values[0], series)
+            ax.set_title(table.title, fontsize=10)
+            return fig
         height = 0.9 + 0.42 * len(values) * max(1, len(series)) ** 0.5 + 0.25 * len(series)
         fig, ax = plt.subplots(figsize=(WIDTH_INCHES, height), layout="constrained")
         draw_bars(ax, table, values, series)
@@ -70,6 +75,16 @@ def draw_bars(ax, table: ResultTable, values: list[int], series: list[str]) -> N
         offsets = [v + number * height for v in range(len(values))]
         ax.barh(offsets, [p[0] for p in points], height, xerr=[p[1] for p in points], capsize=3, label=name)
     ax.set_yticks([v + 0.4 - height / 2 for v in range(len(values))], [table.columns[i] for i in values], fontsize=8)
+    ax.invert_yaxis()
+    ax.grid(axis="x", alpha=0.3)
+
+
+def draw_rows(ax, table: ResultTable, value: int, series: list[str]) -> None:
+    """One bar per row for the `value` column, the row's name on the y axis, its interval as an error bar."""
+    points = [score(row[value]) or (float("nan"), 0.0) for row in table.rows]
+    ax.barh(range(len(series)), [p[0] for p in points], 0.7, xerr=[p[1] for p in points], capsize=3)
+    ax.set_yticks(range(len(series)), series, fontsize=8)
+    ax.set_xlabel(table.columns[value])
     ax.invert_yaxis()
     ax.grid(axis="x", alpha=0.3)
 
