@@ -3,8 +3,9 @@
 A page marks what is rendered; the text between a marker and its end marker is replaced:
 
     <!-- result: results/recipe.json [transpose] [labels=config,stage] [where=stage:fine_*] [hide=n,config]
-         [show=config,stage,clustering_mean] [digits=3] [pending="make recipe"] -->
-    (the table, the file's notes, and a `Source:` line naming its command, commit, date and machine)
+         [show=config,stage,clustering_mean] [overlaps=clustering_mean] [digits=3] [pending="make recipe"] -->
+    (the table, which neighbours' intervals overlap (`overlaps=`), the file's notes, and a `Source:` line naming its
+    command, commit, date and machine)
     <!-- /result -->
 
     <!-- line: results/recipe.json column=clustering_mean [where=...] [labels=...] [pending=...] -->
@@ -46,7 +47,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 MARKER = re.compile(r"(<!-- (result|plot|line|config-groups): (.*?) -->\n)(.*?)(<!-- /\2 -->)", re.S)
 PENDING_NOTE = "Not measured yet"
-PLOT_STYLE = "2: legend below the axes, rows named by what differs"  # a change redraws every plot
+# the drawing code's version, part of every plot's digest: a change redraws every plot
+PLOT_STYLE = "3: legend below the axes, rows named by what differs, task names without Clustering"
 IMAGE_DIR = "docs/img"
 HASH_KEY = "Description"
 
@@ -96,10 +98,25 @@ def result_block(root: Path, target: str, options: dict[str, str], flags: set[st
     table = shaped(table, options)
     by_row = "transpose" in flags
     parts = [(transposed(table) if by_row else table).to_markdown(int(options.get("digits", 4)), by_row=by_row)]
+    if options.get("overlaps"):
+        parts.append(overlap_note(table, options["overlaps"]))
     if table.notes:
         parts.append(table.notes[0].upper() + table.notes[1:] + ("" if table.notes.endswith(".") else "."))
     parts.append(table.provenance_line())
     return "\n\n".join(parts)
+
+
+def overlap_note(table, column: str) -> str:
+    """Which rows, ranked by `column`, cannot be told from the next one: their intervals overlap."""
+    from embedexp.core.result_views import overlapping_neighbours
+
+    pairs = overlapping_neighbours(table, column)
+    if not pairs:
+        return f"Ranked by `{column}`, every row's interval is clear of its neighbour's."
+    named = "; ".join(f"{upper} and {lower}" for upper, lower in pairs)
+    return (
+        f"Ranked by `{column}`, these neighbours' intervals overlap (not told apart at this number of seeds): {named}."
+    )
 
 
 def line_block(root: Path, target: str, options: dict[str, str]) -> str:

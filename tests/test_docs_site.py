@@ -112,10 +112,7 @@ def test_a_plot_legend_never_covers_its_bars(columns):
         row.append("0.3 ± 0.02")
     figure = draw(table, {"columns": columns})
     figure.canvas.draw()
-    axes = figure.axes[0].get_window_extent()
-    for legend in [*figure.legends, *(a.get_legend() for a in figure.axes if a.get_legend())]:
-        box = legend.get_window_extent()
-        assert box.y1 <= axes.y0 or box.y0 >= axes.y1 or box.x1 <= axes.x0 or box.x0 >= axes.x1, "legend on the data"
+    assert legends_clear_of_axes(figure), "legend on the data"
 
 
 def test_a_line_marker_names_each_row_and_its_source(tmp_path):
@@ -136,3 +133,39 @@ def test_a_line_marker_names_each_row_and_its_source(tmp_path):
     text = page.read_text()
     assert "zero_shot **0.4 ± 0.01** · fine_tuned **0.4 ± 0.01** · all-MiniLM-L6-v2 **0.5 (n=1)**" in text
     assert "Source: `make recipe`; commit abc1234; 2026-12-01" in text
+
+
+def test_neighbours_whose_intervals_overlap_are_named():
+    from embedexp.core.result_views import overlapping_neighbours
+
+    rows = [["mean", "0.43 ± 0.01"], ["last", "0.42 ± 0.01"], ["max", "0.30 ± 0.01"], ["none", "0.1 (n=1)"]]
+    table = ResultTable("t", ["run", "clustering_mean"], rows, "c")
+    assert overlapping_neighbours(table, "clustering_mean") == [("mean", "last")]
+
+
+def test_every_docs_plot_keeps_its_legend_off_the_data():
+    from embedexp.analysis.report.result_plot import draw
+    from embedexp.core.result_views import select_rows
+    from embedexp.core.results import read_result_table
+
+    drawn = 0
+    for page in render.pages(PROJECT_ROOT):
+        for match in render.MARKER.finditer(page.read_text(encoding="utf-8")):
+            target, options, _ = render.parse_marker(match.group(3))
+            if match.group(2) != "plot" or not (PROJECT_ROOT / target).is_file():
+                continue
+            figure = draw(select_rows(read_result_table(PROJECT_ROOT / target), options.get("where")), options)
+            figure.canvas.draw()
+            drawn += 1
+            assert legends_clear_of_axes(figure), f"{page.name}: the legend of {target} covers its data"
+    assert drawn > 0
+
+
+def legends_clear_of_axes(figure) -> bool:
+    """No legend of the figure overlaps the plotting area of its first axes."""
+    axes = figure.axes[0].get_window_extent()
+    for legend in [*figure.legends, *(a.get_legend() for a in figure.axes if a.get_legend())]:
+        box = legend.get_window_extent()
+        if not (box.y1 <= axes.y0 or box.y0 >= axes.y1 or box.x1 <= axes.x0 or box.x0 >= axes.x1):
+            return False
+    return True

@@ -7,21 +7,11 @@ and bars are named by what tells their rows apart (`embedexp.core.result_views.r
 from __future__ import annotations
 
 import fnmatch
-import re
 
-from embedexp.core.result_views import label_columns, row_labels
+from embedexp.core.result_views import label_columns, row_labels, score
 from embedexp.core.results import ResultTable
 
-SCORE = re.compile(r"^(-?\d+(?:\.\d+)?)(?: ± (\d+(?:\.\d+)?)| \(n=\d+\))?$")
 WIDTH_INCHES = 7.0
-
-
-def score(cell) -> tuple[float, float] | None:
-    """(value, half-width) of a plotted cell: a float, or text `0.51 ± 0.01` / `0.51 (n=1)`; None otherwise."""
-    if isinstance(cell, float):
-        return cell, 0.0
-    found = SCORE.match(str(cell)) if isinstance(cell, str) and ("±" in cell or "(n=" in cell) else None
-    return (float(found.group(1)), float(found.group(2) or 0.0)) if found else None
 
 
 def plottable(cells: list) -> bool:
@@ -67,6 +57,11 @@ def draw(table: ResultTable, options: dict[str, str]):
     return fig
 
 
+def short_name(column: str) -> str:
+    """A column's name on an axis: a task's name without its `Clustering` suffix (the title says what is scored)."""
+    return column.removesuffix("Clustering") or column
+
+
 def draw_bars(ax, table: ResultTable, values: list[int], series: list[str]) -> None:
     """One bar per row and column, the column's name on the y axis, its interval as an error bar."""
     height = 0.8 / max(1, len(series))
@@ -74,7 +69,8 @@ def draw_bars(ax, table: ResultTable, values: list[int], series: list[str]) -> N
         points = [score(row[i]) or (float("nan"), 0.0) for i in values]
         offsets = [v + number * height for v in range(len(values))]
         ax.barh(offsets, [p[0] for p in points], height, xerr=[p[1] for p in points], capsize=3, label=name)
-    ax.set_yticks([v + 0.4 - height / 2 for v in range(len(values))], [table.columns[i] for i in values], fontsize=8)
+    names = [short_name(table.columns[i]) for i in values]
+    ax.set_yticks([v + 0.4 - height / 2 for v in range(len(values))], names, fontsize=8)
     ax.invert_yaxis()
     ax.grid(axis="x", alpha=0.3)
 
