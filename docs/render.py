@@ -3,9 +3,14 @@
 A page marks what is rendered; the text between a marker and its end marker is replaced:
 
     <!-- result: results/recipe.json [transpose] [labels=config,stage] [where=stage:fine_*] [hide=n,config]
-         [digits=3] [pending="make recipe"] -->
-    (the table, the file's notes, and a `Source:` line naming its command, commit, date and machine)
+         [show=config,stage,clustering_mean] [overlaps=clustering_mean] [digits=3] [pending="make recipe"] -->
+    (the table, which neighbours' intervals overlap (`overlaps=`), the file's notes, and a `Source:` line naming its
+    command, commit, date and machine)
     <!-- /result -->
+
+    <!-- line: results/recipe.json column=clustering_mean [where=...] [labels=...] [pending=...] -->
+    (one sentence: each row's name and its `column` cell, then the `Source:` line)
+    <!-- /line -->
 
     <!-- plot: results/recipe.json [columns=clustering_mean,*Clustering] [where=...] [name=recipe]
          [x=n_docs y=spearman low=ci_low high=ci_high] [pending=...] -->
@@ -17,8 +22,11 @@ A page marks what is rendered; the text between a marker and its end marker is r
     <!-- /config-groups -->
 
 A marker holds one line. Paths are relative to the repository root. A result file that does not exist yet renders
-as a note naming the command that writes it (`pending=`). Plots are PNGs in docs/img/: grouped bars of the
-`mean ± CI` (or plain float) columns, one bar per row, or with `x=`/`y=` a line with `low=`/`high=` as its interval.
+as a note naming the command that writes it (`pending=`). Rows are named by what tells them apart
+(`embedexp.core.result_views`: the `labels=` columns, by default a report's config and stage, without `all runs`);
+floats print at the decimals their column needs (at most `digits=`, default 4). Plots are PNGs in docs/img/
+(`embedexp.analysis.report.result_plot`): grouped bars of the `mean ± CI` (or plain float) columns, one bar per row,
+the legend below the axes, or with `x=`/`y=` a line with `low=`/`high=` as its interval.
 Each PNG carries the SHA-256 of its result file and marker in its metadata, so a stale plot is found without
 comparing pixels.
 
@@ -29,7 +37,6 @@ comparing pixels.
 from __future__ import annotations
 
 import argparse
-import fnmatch
 import hashlib
 import os
 import re
@@ -38,8 +45,10 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-MARKER = re.compile(r"(<!-- (result|plot|config-groups): (.*?) -->\n)(.*?)(<!-- /\2 -->)", re.S)
-SCORE = re.compile(r"^(-?\d+(?:\.\d+)?)(?: ± (\d+(?:\.\d+)?)| \(n=\d+\))?$")
+MARKER = re.compile(r"(<!-- (result|plot|line|config-groups): (.*?) -->\n)(.*?)(<!-- /\2 -->)", re.S)
+PENDING_NOTE = "Not measured yet"
+# the drawing code's version, part of every plot's digest: a change redraws every plot
+PLOT_STYLE = "3: legend below the axes, rows named by what differs, task names without Clustering"
 IMAGE_DIR = "docs/img"
 HASH_KEY = "Description"
 
@@ -68,120 +77,74 @@ def pending(target: str, options: dict[str, str]) -> str:
     """The note shown until a result file exists."""
     command = options.get("pending")
     how = f": `{command}` writes it" if command else ""
-    return f"*Not measured yet: `{target}` does not exist{how}; then `make docs` renders it here.*"
+    return f"*{PENDING_NOTE}: `{target}` does not exist{how}; then `make docs` renders it here.*"
 
 
-def selected(table, options: dict[str, str]):
-    """The table restricted to the rows whose `where=<column>:<pattern>` cell matches."""
-    if "where" not in options:
-        return table
-    column, _, pattern = options["where"].partition(":")
-    index = table.columns.index(column)
-    table.rows = [row for row in table.rows if fnmatch.fnmatchcase(str(row[index]), pattern)]
-    return table
+def shaped(table, options: dict[str, str]):
+    """The table as a marker asks: its `where=` rows, without `hide=` / with only `show=` columns, rows named."""
+    from embedexp.core.result_views import keep_columns, labelled, select_rows
 
-
-def hidden(table, options: dict[str, str]):
-    """The table without the `hide=` columns."""
-    drop = set(options.get("hide", "").split(",")) - {""}
-    keep = [i for i, column in enumerate(table.columns) if column not in drop]
-    table.columns = [table.columns[i] for i in keep]
-    table.rows = [[row[i] for i in keep] for row in table.rows]
-    return table
-
-
-def transposed(table, options: dict[str, str]):
-    """Rows become columns: headed by the `labels=` columns' cells (default: the first column) joined with ` · `."""
-    labels = options.get("labels", table.columns[0]).split(",")
-    keep = [i for i, c in enumerate(table.columns) if c not in labels]
-    positions = [table.columns.index(label) for label in labels]
-    heads = [" · ".join(str(row[i]) for i in positions) for row in table.rows]
-    table.rows = [[table.columns[i], *(row[i] for row in table.rows)] for i in keep]
-    table.columns = ["", *heads]
-    return table
+    table = keep_columns(select_rows(table, options.get("where")), options.get("hide", ""), options.get("show", ""))
+    return labelled(table, options.get("labels"))
 
 
 def result_block(root: Path, target: str, options: dict[str, str], flags: set[str]) -> str:
     """The Markdown of a `result` marker."""
+    from embedexp.core.result_views import transposed
+
     table = load(root, target)
     if table is None:
         return pending(target, options)
-    table = hidden(selected(table, options), options)
-    if "transpose" in flags:
-        table = transposed(table, options)
-    parts = [table.to_markdown(int(options.get("digits", 4)))]
+    table = shaped(table, options)
+    by_row = "transpose" in flags
+    parts = [(transposed(table) if by_row else table).to_markdown(int(options.get("digits", 4)), by_row=by_row)]
+    if options.get("overlaps"):
+        parts.append(overlap_note(table, options["overlaps"]))
     if table.notes:
         parts.append(table.notes[0].upper() + table.notes[1:] + ("" if table.notes.endswith(".") else "."))
     parts.append(table.provenance_line())
     return "\n\n".join(parts)
 
 
+def overlap_note(table, column: str) -> str:
+    """Which rows, ranked by `column`, cannot be told from the next one: their intervals overlap."""
+    from embedexp.core.result_views import overlapping_neighbours
+
+    pairs = overlapping_neighbours(table, column)
+    if not pairs:
+        return f"Ranked by `{column}`, every row's interval is clear of its neighbour's."
+    named = "; ".join(f"{upper} and {lower}" for upper, lower in pairs)
+    return (
+        f"Ranked by `{column}`, these neighbours' intervals overlap (not told apart at this number of seeds): {named}."
+    )
+
+
+def line_block(root: Path, target: str, options: dict[str, str]) -> str:
+    """The Markdown of a `line` marker: `column` of each row, named, in one sentence; then the source."""
+    from embedexp.core.result_views import label_columns, row_labels, select_rows
+    from embedexp.core.results import format_cell
+
+    table = load(root, target)
+    if table is None:
+        return pending(target, options)
+    column = options["column"]
+    table = select_rows(table, options.get("where"))
+    names = row_labels(table, label_columns(table, options.get("labels")))
+    index = table.columns.index(column)
+    digits = int(options.get("digits", 4))
+    cells = " · ".join(f"{name} **{format_cell(row[index], digits)}**" for name, row in zip(names, table.rows))
+    return f"`{column}` ({table.title}): {cells}.\n\n{table.provenance_line()}"
+
+
 def plot_digest(root: Path, target: str, args: str) -> str:
-    """SHA-256 of the result file's bytes and the marker's arguments: what a plot was drawn from."""
-    return hashlib.sha256((root / target).read_bytes() + b"\0" + args.encode()).hexdigest()
+    """SHA-256 of the result file's bytes, the marker's arguments and the plot style: what a plot was drawn from."""
+    drawn_from = (root / target).read_bytes() + b"\0" + args.encode() + b"\0" + PLOT_STYLE.encode()
+    return hashlib.sha256(drawn_from).hexdigest()
 
 
 def image_path(root: Path, target: str, options: dict[str, str]) -> Path:
     """Where a plot of `target` goes: docs/img/<name or the file's stem>.png."""
     return root / IMAGE_DIR / f"{options.get('name', Path(target).stem)}.png"
-
-
-def score(cell) -> tuple[float, float] | None:
-    """(value, half-width) of a plotted cell: a float, or text `0.51 ± 0.01` / `0.51 (n=1)`; None otherwise."""
-    if isinstance(cell, float):
-        return cell, 0.0
-    found = SCORE.match(str(cell)) if isinstance(cell, str) and ("±" in cell or "(n=" in cell) else None
-    return (float(found.group(1)), float(found.group(2) or 0.0)) if found else None
-
-
-def plottable(cells: list) -> bool:
-    """A column of scores: every non-empty cell parses (`score`), and there is at least one."""
-    filled = [cell for cell in cells if cell not in ("", None)]
-    return bool(filled) and all(score(cell) is not None for cell in filled)
-
-
-def draw(table, options: dict[str, str]):
-    """A matplotlib figure of the table: grouped horizontal bars, or a line with `x=` and `y=`."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    if "x" in options:
-        column = {name: [row[table.columns.index(name)] for row in table.rows] for name in table.columns}
-        xs = [str(x) for x in column[options["x"]]]
-        ys = [float(y) for y in column[options["y"]]]
-        fig, ax = plt.subplots(figsize=(6, 3.2))
-        low, high = options.get("low"), options.get("high")
-        errors = None
-        if low and high:
-            below = [y - float(value) for y, value in zip(ys, column[low])]
-            errors = [below, [float(value) - y for y, value in zip(ys, column[high])]]
-        ax.errorbar(xs, ys, yerr=errors, marker="o", capsize=4)
-        ax.set_xlabel(options["x"])
-        ax.set_ylabel(options["y"])
-    else:
-        patterns = options.get("columns", "").split(",") if options.get("columns") else None
-        values = [
-            i
-            for i, name in enumerate(table.columns)
-            if (patterns and any(fnmatch.fnmatchcase(name, p) for p in patterns))
-            or (not patterns and plottable([row[i] for row in table.rows]))
-        ]
-        labels = [i for i in range(len(table.columns)) if i not in values and not isinstance(table.rows[0][i], int)]
-        series = [" · ".join(str(row[i]) for i in labels) for row in table.rows]
-        fig, ax = plt.subplots(figsize=(7, 0.5 + 0.45 * len(values) * max(1, len(series)) ** 0.5))
-        height = 0.8 / max(1, len(series))
-        for number, (name, row) in enumerate(zip(series, table.rows)):
-            points = [score(row[i]) or (float("nan"), 0.0) for i in values]
-            offsets = [v + number * height for v in range(len(values))]
-            ax.barh(offsets, [p[0] for p in points], height, xerr=[p[1] for p in points], capsize=3, label=name)
-        ax.set_yticks([v + 0.4 - height / 2 for v in range(len(values))], [table.columns[i] for i in values])
-        ax.invert_yaxis()
-        ax.legend(fontsize=8, loc="lower right")
-    ax.set_title(table.title, fontsize=10)
-    fig.tight_layout()
-    return fig
 
 
 def plot_block(root: Path, page: Path, target: str, options: dict[str, str], args: str, write: bool) -> str:
@@ -193,7 +156,10 @@ def plot_block(root: Path, page: Path, target: str, options: dict[str, str], arg
     digest = plot_digest(root, target, args)
     if write and plot_digest_of(image) != digest:
         image.parent.mkdir(parents=True, exist_ok=True)
-        figure = draw(selected(table, options), options)
+        from embedexp.analysis.report.result_plot import draw
+        from embedexp.core.result_views import select_rows
+
+        figure = draw(select_rows(table, options.get("where")), options)
         figure.savefig(image, format="png", dpi=110, metadata={HASH_KEY: digest, "Software": None})
     link = os.path.relpath(image, page.parent).replace(os.sep, "/")
     return f"![{table.title}]({link})"
@@ -232,6 +198,8 @@ def render_page(text: str, page: Path, root: Path = ROOT, write: bool = False) -
             body = result_block(root, target, options, flags)
         elif kind == "plot":
             body = plot_block(root, page, target, options, args, write)
+        elif kind == "line":
+            body = line_block(root, target, options)
         else:
             body = config_groups_block(target)
         return f"{opening}\n{body}\n\n{closing}"

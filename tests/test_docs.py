@@ -69,7 +69,7 @@ def project(tmp_path):
 def test_rendered_page_holds_table_source_plot_and_pending_note(project):
     root, page = project
     text = page.read_text()
-    assert "| a | fine_tuned | 3 | 0.5000 ± 0.0100 | 0.4000 ± 0.0200 |" in text
+    assert "| a · fine_tuned | 3 | 0.5000 ± 0.0100 | 0.4000 ± 0.0200 |" in text
     assert "Source: `python -m embedexp report outputs/x result_file=results/speed.json`; commit abc123" in text
     assert "![speed](img/speed.png)" in text and (root / "docs" / "img" / "speed.png").is_file()
     assert "`make later` writes it" in text and "stale text" not in text

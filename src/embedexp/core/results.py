@@ -17,6 +17,7 @@ from pathlib import Path
 from embedexp.core.atomic import atomic_write_text
 from embedexp.core.errors import DataError
 
+NOT_RECORDED = "not recorded"  # what a source line says of a fact its result file lacks
 Cell = str | int | float | bool | None
 
 
@@ -31,39 +32,68 @@ class ResultTable:
     source: dict = field(default_factory=dict)
     notes: str = ""
 
-    def to_markdown(self, digits: int = 4) -> str:
-        """The table as GitHub Markdown (floats rounded to `digits` significant decimals)."""
+    def to_markdown(self, digits: int = 4, by_row: bool = False) -> str:
+        """The table as Markdown, each column's floats (each row's, `by_row`) at the decimals they need, <= `digits`."""
         header = "| " + " | ".join(self.columns) + " |"
         rule = "|" + "|".join("---" for _ in self.columns) + "|"
-        body = ["| " + " | ".join(format_cell(cell, digits) for cell in row) + " |" for row in self.rows]
-        return "\n".join([header, rule, *body])
+        body = [["" for _ in row] for row in self.rows]
+        series = self.rows if by_row else list(zip(*self.rows))
+        for i, cells in enumerate(series):
+            places = decimals(cells, digits)
+            for j, cell in enumerate(cells):
+                body[i if by_row else j][j if by_row else i] = format_cell(cell, places)
+        return "\n".join([header, rule, *("| " + " | ".join(row) + " |" for row in body)])
 
     def provenance_line(self) -> str:
         """One line naming the command, commit, date, machine and precision (shown under each rendered table)."""
         source = self.source
         machine = source.get("machine", {})
-        commits = str(source.get("git_commit") or "unknown").split(" / ")
+        commits = str(source.get("git_commit") or NOT_RECORDED).split(" / ")
+        threads = f", {machine['threads']} threads" if machine.get("threads") else ""
+        capability = machine.get("cpu_capability") or f"capability {NOT_RECORDED}"
+        runs = f" ({source['runs']} run{'s' if source.get('runs') != 1 else ''})" if source.get("runs") else ""
         parts = [
             f"`{self.command}`",
-            "commit " + " / ".join(c[:12] + ("-dirty" if c.endswith("-dirty") else "") for c in commits),
-            str(source.get("date") or "undated") + (f" ({source['runs']} runs)" if source.get("runs") else ""),
-            f"{machine.get('cpu_model') or 'unknown CPU'} ({machine.get('cpu_capability') or '?'}, "
-            f"{machine.get('threads') or '?'} threads)",
+            "commit " + " / ".join(c if c == NOT_RECORDED else short_commit(c) for c in commits),
+            str(source.get("date") or f"date {NOT_RECORDED}") + runs,
+            f"{machine.get('cpu_model') or f'CPU {NOT_RECORDED}'} ({capability}{threads})",
         ]
         if machine.get("precision"):
             parts.append("precision " + ", ".join(f"{k}={v}" for k, v in machine["precision"].items()))
         if machine.get("bf16_speedup"):
             parts.append(f"probe: bf16 autocast {machine['bf16_speedup']}x fp32")
+        if source.get("recovered_from"):  # a fact the writer did not record, found later: where it was found
+            parts.append(f"recovered from {source['recovered_from']}")
         return "Source: " + "; ".join(parts)
 
 
+def short_commit(commit: str) -> str:
+    """A commit hash cut to 12 characters, `-dirty` kept."""
+    return commit[:12] + ("-dirty" if commit.endswith("-dirty") else "")
+
+
+def decimals(cells, digits: int = 4) -> int:
+    """The fewest decimals (at most `digits`) that print every float among `cells` as `digits` would."""
+    floats = [c for c in cells if isinstance(c, float) and math.isfinite(c)]
+    for places in range(digits + 1):
+        if all(round(c, places) == round(c, digits) for c in floats):
+            return places
+    return digits
+
+
 def format_cell(cell: Cell, digits: int = 4) -> str:
-    """A table cell as text: floats rounded, None empty, pipes escaped."""
+    """A table cell as text: floats rounded to `digits` decimals, None empty, pipes escaped."""
     if cell is None or (isinstance(cell, float) and math.isnan(cell)):
         return ""
     if isinstance(cell, float):
         return f"{cell:.{digits}f}"
     return str(cell).replace("|", "\\|")
+
+
+def portable_command(command: str, cwd: Path | None = None) -> str:
+    """The command with this directory's absolute path dropped, so a result file names no machine's folders."""
+    prefix = str(cwd or Path.cwd()).rstrip("/") + "/"
+    return command.replace(prefix, "")
 
 
 def current_source(precision: dict[str, str] | None = None) -> dict:
@@ -130,7 +160,7 @@ def write_result_table(
         if len(row) != width:
             raise ValueError(f"{path}: row {number} has {len(row)} cells for {width} columns")
     source = source or current_source(precision)
-    table = ResultTable(title, list(columns), [list(r) for r in rows], command, source, notes)
+    table = ResultTable(title, list(columns), [list(r) for r in rows], portable_command(command), source, notes)
     return atomic_write_text(path, json.dumps(asdict(table), indent=2, default=str) + "\n")
 
 

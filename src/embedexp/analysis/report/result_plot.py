@@ -1,0 +1,101 @@
+"""The docs' plots of result files: grouped bars of score columns, or a line with its interval; legends below the axes.
+
+A legend never covers data: it sits under the plot (`fig.legend(loc="outside lower center")` with constrained layout),
+and bars are named by what tells their rows apart (`embedexp.core.result_views.row_labels`).
+"""
+
+from __future__ import annotations
+
+import fnmatch
+
+from embedexp.core.result_views import label_columns, row_labels, score
+from embedexp.core.results import ResultTable
+
+WIDTH_INCHES = 7.0
+
+
+def plottable(cells: list) -> bool:
+    """A column of scores: every non-empty cell parses (`score`), and there is at least one."""
+    filled = [cell for cell in cells if cell not in ("", None)]
+    return bool(filled) and all(score(cell) is not None for cell in filled)
+
+
+def value_columns(table: ResultTable, columns: str | None) -> list[int]:
+    """Indices of the plotted columns: those matching `columns` (comma-separated globs), else every score column."""
+    patterns = [p for p in (columns or "").split(",") if p]
+    return [
+        i
+        for i, name in enumerate(table.columns)
+        if (patterns and any(fnmatch.fnmatchcase(name, p) for p in patterns))
+        or (not patterns and plottable([row[i] for row in table.rows]))
+    ]
+
+
+def draw(table: ResultTable, options: dict[str, str]):
+    """A matplotlib figure of the table: grouped horizontal bars, or a line with `x=` and `y=`."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    if "x" in options:
+        fig, ax = plt.subplots(figsize=(WIDTH_INCHES * 0.85, 3.2), layout="constrained")
+        draw_line(ax, table, options)
+    else:
+        values = value_columns(table, options.get("columns"))
+        series = row_labels(table, label_columns(table, options.get("labels")))
+        if len(values) == 1:  # one score: a bar per row, named on the y axis, no legend
+            fig, ax = plt.subplots(figsize=(WIDTH_INCHES, 0.9 + 0.3 * len(series)), layout="constrained")
+            draw_rows(ax, table, values[0], series)
+            ax.set_title(table.title, fontsize=10)
+            return fig
+        height = 0.9 + 0.42 * len(values) * max(1, len(series)) ** 0.5 + 0.25 * len(series)
+        fig, ax = plt.subplots(figsize=(WIDTH_INCHES, height), layout="constrained")
+        draw_bars(ax, table, values, series)
+        fig.legend(loc="outside lower center", ncols=min(3, len(series)), fontsize=8, frameon=False)
+    ax.set_title(table.title, fontsize=10)
+    return fig
+
+
+def short_name(column: str) -> str:
+    """A column's name on an axis: a task's name without its `Clustering` suffix (the title says what is scored)."""
+    return column.removesuffix("Clustering") or column
+
+
+def draw_bars(ax, table: ResultTable, values: list[int], series: list[str]) -> None:
+    """One bar per row and column, the column's name on the y axis, its interval as an error bar."""
+    height = 0.8 / max(1, len(series))
+    for number, (name, row) in enumerate(zip(series, table.rows)):
+        points = [score(row[i]) or (float("nan"), 0.0) for i in values]
+        offsets = [v + number * height for v in range(len(values))]
+        ax.barh(offsets, [p[0] for p in points], height, xerr=[p[1] for p in points], capsize=3, label=name)
+    names = [short_name(table.columns[i]) for i in values]
+    ax.set_yticks([v + 0.4 - height / 2 for v in range(len(values))], names, fontsize=8)
+    ax.invert_yaxis()
+    ax.grid(axis="x", alpha=0.3)
+
+
+def draw_rows(ax, table: ResultTable, value: int, series: list[str]) -> None:
+    """One bar per row for the `value` column, the row's name on the y axis, its interval as an error bar."""
+    points = [score(row[value]) or (float("nan"), 0.0) for row in table.rows]
+    ax.barh(range(len(series)), [p[0] for p in points], 0.7, xerr=[p[1] for p in points], capsize=3)
+    ax.set_yticks(range(len(series)), series, fontsize=8)
+    ax.set_xlabel(table.columns[value])
+    ax.invert_yaxis()
+    ax.grid(axis="x", alpha=0.3)
+
+
+def draw_line(ax, table: ResultTable, options: dict[str, str]) -> None:
+    """`y` against `x` with `low`/`high` as the interval."""
+    column = {name: [row[table.columns.index(name)] for row in table.rows] for name in table.columns}
+    xs = [str(x) for x in column[options["x"]]]
+    ys = [float(y) for y in column[options["y"]]]
+    low, high = options.get("low"), options.get("high")
+    errors = None
+    if low and high:
+        below = [y - float(value) for y, value in zip(ys, column[low])]
+        errors = [below, [float(value) - y for y, value in zip(ys, column[high])]]
+    ax.errorbar(xs, ys, yerr=errors, marker="o", capsize=4)
+    ax.set_xlabel(options["x"])
+    ax.set_ylabel(options["y"])
+    ax.grid(alpha=0.3)
