@@ -216,3 +216,15 @@ def test_a_batch_of_rows_is_written_and_read_in_one_transaction(store, monkeypat
     assert len(opened) == 2  # one for the writes, one for the reads
     assert all(torch.equal(g, t) for g, (_, t) in zip(got, rows, strict=False)) and got[-1] is None
     assert (store.puts, store.hits, store.misses) == (5, 5, 1)
+
+
+def test_the_self_check_runs_on_fresh_states_not_on_stored_ones(tiny_train_cfg, store):
+    first = embedder_with(tiny_train_cfg, store)
+    first.encode(TEXTS, batch_size=2)
+    for key in list(store.cache.iterkeys()):  # stored states off by 20 %, as bf16 states of other batches drift
+        states = store.get(key)
+        store.put(key, states * 1.2)
+    second = embedder_with(tiny_train_cfg, store)
+    second.encode(TEXTS, batch_size=2)
+    assert second.prefix_cache.enabled and second.prefix_cache.verified
+    assert second.prefix_cache.misses == 0  # every text read from the store after the check

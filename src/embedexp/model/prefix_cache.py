@@ -62,8 +62,8 @@ def row_key(ids: torch.Tensor) -> str:
 
 
 LOW_PRECISION = (torch.bfloat16, torch.float16)
-# A split that works matches the full pass to rounding: in fp32 ~1e-6 per token; in bf16 (stored states from another
-# batch composition, 20+ layers) up to a few 1e-3. A split that does not work (positions or masks lost) is off by O(1).
+# A split that works matches the full pass to rounding (both computed on one batch): in fp32 ~1e-6 per token; in bf16
+# (20+ layers) up to a few 1e-3. A split that does not work (positions or masks lost) is off by O(1).
 FP32_TOLERANCE, LOW_PRECISION_TOLERANCE = 1e-3, 5e-2
 
 
@@ -220,13 +220,16 @@ class FrozenPrefixCache:
         return self.tail(self.prefix_states(input_ids, attention_mask), attention_mask, stop, final_norm)
 
     def verify(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, stop: int | None, final_norm: bool) -> None:
-        """Compare the split forward pass with a full one once (eval mode: no dropout); switch off if they differ."""
+        """Compare the split forward pass with a full one once (eval mode: no dropout); switch off if they differ.
+
+        Both passes run on this batch from scratch: stored states (from another batch composition, rounded by bf16
+        differently) would measure that rounding, not whether the split is exact for this architecture."""
         was_training = self.model.training
         self.model.eval()
         layers = None if stop is None else slice(0, stop)
         try:
             with torch.no_grad():
-                split = self.tail(self.prefix_states(input_ids, attention_mask), attention_mask, stop, final_norm)
+                split = self.tail(self.prefix(input_ids, attention_mask), attention_mask, stop, final_norm)
                 full = run_decoder(
                     self.model,
                     attention_mask,
