@@ -178,3 +178,18 @@ def test_each_category_source_composes_decontaminated_seeded_by_data_seed_and_we
         "train", [*TINY_OVERRIDES, "data=mixture", f"+data/source@data.sources.x={option}"], tmp_path
     )
     assert mixture.data.sources.x.exclude == cfg.contamination.texts
+
+
+def test_what_the_sources_dropped_reaches_the_contamination_record(tmp_path):
+    from collections import Counter
+
+    from embedexp.data.datamodule import PairDataModule
+
+    class Dropping:
+        dropped = {"data.source": Counter({("DebianShortDescSectionClustering", "near"): 3})}
+
+    ListCategories.rows = rows({"alpha": 12, "beta": 12})
+    data = PairDataModule(ListCategories(exclude=Blocklist(set())), batch_size=4)
+    data.source.exclude.dropped = Dropping.dropped
+    data.setup("fit")
+    assert data.dropped == {"data.source": {"DebianShortDescSectionClustering near": 3}}
