@@ -46,7 +46,7 @@ def soup(run: RunSetup) -> float:
     cfg = run.cfg
     output = run.output_dir / ADAPTER
     weights = OmegaConf.to_container(cfg.weights) if OmegaConf.is_config(cfg.weights) else cfg.weights
-    make_soup(cfg, run_list(cfg), output, weights, cfg.combination, run.precisions)
+    make_soup(cfg, run_list(cfg), output, weights, cfg.combination)
     with open_dict(cfg):
         cfg.adapter_path = str(output)
     return score(run)["clustering_mean"]

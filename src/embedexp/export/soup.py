@@ -77,14 +77,16 @@ def soup_weights(weights: Sequence[float] | None, count: int) -> list[float]:
     return [w / sum(values) for w in values]
 
 
-def open_ingredient(cfg: DictConfig, folder: Path, precisions: dict[str, str] | None) -> OpenedModel:
-    """The first ingredient opened as `eval adapter_path=<folder>` opens it (its manifest's model, pooling, prompt)."""
+def open_ingredient(cfg: DictConfig, folder: Path) -> OpenedModel:
+    """The first ingredient opened as `eval adapter_path=<folder>` opens it (its manifest's model, pooling, prompt),
+    with float32 frozen weights: peft gives a new adapter its base layer's dtype, and the soup is not to be rounded to
+    bf16 (the evaluation opens the saved soup with the run's precisions)."""
     probe = copy.deepcopy(cfg)
     with open_dict(probe):
         for key in SOURCE_KEYS:
             probe[key] = None
         probe.adapter_path = str(folder)
-    return open_model(probe, precisions=precisions)
+    return open_model(probe, precisions=None)
 
 
 def make_soup(
@@ -93,7 +95,6 @@ def make_soup(
     output: str | Path,
     weights: Sequence[float] | None = None,
     combination: str = "cat",
-    precisions: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     """Average the LoRA adapters of `runs` into the adapter folder `output`; returns its manifest."""
     if combination not in COMBINATIONS:
@@ -104,7 +105,7 @@ def make_soup(
     manifests = [read_manifest(folder) for folder in folders]
     check_same(manifests, folders)
     shares = soup_weights(weights, len(folders))
-    embedder = open_ingredient(cfg, folders[0], precisions).embedder
+    embedder = open_ingredient(cfg, folders[0]).embedder
     if any(True for _ in embedder.pooling.parameters()):
         raise ConfigError(f"pooling {type(embedder.pooling).__name__} has trained weights: a soup averages LoRA only")
     model = embedder.model
@@ -126,6 +127,7 @@ def make_soup(
     manifest = complete(embedder)
     config = model.peft_config[SOUP_ADAPTER]
     manifest["lora"] = {**(manifest.get("lora") or {}), "r": int(config.r), "alpha": float(config.lora_alpha)}
+    manifest["precision"] = manifests[0].get("precision", manifest["precision"])  # reopened as its runs computed
     manifest["soup"] = {"ingredients": [str(f) for f in folders], "weights": shares, "combination": combination}
     write_manifest(output, manifest)
     log.info("soup of %d adapters (%s) saved in %s", len(folders), combination, output)
