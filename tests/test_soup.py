@@ -55,7 +55,9 @@ def test_the_soup_is_the_mean_of_the_merged_runs(runs, tmp_path):
     manifest = make_soup(cfg, runs[:2], tmp_path / "adapter")
     assert manifest["soup"]["weights"] == [0.5, 0.5] and manifest["lora"]["r"] == 8  # two rank-4 adapters side by side
     assert json.loads((tmp_path / "adapter" / MANIFEST).read_text())["soup"]["combination"] == "cat"
-    soup, first, second = (merged_weights(folder, tmp_path) for folder in (tmp_path / "adapter", *runs[:2]))
+    soup, first, second = (
+        merged_weights(folder, tmp_path) for folder in (tmp_path / "adapter", runs[0] / "adapter", runs[1] / "adapter")
+    )
     adapted = [key for key in soup if "q_proj" in key or "v_proj" in key]
     assert adapted and all(torch.allclose(soup[k], (first[k] + second[k]) / 2, atol=1e-5) for k in soup)
     assert not all(torch.allclose(soup[k], first[k], atol=1e-3) for k in adapted)  # not one of the ingredients
