@@ -154,3 +154,19 @@ def test_task_sets_extend_tasks_offline(name, tmp_path):
             assert {k: v for k, v in node.items() if k not in sized} == {
                 k: v for k, v in offline[key].items() if k not in sized
             }, key
+
+
+ATTENTION = {"q_proj", "k_proj", "v_proj", "o_proj"}
+
+
+@pytest.mark.parametrize(
+    "name, adapted", [("attention", ATTENTION), ("all_linear", ATTENTION | {"gate_proj", "up_proj", "down_proj"})]
+)
+def test_lora_placement_options_choose_the_adapted_linear_layers(tmp_path, name, adapted):
+    """lora=attention adapts the attention projections only, lora=all_linear every linear layer of a block."""
+    from embedexp.model.build import build_embedder
+
+    cfg = compose_config("train", TINY_OVERRIDES + [f"lora={name}", "model.lora.last_n_layers=1"], tmp_path)
+    adapters = [n for n, p in build_embedder(cfg).named_parameters() if p.requires_grad and "lora_A" in n]
+    assert {n.split(".lora_A")[0].rsplit(".", 1)[-1] for n in adapters} == adapted
+    assert {n.split("layers.")[1].split(".")[0] for n in adapters} == {"1"}  # the last of the tiny model's 2 layers

@@ -16,7 +16,7 @@ from tests.test_docs import render
 GPU_ONLY = {
     "results/paper_table.json": "Qwen3-0.6B and Llama-3.2-1B from the Hugging Face Hub on MTEB(eng, v1), a GPU each",
 }
-# result files still waiting for their CPU measurement under issue #30: each with the command that writes it; an
+# result files still waiting for their CPU measurement (issues #29, #30): each with the command that writes it; an
 # entry leaves this list when its file lands (the test fails on an entry whose file exists)
 PENDING = {
     "results/finetune_vs_base.json": "python -m embedexp train -m experiment=finetune_vs_base && python -m embedexp "
@@ -34,6 +34,8 @@ PENDING = {
     "benchmarks/results/load.json": "make bench (bench_load.py writes benchmarks/results/load.json)",
     "benchmarks/results/scaling.json": "make bench (bench_scaling.py writes benchmarks/results/scaling.json)",
     "benchmarks/results/grid.json": "make bench-sweep",  # the sweeps issue's zero-shot grid (#27), not #30's
+    "results/recipe_search.json": "python -m embedexp search_report <the steps' multirun folders> "
+    "evals=[<soup>,<all-MiniLM-L6-v2 eval>]",  # issue #29's search
 }
 # result files written before their writers recorded every fact: what was recovered is said on their source line,
 # the rest reads "not recorded"; no other file may say it

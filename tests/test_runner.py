@@ -94,10 +94,15 @@ def test_smoke_with_a_pair_file_reads_that_file(tmp_path):
         ("model.lora.r=-3", "model.lora.r=-3: must be >= 1"),
         ("optimizer.lr=0", "optimizer.lr=0: must be > 0"),
         ("num_threads=many", "num_threads='many': expected an integer or 'auto'"),
+        ("pooling.layer=top", "pooling.layer='top': expected an integer"),
+        ("data.sources.debtags.weight=-1", "data.sources.debtags.weight=-1: must be >= 0"),
+        ("data.sources.debtags.max_per_category=0", "data.sources.debtags.max_per_category=0: must be >= 1"),
+        ("data.total_pairs=many", "data.total_pairs='many': expected an integer"),
     ],
 )
 def test_config_values_are_checked_at_the_door(tmp_path, override, message):
-    cfg = compose_config("train", ["experiment=smoke", override], tmp_path)
+    mixture = ["data=mixture", "+data/source@data.sources.debtags=debtags"] if override.startswith("data.") else []
+    cfg = compose_config("train", ["experiment=smoke", *mixture, override], tmp_path)
     with pytest.raises(ConfigError) as error:
         check_config(cfg)
     assert str(error.value).startswith(message)

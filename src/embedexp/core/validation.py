@@ -3,7 +3,8 @@
 `RULES` is the one table: a dotted key, the type its value must have and the range it must lie in. `check_config`
 reads the keys a composed config has (a command's config has only some of them) and raises one `ConfigError` that
 names every wrong key and what it must be, e.g. `trainer.max_epochs='abc': expected an integer` or
-`model.lora.r=-3: must be >= 1`. Keys not in the table are checked where they are used.
+`model.lora.r=-3: must be >= 1`. A `*` in a key stands for every entry of a mapping (`data.sources.*.weight`: each
+source of a mixture). Keys not in the table are checked where they are used.
 """
 
 from __future__ import annotations
@@ -81,7 +82,17 @@ RULES: dict[str, Rule] = {
     "data.val_pairs": COUNT,
     "data.num_workers": COUNT,
     "data.source.max_pairs": Rule(int, 1, nullable=True),
+    "data.source.max_per_category": Rule(int, 1, nullable=True),
+    "data.source.min_families": SIZE,
+    "data.total_pairs": SIZE,
+    "data.sources.*.weight": Rule(float, 0),
+    "data.sources.*.pairs": Rule(int, 0, nullable=True),
+    "data.sources.*.max_pairs": Rule(int, 1, nullable=True),
+    "data.sources.*.max_per_category": Rule(int, 1, nullable=True),
+    "data.sources.*.min_families": SIZE,
     "loss.temperature": Rule(float, 0, open_low=True),
+    "loss.margin": Rule(float),
+    "pooling.layer": Rule(int),
     "prefix_store.max_gb": Rule(float, 0, open_low=True),
     "callbacks.clustering_eval.every_n_epochs": SIZE,
     "callbacks.step_checkpoint.every_n_train_steps": SIZE,
@@ -101,10 +112,21 @@ def _value(cfg: DictConfig, key: str) -> tuple[bool, object]:
         return False, None
 
 
+def expand(cfg: DictConfig, key: str) -> list[str]:
+    """The keys of the config that a rule's key names: itself, or one per entry where it has a `*`."""
+    head, star, tail = key.partition(".*")
+    if not star:
+        return [key]
+    node = OmegaConf.select(cfg, head, default=None)
+    if not isinstance(node, DictConfig):
+        return []
+    return [k for name in node for k in expand(cfg, f"{head}.{name}{tail}")]
+
+
 def config_problems(cfg: DictConfig, rules: dict[str, Rule] = RULES) -> list[str]:
     """`key=value: what it must be`, for every key of `rules` the config has with a wrong value."""
     problems = []
-    for key, rule in rules.items():
+    for key, rule in ((k, rule) for pattern, rule in rules.items() for k in expand(cfg, pattern)):
         present, value = _value(cfg, key)
         problem = rule.problem(value) if present else None
         if problem:

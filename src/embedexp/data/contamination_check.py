@@ -48,6 +48,7 @@ class ContaminationCheck(L.Callback):
         pairs, origins = datamodule_pairs(datamodule)
         summary = self.texts.describe(self.texts.find(pairs, origins), self.examples)
         summary["sources"] = dict(Counter(origins))
+        summary["dropped_by_sources"] = dict(getattr(datamodule, "dropped", None) or {})  # before this check
         if self.output_dir and trainer.is_global_zero:
             atomic_write_text(Path(self.output_dir) / RESULT_FILE, json.dumps(summary, indent=2, ensure_ascii=False))
         if summary["contaminated_texts"]:

@@ -181,11 +181,19 @@ class PairDataModule(L.LightningDataModule):
         self.val_set: PairDataset | None = None
         self.train_origins: list[str] = []
         self.val_origins: list[str] = []
+        self.dropped: dict[str, dict[str, int]] = {}  # origin -> "<task> <kind>" -> pairs a source dropped
 
     def load_pairs(self) -> tuple[list[Pair], list[str]]:
         """The source's pairs, and where each comes from (its config key, for messages and per-source batches)."""
         pairs = self.source.load()
+        self.record_drops(getattr(self.source, "exclude", None))
         return pairs, ["data.source"] * len(pairs)
+
+    def record_drops(self, texts: object | None) -> None:
+        """Keep what an `EvaluationTexts` dropped from a source (pairs repeating evaluation texts), for the run's
+        contamination record."""
+        for origin, counts in (getattr(texts, "dropped", None) or {}).items():
+            self.dropped[origin] = {f"{task} {kind}": int(n) for (task, kind), n in sorted(counts.items())}
 
     def setup(self, stage: str | None = None) -> None:
         """Load pairs once and split off the validation pairs."""

@@ -21,6 +21,7 @@ APT_LISTS = "/var/lib/apt/lists"
 APT_HELPER = "/usr/lib/apt/apt-helper"
 EVAL_PERCENT = 30
 CORPUS_VERSION = 1
+TAGS_VERSION = 1
 
 
 def parse_records(text: str) -> list[dict[str, str]]:
@@ -78,15 +79,20 @@ def split_of(source: str, eval_percent: int = EVAL_PERCENT) -> str:
     return "eval" if bucket < eval_percent else "train"
 
 
-def build_corpus() -> list[dict[str, str]]:
-    """Read all package records of this machine's apt lists into dicts with package, source, section, short, long."""
+def dumpavail() -> str:
+    """`apt-cache dumpavail`: every package record of this machine's apt lists."""
     try:
-        dump = subprocess.run(["apt-cache", "dumpavail"], capture_output=True, check=True, text=True).stdout
+        return subprocess.run(["apt-cache", "dumpavail"], capture_output=True, check=True, text=True).stdout
     except FileNotFoundError as err:
         raise DataError(
             "the offline Debian corpus needs `apt-cache` (a Debian/Ubuntu machine); "
             "use data=pairs_file with your own pairs instead"
         ) from err
+
+
+def build_corpus() -> list[dict[str, str]]:
+    """Read all package records of this machine's apt lists into dicts with package, source, section, short, long."""
+    dump = dumpavail()
     long_texts = _read_translations()
     corpus, seen = [], set()
     for record in parse_records(dump):
@@ -113,6 +119,29 @@ def build_corpus() -> list[dict[str, str]]:
 def load_corpus(cache_dir: str | os.PathLike) -> list[dict[str, str]]:
     """The Debian corpus, cached as gzipped JSON Lines under `cache_dir/debian/` after the first build."""
     return cached_records(cache_dir, "debian", CORPUS_VERSION, build_corpus)
+
+
+def build_tags() -> list[dict]:
+    """{package, tags} of every package record with debtags (`Tag:` fields, e.g. `use::gameplaying`)."""
+    tagged, seen = [], set()
+    for record in parse_records(dumpavail()):
+        package, tags = record.get("Package"), record.get("Tag", "")
+        if package and tags and package not in seen:
+            seen.add(package)
+            tagged.append({"package": package, "tags": sorted({t.strip() for t in tags.split(",") if t.strip()})})
+    return tagged
+
+
+def load_tags(cache_dir: str | os.PathLike) -> dict[str, list[str]]:
+    """Debtags by package, cached under `cache_dir/debtags/` (apart from the corpus: its tasks stay as cached)."""
+    return {r["package"]: r["tags"] for r in cached_records(cache_dir, "debtags", TAGS_VERSION, build_tags)}
+
+
+def train_texts(corpus: list[dict[str, str]], field: str) -> list[dict[str, str]]:
+    """Training-split records with a `field` text that no evaluation-split record repeats (identical descriptions
+    occur in other source packages)."""
+    eval_texts = {" ".join(r[field].lower().split()) for r in corpus_texts(corpus, "eval", field)}
+    return [r for r in corpus_texts(corpus, "train", field) if " ".join(r[field].lower().split()) not in eval_texts]
 
 
 def corpus_texts(corpus: list[dict[str, str]], split: str, field: str) -> list[dict[str, str]]:

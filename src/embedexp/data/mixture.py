@@ -122,9 +122,14 @@ class MixtureDataModule(PairDataModule):
         node = self.sources[name]
         try:
             if not node.get("drop_contaminated"):
-                return self._source(name, node, count).load()
+                source = self._source(name, node, count)
+                pairs = source.load()
+                self.record_drops(getattr(source, "exclude", None))
+                return pairs
             texts = instantiate_node(node["drop_contaminated"])
-            return texts.drop(self._source(name, node, None).load(), f"data.sources.{name}", limit=count)
+            pairs = texts.drop(self._source(name, node, None).load(), f"data.sources.{name}", limit=count)
+            self.record_drops(texts)
+            return pairs
         except EmbedexpError as err:
             message = str(err) if str(err).startswith(f"data.sources.{name}") else f"data.sources.{name}: {err}"
             if node.get("optional"):

@@ -11,7 +11,7 @@ from pathlib import Path
 import pandas as pd
 
 from embedexp.core.errors import DataError
-from embedexp.data.debian import corpus_texts, load_corpus
+from embedexp.data.debian import corpus_texts, load_corpus, train_texts
 from embedexp.data.noise import TextNoise
 from embedexp.data.reader import file_label, read_table
 
@@ -185,13 +185,10 @@ class DebianPairs:
             raise DataError(f"data.source.pairing must be 'noise' or 'short_long', got {self.pairing!r}")
         corpus = load_corpus(self.cache_dir)
         field_name = "long" if self.pairing == "short_long" else self.text_field
-        records = corpus_texts(corpus, "train", field_name)
-        if not records and field_name == "long":
+        if not corpus_texts(corpus, "train", field_name) and field_name == "long":
             log.warning("no long Debian descriptions here (apt Translation-en lists missing); using short ones")
-            records, field_name = corpus_texts(corpus, "train", "short"), "short"
-        # identical descriptions can occur in other source packages: keep none that an evaluation text repeats
-        eval_texts = {" ".join(r[field_name].lower().split()) for r in corpus_texts(corpus, "eval", field_name)}
-        records = [r for r in records if " ".join(r[field_name].lower().split()) not in eval_texts]
+            field_name = "short"
+        records = train_texts(corpus, field_name)
         rng = random.Random(self.seed)
         rng.shuffle(records)
         if self.pairing == "short_long" and field_name == "long":

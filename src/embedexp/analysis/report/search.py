@@ -1,0 +1,117 @@
+"""The recipe search as one result file: a row per run of every step (losing and failed runs too), never averaged.
+
+Each training job gives its step (the sweep folder), how its config differs (its overrides without the seed and
+bookkeeping), seed, status, training data (`collect.training_data`), pairs per source and the contamination check's
+record (`contamination.json`), minutes, every task's fine-tuned score, and the mean of the tasks no training source
+is near (`transfer_tasks`: 20 Newsgroups, StackOverflow, biomedical titles) with the Debian tasks (`in_domain_tasks`)
+and the zero-shot transfer mean beside it. Eval folders (a soup, all-MiniLM-L6-v2) join as rows of their own.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+from embedexp.analysis.report.baselines import read_baseline, results_file
+from embedexp.analysis.report.collect import DEFAULT_EXCLUDE, RunRecord, _kept, collect_runs
+from embedexp.analysis.report.result_file import cost_cells, job_metrics, job_source
+from embedexp.core.results import Cell, merge_sources, write_result_table
+from embedexp.data.contamination_check import RESULT_FILE as CONTAMINATION_FILE
+
+TRANSFER = ("TwentyNewsgroupsSubjectsClustering", "StackOverflowTitlesClustering", "BiomedicalTitlesClustering")
+IN_DOMAIN = ("DebianShortDescSectionClustering", "DebianLongDescSectionClustering")
+HEAD = ["step", "config", "seed", "status", "data", "pairs", "contamination", "minutes"]
+MEANS = ["transfer mean", "zero-shot transfer mean", "Debian mean", "clustering_mean"]
+
+
+def mean_of(scores: dict[str, float], tasks: Sequence[str]) -> float | None:
+    """The mean of `tasks`' scores; None unless every one was scored."""
+    values = [scores[t] for t in tasks if t in scores]
+    return sum(values) / len(values) if values and len(values) == len(tasks) else None
+
+
+def contamination_record(job: Path) -> tuple[str, str]:
+    """(pairs per source, the check's verdict) from a job's contamination.json; ('', 'not checked') without it."""
+    path = job / CONTAMINATION_FILE
+    if not path.is_file():
+        return "", "not checked"
+    record = json.loads(path.read_text(encoding="utf-8"))
+    sources = record.get("sources") or {}
+    pairs = ", ".join(f"{name.rsplit('.', 1)[-1]} {n}" for name, n in sources.items()) if len(sources) > 1 else ""
+    pairs = f"{record.get('pairs')}" + (f" ({pairs})" if pairs else "")
+    verdict = f"{record.get('contaminated_texts', '?')} of {record.get('texts', '?')} texts repeat evaluation texts"
+    dropped = sum(n for counts in (record.get("dropped_by_sources") or {}).values() for n in counts.values())
+    if dropped:
+        verdict += f"; the sources dropped {dropped} pairs repeating them"
+    if record.get("unchecked"):
+        verdict += f"; unchecked: {', '.join(map(str, record['unchecked']))}"
+    return pairs, verdict
+
+
+def config_difference(record: RunRecord, exclude: Sequence[str]) -> str:
+    """The job's overrides that define its configuration (`experiment=... loss.temperature=0.02`)."""
+    keys = [k for k in record.overrides if _kept(k, exclude) and k not in ("training_data", "experiment")]
+    return " ".join(f"{k}={record.overrides[k]}" for k in keys) or "(the step's base)"
+
+
+def run_row(record: RunRecord, tasks: list[str], transfer: Sequence[str], in_domain: Sequence[str], exclude) -> list:
+    """One training job's row."""
+    fine, zero = record.scores.get("fine_tuned", {}), record.scores.get("zero_shot", {})
+    pairs, contamination = contamination_record(record.job_dir)
+    minutes = cost_cells([job_metrics(record.job_dir)])[0]
+    status = record.status if record.finished else f"{record.status}: {record.reason or ''}".rstrip(": ")
+    step = record.overrides.get("experiment") or Path(record.sweep).name  # a step is an experiment=recipe_search_*
+    head = [step, config_difference(record, exclude), record.seed, status]
+    head += [record.overrides.get("training_data", ""), pairs, contamination, minutes]
+    means = [mean_of(fine, transfer), mean_of(zero, transfer), mean_of(fine, in_domain), fine.get("clustering_mean")]
+    return head + [fine.get(task) for task in tasks] + means
+
+
+def eval_row(folder: str | Path, tasks: list[str], transfer: Sequence[str], in_domain: Sequence[str]) -> list:
+    """A soup's or a baseline model's eval folder as a row (no training: no data, pairs or minutes)."""
+    model, _, scores = read_baseline(results_file(folder))
+    head = ["soup" if model.startswith("soup(") else "baseline", model, "-", "finished", "", "", "", ""]
+    means = [mean_of(scores, transfer), None, mean_of(scores, in_domain), scores.get("clustering_mean")]
+    return head + [scores.get(task) for task in tasks] + means
+
+
+def search_table(
+    sweeps: Sequence[str | Path],
+    evals: Sequence[str | Path] = (),
+    transfer: Sequence[str] = TRANSFER,
+    in_domain: Sequence[str] = IN_DOMAIN,
+    exclude: Sequence[str] = DEFAULT_EXCLUDE,
+) -> tuple[list[str], list[list[Cell]], list[dict]]:
+    """(columns, rows, sources): every job of `sweeps` and every eval folder of `evals`, best transfer mean first
+    within each step (unscored runs last)."""
+    records = collect_runs(sweeps) if sweeps else []
+    scored = {t for r in records for t in r.scores.get("fine_tuned", {})} - {"clustering_mean"}
+    tasks = [t for t in (*transfer, *in_domain) if t in scored] + sorted(scored - {*transfer, *in_domain})
+    order = {str(s): i for i, s in enumerate(sweeps)}
+    rows = sorted(
+        ([order.get(r.sweep, 0), run_row(r, tasks, transfer, in_domain, exclude)] for r in records),
+        key=lambda item: (item[0], item[1][len(HEAD) + len(tasks)] is None, -(item[1][len(HEAD) + len(tasks)] or 0.0)),
+    )
+    rows = [row for _, row in rows]
+    rows += [eval_row(folder, tasks, transfer, in_domain) for folder in evals]
+    sources = [job_source(r.job_dir, m) for r in records if (m := job_metrics(r.job_dir))]
+    return [*HEAD, *tasks, *MEANS], rows, sources
+
+
+def write_search_result(
+    result_file: str | Path,
+    sweeps: Sequence[str | Path],
+    evals: Sequence[str | Path],
+    command: str,
+    title: str,
+    transfer: Sequence[str] = TRANSFER,
+    in_domain: Sequence[str] = IN_DOMAIN,
+) -> Path:
+    """Write the search table as a result file (its source: the runs' own commits, dates and machines)."""
+    columns, rows, sources = search_table(sweeps, evals, transfer, in_domain)
+    notes = (
+        f"One row per run, not averaged. transfer mean: {', '.join(transfer)} (no training source is near them); "
+        f"Debian mean: {', '.join(in_domain)}. Minutes: the run's wall time on the machine of the source line."
+    )
+    return write_result_table(result_file, title, columns, rows, command, notes=notes, source=merge_sources(sources))
