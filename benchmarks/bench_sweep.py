@@ -25,6 +25,7 @@ import argparse
 import csv
 import json
 import os
+import re
 import shlex
 import shutil
 import subprocess
@@ -190,11 +191,17 @@ def shown(command: list[str]) -> str:
     return " ".join(c for c in command if not c.startswith("hydra.sweep.dir="))
 
 
+def without_local_paths(text: str) -> str:
+    """`text` with the machine's folders of --out and --baseline-from named by their role (results name no path)."""
+    text = re.sub(r"(--out )\S+", r"\1<out>", text)
+    return re.sub(r"(--baseline-from )?/\S*measurements\.json", r"\1<baseline run>/measurements.json", text)
+
+
 def write_results(record: dict, folder: Path) -> None:
     """The result files of the parts in `record` (measurements.json: command, baseline, commits, parts)."""
-    parts, command, commits = record["parts"], record["command"], record["commits"]
+    parts, command, commits = record["parts"], without_local_paths(record["command"]), record["commits"]
     order = (
-        f"this tree measured later, the baseline's runs reused from {record['baseline_from']}"
+        f"this tree measured later, the baseline's runs reused from {without_local_paths(record['baseline_from'])}"
         if record.get("baseline_from")
         else "then this tree, back to back"
     )
