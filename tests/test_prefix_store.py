@@ -177,13 +177,23 @@ def test_an_eval_pooling_grid_runs_the_decoder_once_per_prompt(tmp_path, monkeyp
     from .conftest import compose_config
 
     computed: list[int] = []
-    original = FrozenPrefixCache.prefix
+    checking: list[bool] = []
+    original, original_verify = FrozenPrefixCache.prefix, FrozenPrefixCache.verify
 
     def counted(self, input_ids, attention_mask):
-        computed.append(len(input_ids))
+        if not checking:  # the self-check's one fresh batch per run is not a text's prefix computed for use
+            computed.append(len(input_ids))
         return original(self, input_ids, attention_mask)
 
+    def verify(self, *args):
+        checking.append(True)
+        try:
+            return original_verify(self, *args)
+        finally:
+            checking.clear()
+
     monkeypatch.setattr(FrozenPrefixCache, "prefix", counted)
+    monkeypatch.setattr(FrozenPrefixCache, "verify", verify)
     runs = {}
     for pooling in ("mean", "last", "max"):
         cfg = compose_config("eval", ["model=tiny", "tasks=tiny", f"pooling={pooling}"], tmp_path / pooling)

