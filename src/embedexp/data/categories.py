@@ -20,7 +20,7 @@ from typing import ClassVar
 
 from embedexp.core.errors import DataError
 from embedexp.data.overlap import OverlapIndex
-from embedexp.data.pairs import Pair
+from embedexp.data.pairs import Pair, first_pairs
 
 log = logging.getLogger(__name__)
 
@@ -91,10 +91,6 @@ class CategoryPairs:
 
     def load(self) -> list[Pair]:
         """Up to `max_pairs` pairs (all with null), none repeating an evaluation text when `exclude` is set."""
-        candidates = self.candidates()
-        if self.exclude is not None:
-            pairs = self.exclude.drop(candidates, self.origin, limit=self.max_pairs)
-        else:
-            pairs = [pair for _, pair in zip(range(self.max_pairs or 1 << 62), candidates)]
+        pairs = first_pairs(self.candidates(), self.exclude, self.origin, self.max_pairs)
         log.info("%s: %d same-%s pairs", self.origin, len(pairs), self.name)
         return pairs

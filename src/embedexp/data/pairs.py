@@ -19,6 +19,14 @@ log = logging.getLogger(__name__)
 
 # (text, positive) or (text, positive, hard negatives): the negatives are extra wrong candidates in InfoNCE
 Pair = tuple[str, str] | tuple[str, str, tuple[str, ...]]
+
+
+def first_pairs(candidates, exclude, origin: str, max_pairs: int | None) -> list[Pair]:
+    """Up to `max_pairs` of a source's candidate pairs (all with None), none repeating an evaluation text when
+    `exclude` (the run's contamination index) is set."""
+    if exclude is not None:
+        return exclude.drop(candidates, origin, limit=max_pairs)
+    return [pair for _, pair in zip(range(max_pairs or 1 << 62), candidates)]
 NEG_COLUMN = "text_neg"
 
 
