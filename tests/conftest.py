@@ -45,6 +45,15 @@ def compose_config(name: str, overrides: list[str], output_dir) -> DictConfig:
     return cfg
 
 
+def command_config(name: str, overrides: list[str], output_dir):
+    """A command's config as Hydra composes it, with the command line's overrides in its Hydra node (what
+    `open_model` reads to tell asked values from the command's defaults)."""
+    cfg = compose_config(name, overrides, output_dir)
+    with open_dict(cfg):
+        cfg.hydra = {"overrides": {"task": list(overrides)}}
+    return cfg
+
+
 @pytest.fixture(scope="session", autouse=True)
 def real_precision_probe() -> None:
     """Probe the CPU once (0.2 s) before any test: its result in os.environ is then part of every test's snapshot, so a

@@ -11,26 +11,17 @@ import shutil
 
 import numpy as np
 import pytest
-from omegaconf import OmegaConf, open_dict
+from omegaconf import OmegaConf
 
 from embedexp.core.errors import ConfigError
 from embedexp.export.resolve import open_model
 from embedexp.model.build import build_embedder
 from embedexp.model.manifest import MANIFEST, save_adapter
 
-from .conftest import TINY_OVERRIDES, compose_config
+from .conftest import TINY_OVERRIDES, command_config, compose_config
 from .export_helpers import randomize_lora
 
 TEXTS = ["A fast text editor", "Chess engine", "Library for parsing JSON documents in C"]
-
-
-def command_config(name: str, overrides: list[str], output_dir):
-    """A command's config as Hydra composes it, with the command line's overrides in its Hydra node (what
-    `open_model` reads to tell asked values from the command's defaults)."""
-    cfg = compose_config(name, overrides, output_dir)
-    with open_dict(cfg):
-        cfg.hydra = {"overrides": {"task": list(overrides)}}
-    return cfg
 
 
 @pytest.fixture(scope="module")

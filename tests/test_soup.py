@@ -15,7 +15,7 @@ from embedexp.export.soup import make_soup
 from embedexp.model.build import build_embedder
 from embedexp.model.manifest import MANIFEST, save_adapter
 
-from .conftest import TINY_OVERRIDES, compose_config
+from .conftest import TINY_OVERRIDES, command_config, compose_config
 
 TEXTS = ["A fast text editor", "Chess engine", "Library for parsing JSON documents in C"]
 
@@ -76,18 +76,13 @@ def test_runs_that_embed_differently_are_refused_by_name(runs, tmp_path):
         make_soup(cfg, runs[:2], tmp_path / "adapter", combination="mean")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known bug (issue #29): the soup command scores the average on float32 frozen weights, while eval of the "
-    "saved adapter reopens them as its runs held them: 0.1452 vs 0.1424 on model=tiny tasks=tiny",
-)
 def test_the_soup_command_saves_the_adapter_and_scores_it_as_eval_does(runs, tmp_path):
     from embedexp.cli.eval import evaluate
     from embedexp.cli.runner import run_job
     from embedexp.cli.soup import prepare, soup
 
     out = tmp_path / "soup"
-    cfg = compose_config("soup", [f"runs=[{runs[0]},{runs[1]}]", "tasks=tiny", "eval.precision=32"], out)
+    cfg = command_config("soup", [f"runs=[{runs[0]},{runs[1]}]", "tasks=tiny", "eval.precision=32"], out)
     mean = run_job(cfg, soup, prepare)  # the body of `python -m embedexp soup runs=[a,b] ...`
     souped = pd.read_csv(out / "eval_results.csv").iloc[0]
     assert souped["model"] == "soup(a, b)" and souped["clustering_mean"] == mean
