@@ -100,3 +100,18 @@ def test_the_result_file_renders_and_names_its_command(steps, tmp_path):
     table = read_result_table(path)
     assert len(table.rows) == 6 and "transfer mean" in table.columns and table.command == "python -m embedexp x"
     assert "| recipe_search_data | data/source@data.sources.only=debtags | 1 | finished |" in table.to_markdown()
+
+
+def test_a_later_report_keeps_the_earlier_rows_it_does_not_measure_again(steps, tmp_path):
+    path = tmp_path / "recipe_search.json"
+    write_search_result(path, [steps[0]], [], "python -m embedexp x", "t")
+    data_rows = read_result_table(path).rows
+    write_search_result(path, [steps[1]], [steps[2]], "python -m embedexp y", "t")  # the data step's folder is gone
+    table = pd.DataFrame(read_result_table(path).rows, columns=read_result_table(path).columns)
+    assert list(table["step"]) == ["recipe_search_data"] * 3 + ["recipe_search_loss"] * 2 + ["baseline"]
+    assert table.iloc[0]["transfer mean"] == pytest.approx(0.45) and len(data_rows) == 3
+    assert read_result_table(path).source["runs"] == 4  # the earlier call's 2 measured runs (one failed) and this call's 2
+    write_search_result(path, [steps[1]], [], "python -m embedexp y", "t")  # measured again: replaced, not repeated
+    assert len(read_result_table(path).rows) == 6
+    write_search_result(path, [steps[1]], [], "python -m embedexp y", "t", keep_previous=False)
+    assert len(read_result_table(path).rows) == 2

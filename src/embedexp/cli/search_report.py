@@ -21,6 +21,7 @@ def search_report(run: RunSetup) -> None:
         cfg.title,
         list(cfg.transfer_tasks),
         list(cfg.in_domain_tasks),
+        bool(cfg.keep_previous),
     )
     table = read_result_table(path)
     print(table.to_markdown())

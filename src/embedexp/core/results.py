@@ -122,7 +122,7 @@ def merge_sources(sources: list[dict]) -> dict:
     machines = [s.get("machine") or {} for s in sources]
     precisions = [m.get("precision") or {} for m in machines]
     phases = list(dict.fromkeys(k for p in precisions for k in p))
-    dates = sorted(str(s["date"]) for s in sources if s.get("date"))
+    dates = sorted(part for s in sources if s.get("date") for part in str(s["date"]).split(" to "))
     return {
         "git_commit": joined(s.get("git_commit") for s in sources),
         "date": dates[0] if dates and dates[0] == dates[-1] else (f"{dates[0]} to {dates[-1]}" if dates else None),
@@ -131,7 +131,7 @@ def merge_sources(sources: list[dict]) -> dict:
             "precision": {phase: joined(p.get(phase) for p in precisions) for phase in phases},
             "bf16_speedup": spread((m.get("precision_probe") or {}).get("bf16_speedup") for m in machines),
         },
-        "runs": len(sources),
+        "runs": sum(int(s.get("runs") or 1) for s in sources),  # a merged source counts the runs it stands for
     }
 
 

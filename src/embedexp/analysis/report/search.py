@@ -4,7 +4,9 @@ Each training job gives its step (the sweep folder), how its config differs (its
 bookkeeping), seed, status, training data (`collect.training_data`), pairs per source and the contamination check's
 record (`contamination.json`), minutes, every task's fine-tuned score, and the mean of the tasks no training source
 is near (`transfer_tasks`: 20 Newsgroups, StackOverflow, biomedical titles) with the Debian tasks (`in_domain_tasks`)
-and the zero-shot transfer mean beside it. Eval folders (a soup, all-MiniLM-L6-v2) join as rows of their own.
+and the zero-shot transfer mean beside it. Eval folders (a soup, all-MiniLM-L6-v2) join as rows of their own. Run
+folders do not outlive a session: writing into an existing result file keeps its rows that this call does not measure
+again, so the search grows across sessions.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from pathlib import Path
 from embedexp.analysis.report.baselines import read_baseline, results_file
 from embedexp.analysis.report.collect import DEFAULT_EXCLUDE, RunRecord, _kept, collect_runs
 from embedexp.analysis.report.result_file import cost_cells, job_metrics, job_source
-from embedexp.core.results import Cell, merge_sources, write_result_table
+from embedexp.core.results import Cell, ResultTable, merge_sources, read_result_table, write_result_table
 from embedexp.data.contamination_check import RESULT_FILE as CONTAMINATION_FILE
 
 TRANSFER = ("TwentyNewsgroupsSubjectsClustering", "StackOverflowTitlesClustering", "BiomedicalTitlesClustering")
@@ -99,6 +101,34 @@ def search_table(
     return [*HEAD, *tasks, *MEANS], rows, sources
 
 
+def row_key(row: dict[str, Cell]) -> tuple:
+    """What a row measures: (step, config, seed)."""
+    return row["step"], row["config"], row["seed"]
+
+
+def with_previous(
+    previous: ResultTable, columns: list[str], rows: list[list[Cell]], sources: list[dict]
+) -> tuple[list[str], list[list[Cell]], list[dict]]:
+    """`previous`'s rows that `rows` do not measure again, joined to them (columns matched by name, steps in the order
+    first seen, best transfer mean first within a step, soups and baselines last)."""
+    fresh = [dict(zip(columns, row)) for row in rows]
+    measured = {row_key(row) for row in fresh}
+    kept = [r for r in (dict(zip(previous.columns, row)) for row in previous.rows) if row_key(r) not in measured]
+    tasks = [c for c in dict.fromkeys([*previous.columns, *columns]) if c not in (*HEAD, *MEANS)]
+    tasks = [t for t in (*TRANSFER, *IN_DOMAIN) if t in tasks] + sorted(set(tasks) - {*TRANSFER, *IN_DOMAIN})
+    merged = [*HEAD, *tasks, *MEANS]
+    everything = kept + fresh
+    order = {step: i for i, step in enumerate(dict.fromkeys(r["step"] for r in everything))}
+    last = len(order)
+
+    def rank(row: dict[str, Cell]) -> tuple:
+        score = row.get("transfer mean")
+        return order[row["step"]] if row["step"] not in ("soup", "baseline") else last, score is None, -(score or 0.0)
+
+    table = [[row.get(c) for c in merged] for row in sorted(everything, key=rank)]
+    return merged, table, [previous.source, *sources] if kept else sources
+
+
 def write_search_result(
     result_file: str | Path,
     sweeps: Sequence[str | Path],
@@ -107,9 +137,13 @@ def write_search_result(
     title: str,
     transfer: Sequence[str] = TRANSFER,
     in_domain: Sequence[str] = IN_DOMAIN,
+    keep_previous: bool = True,
 ) -> Path:
-    """Write the search table as a result file (its source: the runs' own commits, dates and machines)."""
+    """Write the search table as a result file (its source: the runs' own commits, dates and machines); with
+    `keep_previous`, the rows of an existing `result_file` that these runs do not measure again stay."""
     columns, rows, sources = search_table(sweeps, evals, transfer, in_domain)
+    if keep_previous and Path(result_file).is_file():
+        columns, rows, sources = with_previous(read_result_table(result_file), columns, rows, sources)
     notes = (
         f"One row per run, not averaged. transfer mean: {', '.join(transfer)} (no training source is near them); "
         f"Debian mean: {', '.join(in_domain)}. Minutes: the run's wall time on the machine of the source line."
