@@ -7,6 +7,7 @@ import math
 import pytest
 import torch
 
+from embedexp.core.errors import ConfigError
 from embedexp.training.loss import InfoNCELoss
 
 
@@ -67,3 +68,19 @@ def test_single_pair_is_refused():
 def test_temperature_must_be_positive():
     with pytest.raises(ValueError, match="temperature"):
         InfoNCELoss(temperature=0.0)
+
+
+def test_a_candidate_closer_than_the_true_pair_is_left_out_only_with_the_false_negative_margin():
+    a = torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 0.1]])
+    p = torch.tensor([[0.6, 0.8], [0.1, 1.0], [1.0, 0.0]])  # anchor 0's own positive is far; positive 2 is near it
+    plain = InfoNCELoss(temperature=0.1)
+    masked = InfoNCELoss(temperature=0.1, false_negative_margin=0.1)
+    sims = plain.similarities(a, p)
+    keep = torch.tensor([[True, True, False], [True, True, True], [True, True, True]])  # cos(a0, p2) 1.0 > 0.6 + 0.1
+    logits = torch.where(keep, sims, torch.tensor(float("-inf"))) / 0.1
+    assert masked(a, p).item() == pytest.approx(torch.nn.functional.cross_entropy(logits, torch.arange(3)).item())
+    assert plain(a, p).item() > masked(a, p).item()
+    both = InfoNCELoss(temperature=0.1, symmetric=True, false_negative_margin=0.1)(a, p)
+    assert both.item() == pytest.approx((masked(a, p).item() + masked(p, a).item()) / 2, rel=1e-5)
+    with pytest.raises(ConfigError, match="loss.false_negative_margin"):
+        InfoNCELoss(false_negative_margin=-0.1)

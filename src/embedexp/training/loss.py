@@ -16,16 +16,36 @@ class InfoNCELoss(torch.nn.Module):
     logits[i, j] = (cos(a_i, c_j) - margin * [i == j]) / temperature over the candidates c = positives, then every
     hard negative of the batch (`negatives`, any number); cross-entropy against the diagonal.
     With `symmetric`, the positive-to-anchor direction (over the anchors only) is averaged in.
+    With `false_negative_margin` m (Qwen3-Embedding, arXiv 2506.05176: 0.1), a wrong candidate whose cosine to the
+    anchor exceeds the true pair's by more than m is taken for an unlabelled positive (another text of the same
+    category, where a source has few labels) and left out of that anchor's softmax.
     """
 
-    def __init__(self, temperature: float = 0.05, margin: float = 0.0, symmetric: bool = False) -> None:
+    def __init__(
+        self,
+        temperature: float = 0.05,
+        margin: float = 0.0,
+        symmetric: bool = False,
+        false_negative_margin: float | None = None,
+    ) -> None:
         """`temperature` scales the logits; `margin` is subtracted from the true pair's cosine."""
         super().__init__()
         if temperature <= 0:
             raise ValueError(f"loss.temperature must be > 0, got {temperature}")
+        if false_negative_margin is not None and false_negative_margin < 0:
+            raise ConfigError(f"loss.false_negative_margin must be >= 0 or null, got {false_negative_margin}")
         self.temperature = temperature
         self.margin = margin
         self.symmetric = symmetric
+        self.false_negative_margin = false_negative_margin
+
+    def mask_false_negatives(self, sims: torch.Tensor, true: torch.Tensor) -> torch.Tensor:
+        """`sims` [N, K] of each anchor to its wrong candidates, -inf where one beats the anchor's true cosine `true`
+        [N] by more than `false_negative_margin` (no gradient flows through the choice)."""
+        if self.false_negative_margin is None:
+            return sims
+        beaten = sims.detach() > true.detach()[:, None] + self.false_negative_margin
+        return sims.masked_fill(beaten, float("-inf"))
 
     def similarities(self, anchors: torch.Tensor, positives: torch.Tensor) -> torch.Tensor:
         """Cosine similarity matrix [N_anchors, N_positives]."""
@@ -42,15 +62,18 @@ class InfoNCELoss(torch.nn.Module):
                 f"(got {anchors.shape[0]}); raise data.batch_size"
             )
         sims = self.similarities(anchors, positives)
-        eye = torch.eye(sims.shape[0], device=sims.device, dtype=sims.dtype)
-        logits = (sims - self.margin * eye) / self.temperature
+        eye = torch.eye(sims.shape[0], device=sims.device, dtype=torch.bool)
+        true = sims.diagonal()
+        logits = torch.where(eye, sims - self.margin, self.mask_false_negatives(sims, true)) / self.temperature
         labels = torch.arange(sims.shape[0], device=sims.device)
         candidates = logits
         if negatives is not None and len(negatives):
-            candidates = torch.cat([logits, self.similarities(anchors, negatives) / self.temperature], dim=1)
+            hard = self.mask_false_negatives(self.similarities(anchors, negatives), true)
+            candidates = torch.cat([logits, hard / self.temperature], dim=1)
         loss = F.cross_entropy(candidates, labels)
         if self.symmetric:
-            loss = (loss + F.cross_entropy(logits.T, labels)) / 2
+            backward = torch.where(eye, sims - self.margin, self.mask_false_negatives(sims.T, true)) / self.temperature
+            loss = (loss + F.cross_entropy(backward, labels)) / 2
         return loss
 
 
@@ -68,9 +91,10 @@ class MatryoshkaLoss(InfoNCELoss):
         temperature: float = 0.05,
         margin: float = 0.0,
         symmetric: bool = False,
+        false_negative_margin: float | None = None,
     ) -> None:
         """`dims`: prefix sizes (ints, `full`); `weights`: one per dim (default 1 each)."""
-        super().__init__(temperature, margin, symmetric)
+        super().__init__(temperature, margin, symmetric, false_negative_margin)
         parsed = [None if d in (None, "full") else d for d in dims]
         if not parsed or any(d is not None and (not isinstance(d, int) or d < 1) for d in parsed):
             raise ConfigError(f"loss.dims must be positive integers or 'full', got {list(dims)}")
