@@ -110,7 +110,7 @@ def test_a_later_report_keeps_the_earlier_rows_it_does_not_measure_again(steps, 
     table = pd.DataFrame(read_result_table(path).rows, columns=read_result_table(path).columns)
     assert list(table["step"]) == ["recipe_search_data"] * 3 + ["recipe_search_loss"] * 2 + ["baseline"]
     assert table.iloc[0]["transfer mean"] == pytest.approx(0.45) and len(data_rows) == 3
-    assert read_result_table(path).source["runs"] == 4  # the earlier call's 2 measured runs (one failed) and this call's 2
+    assert read_result_table(path).source["runs"] == 4  # the earlier call's 2 measured runs and this call's 2
     write_search_result(path, [steps[1]], [], "python -m embedexp y", "t")  # measured again: replaced, not repeated
     assert len(read_result_table(path).rows) == 6
     write_search_result(path, [steps[1]], [], "python -m embedexp y", "t", keep_previous=False)
