@@ -31,8 +31,13 @@ from embedexp.core.run_setup import setup_run
 from embedexp.model.build import build_embedder
 
 HERE = Path(__file__).resolve().parent
-RECIPE = ["experiment=recipe_cpu", "seed=1", "prefix_store=null", "callbacks.clustering_eval=null",
-          "optimizer.fused=false"]  # every lever off, whatever the config defaults to
+RECIPE = [
+    "experiment=recipe_cpu",
+    "seed=1",
+    "prefix_store=null",
+    "callbacks.clustering_eval=null",
+    "optimizer.fused=false",
+]  # every lever off, whatever the config defaults to
 QUICK = ["model=tiny", "model.compile=false", "data.source.max_pairs=64", "data.batch_size=8"]
 # (label, overrides): every lever alone; the last row switches on those named by --together
 LEVERS = {

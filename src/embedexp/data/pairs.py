@@ -27,6 +27,8 @@ def first_pairs(candidates, exclude, origin: str, max_pairs: int | None) -> list
     if exclude is not None:
         return exclude.drop(candidates, origin, limit=max_pairs)
     return [pair for _, pair in zip(range(max_pairs or 1 << 62), candidates)]
+
+
 NEG_COLUMN = "text_neg"
 
 

@@ -116,8 +116,11 @@ def training_data(job_dir: Path) -> str | None:
     if not isinstance(data, dict):
         return None
     if isinstance(data.get("sources"), dict):
-        shares = [f"{name} {node.get('pairs') if node.get('pairs') is not None else node.get('weight', 1.0)}"
-                  for name, node in data["sources"].items() if node]
+        shares = [
+            f"{name} {node.get('pairs') if node.get('pairs') is not None else node.get('weight', 1.0)}"
+            for name, node in data["sources"].items()
+            if node
+        ]
         return f"mixture {data.get('total_pairs')} ({data.get('batching')}): " + ", ".join(shares)
     source = data.get("source") or {}
     kind = str(source.get("_target_", "?")).rsplit(".", 1)[-1]
