@@ -2,7 +2,7 @@
 
 A page marks what is rendered; the text between a marker and its end marker is replaced:
 
-    <!-- result: results/recipe.json [transpose] [labels=config,stage] [where=stage:fine_*] [hide=n,config]
+    <!-- result: results/recipe.json [transpose] [labels=config,stage] [where=stage:fine_*|baseline] [hide=n,config]
          [show=config,stage,clustering_mean] [overlaps=clustering_mean] [digits=3] [pending="make recipe"] -->
     (the table, which neighbours' intervals overlap (`overlaps=`), the file's notes, and a `Source:` line naming its
     command, commit, date and machine)

@@ -115,3 +115,12 @@ def test_config_groups_come_from_the_yaml_comments(project):
     render.render_all(root)
     first_line = (PROJECT_ROOT / "conf" / "pooling" / "mean.yaml").read_text().splitlines()[0].lstrip("# ")
     assert f"| `pooling` | `mean` (default) | {first_line} |" in page.read_text()
+
+
+def test_where_keeps_the_rows_matching_any_of_its_globs():
+    from embedexp.core.result_views import select_rows
+    from embedexp.core.results import ResultTable
+
+    table = ResultTable("t", ["step", "x"], [["search_data", 1], ["search_loss", 2], ["baseline", 3]], "cmd")
+    assert [r[1] for r in select_rows(table, "step:search_*").rows] == [1, 2]
+    assert [r[1] for r in select_rows(table, "step:search_data|baseline").rows] == [1, 3]

@@ -26,12 +26,13 @@ def score(cell) -> tuple[float, float] | None:
 
 
 def select_rows(table: ResultTable, where: str | None) -> ResultTable:
-    """The table restricted to rows whose `<column>:<glob>` cell matches (`where`; all rows without it)."""
+    """The table restricted to rows whose `<column>:<glob>[|<glob>...]` cell matches one glob (`where`; all rows
+    without it)."""
     if not where:
         return table
     column, _, pattern = where.partition(":")
     index = table.columns.index(column)
-    rows = [row for row in table.rows if fnmatch.fnmatchcase(str(row[index]), pattern)]
+    rows = [row for row in table.rows if any(fnmatch.fnmatchcase(str(row[index]), p) for p in pattern.split("|"))]
     return ResultTable(table.title, table.columns, rows, table.command, table.source, table.notes)
 
 
