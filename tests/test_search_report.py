@@ -34,6 +34,7 @@ def search_step(root, name: str, jobs: list[tuple[list[str], dict | None, int]])
         (job / ".hydra" / "config.yaml").write_text(yaml.safe_dump(config))
         if values is not None:
             metrics = json.loads((job / "metrics.json").read_text()) | {"time/total_s": 600.0 + 60 * num}
+            metrics["throughput/cached_share"] = 0.25
             (job / "metrics.json").write_text(json.dumps(metrics))
             check = {"pairs": 3000, "texts": 6000, "contaminated_texts": 0, "unchecked": {}}
             check["sources"] = {"data.sources.only": 3000}
@@ -92,7 +93,7 @@ def test_every_run_is_one_row_with_its_record_best_transfer_first(steps):
     assert failed["status"] == "failed: DataError: no groff" and pd.isna(failed["transfer mean"])
     assert list(table.loc[table["step"] == "recipe_search_loss", "seed"]) == [2, 1]  # each seed its own row, best first
     assert table.iloc[-1]["config"] == "all-MiniLM-L6-v2" and table.iloc[-1]["transfer mean"] == pytest.approx(0.52)
-    assert columns[8 : 8 + len(TASKS)] == TASKS
+    assert columns[9 : 9 + len(TASKS)] == TASKS and first["store share"] == 0.25
 
 
 def test_the_result_file_renders_and_names_its_command(steps, tmp_path):

@@ -23,7 +23,7 @@ from embedexp.data.contamination_check import RESULT_FILE as CONTAMINATION_FILE
 
 TRANSFER = ("TwentyNewsgroupsSubjectsClustering", "StackOverflowTitlesClustering", "BiomedicalTitlesClustering")
 IN_DOMAIN = ("DebianShortDescSectionClustering", "DebianLongDescSectionClustering")
-HEAD = ["step", "config", "seed", "status", "data", "pairs", "contamination", "minutes"]
+HEAD = ["step", "config", "seed", "status", "data", "pairs", "contamination", "minutes", "store share"]
 MEANS = ["transfer mean", "zero-shot transfer mean", "Debian mean", "clustering_mean"]
 
 
@@ -61,11 +61,14 @@ def run_row(record: RunRecord, tasks: list[str], transfer: Sequence[str], in_dom
     """One training job's row."""
     fine, zero = record.scores.get("fine_tuned", {}), record.scores.get("zero_shot", {})
     pairs, contamination = contamination_record(record.job_dir)
-    minutes = cost_cells([job_metrics(record.job_dir)])[0]
+    metrics = job_metrics(record.job_dir)
+    minutes = cost_cells([metrics])[0]
+    stored = metrics.get("throughput/cached_share")  # the frozen layers' share read from the store: fewer minutes
     status = record.status if record.finished else f"{record.status}: {record.reason or ''}".rstrip(": ")
     step = record.overrides.get("experiment") or Path(record.sweep).name  # a step is an experiment=recipe_search_*
     head = [step, config_difference(record, exclude), record.seed, status]
     head += [record.overrides.get("training_data", ""), pairs, contamination, minutes]
+    head += [round(stored, 3) if isinstance(stored, int | float) else None]
     means = [mean_of(fine, transfer), mean_of(zero, transfer), mean_of(fine, in_domain), fine.get("clustering_mean")]
     return head + [fine.get(task) for task in tasks] + means
 
@@ -73,7 +76,7 @@ def run_row(record: RunRecord, tasks: list[str], transfer: Sequence[str], in_dom
 def eval_row(folder: str | Path, tasks: list[str], transfer: Sequence[str], in_domain: Sequence[str]) -> list:
     """A soup's or a baseline model's eval folder as a row (no training: no data, pairs or minutes)."""
     model, _, scores = read_baseline(results_file(folder))
-    head = ["soup" if model.startswith("soup(") else "baseline", model, "-", "finished", "", "", "", ""]
+    head = ["soup" if model.startswith("soup(") else "baseline", model, "-", "finished", "", "", "", "", None]
     means = [mean_of(scores, transfer), None, mean_of(scores, in_domain), scores.get("clustering_mean")]
     return head + [scores.get(task) for task in tasks] + means
 
@@ -146,6 +149,8 @@ def write_search_result(
         columns, rows, sources = with_previous(read_result_table(result_file), columns, rows, sources)
     notes = (
         f"One row per run, not averaged. transfer mean: {', '.join(transfer)} (no training source is near them); "
-        f"Debian mean: {', '.join(in_domain)}. Minutes: the run's wall time on the machine of the source line."
+        f"Debian mean: {', '.join(in_domain)}. Minutes: the run's wall time on the machine of the source line; store "
+        "share: the part of the training batches whose frozen layers were read from the prefix store (runs sharing "
+        "texts with an earlier one), which shortens the minutes."
     )
     return write_result_table(result_file, title, columns, rows, command, notes=notes, source=merge_sources(sources))
