@@ -190,6 +190,7 @@ def test_recipe_cpu_is_three_seeds_of_the_chosen_recipe():
     recipe = hydra_compose(["experiment=recipe_cpu"])
     assert len(sweep_axes(["experiment=recipe_cpu"])["seed"]) >= 3
     assert recipe.pooling._target_.endswith(".MeanPooling") and recipe.prompt.name == "eol"
-    assert recipe.data.source.pairing == "short_long" and recipe.data.source.max_pairs == 3000
+    assert set(recipe.data.sources) == {"debian", "debtags"} and recipe.data.total_pairs == 10000  # the search's best
+    assert recipe.data.sources.debian.pairing == "short_long"
     assert list(recipe.tasks) == list(hydra_compose([]).tasks)  # the tasks of tasks=offline, like make run ...
     assert {task.n_docs for task in recipe.tasks.values()} == {1000}  # ... at the fidelity study's callback size
