@@ -79,7 +79,7 @@ def main() -> None:
     args = parser.parse_args()
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
         cfg = compose(config_name="train", overrides=[f"paths.cache_dir={CACHE_DIR}", *args.overrides])
-    steps_per_epoch = cfg.data.source.max_pairs // cfg.data.batch_size
+    steps_per_epoch = (cfg.data.get("total_pairs") or cfg.data.source.max_pairs) // cfg.data.batch_size
     header(
         f"clustering callback vs one epoch of {' '.join(args.overrides) or 'the default run'} "
         f"({steps_per_epoch} steps of {cfg.data.batch_size} pairs)"

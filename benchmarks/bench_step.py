@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 import lightning as L
-from common import header
+from common import RECIPE_WORKLOAD, header
 from hydra.utils import instantiate
 from time_steps import compose
 
@@ -32,7 +32,7 @@ from embedexp.model.build import build_embedder
 
 HERE = Path(__file__).resolve().parent
 RECIPE = [
-    "experiment=recipe_cpu",
+    *RECIPE_WORKLOAD,
     "seed=1",
     "prefix_store=null",
     "callbacks.clustering_eval=null",

@@ -35,7 +35,7 @@ import time
 from datetime import date, datetime
 from pathlib import Path
 
-from common import CACHE_DIR, SHARED
+from common import CACHE_DIR, RECIPE_WORKLOAD, SHARED
 from sweep_logs import sweep_jobs
 from sweep_tables import GRID_COLUMNS, SWEEP_COLUMNS, grid_rows, max_difference, quality_rows, sweep_rows
 
@@ -261,7 +261,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--baseline-ref", default="21a67c3", help="commit or ref to compare with (a worktree)")
     parser.add_argument("--parts", nargs="+", default=["sweep", "grid"], choices=["sweep", "grid"])
     parser.add_argument("--seeds", default="1,2,3", help="the sweep's seeds, comma-separated")
-    parser.add_argument("--overrides", nargs="*", default=["experiment=recipe_cpu"], help="the sweep's overrides")
+    parser.add_argument("--overrides", nargs="*", default=RECIPE_WORKLOAD, help="the sweep's overrides")
     parser.add_argument("--poolings", default="mean,last,weighted_mean,max,concat", help="the grid's poolings")
     parser.add_argument("--prompts", default="none,eol,cluster", help="the grid's prompts")
     parser.add_argument("--grid-overrides", nargs="*", default=["tasks=offline_1000"], help="the grid's overrides")

@@ -32,7 +32,7 @@ from datetime import date
 from pathlib import Path
 
 import torch
-from common import CACHE_DIR, EOL, header
+from common import CACHE_DIR, EOL, RECIPE_WORKLOAD, header
 
 from embedexp.core.config import PROJECT_ROOT
 from embedexp.core.hardware import compute_dtype, configure_threads, cpu_capability, cpu_model, resolve_precision
@@ -42,7 +42,7 @@ from embedexp.model.flops import FlopCounter
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
-RECIPE = ["experiment=recipe_cpu", "seed=1"]
+RECIPE = [*RECIPE_WORKLOAD, "seed=1"]
 # cumulative changes: (label, overrides on top of RECIPE, extra time_steps.py flags); this tree's first row switches
 # every change off and so repeats the baseline's computation through today's code
 CHANGES = [
