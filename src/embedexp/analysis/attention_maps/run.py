@@ -15,6 +15,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from embedexp.analysis.attention_maps.analysis import ModelAttention, analyse, load_texts
 from embedexp.analysis.attention_maps.plots import plot_heatmap, plot_shares_by_layer
+from embedexp.analysis.attention_maps.shares import SHARE_NAMES
 from embedexp.analysis.attention_maps.tables import share_frame, summary_frame, summary_markdown, token_frame, top_frame
 from embedexp.core.atomic import atomic_file, atomic_write_text
 from embedexp.core.errors import ConfigError
@@ -92,7 +93,7 @@ def log_to_wandb(cfg: DictConfig, frames: dict[str, pd.DataFrame], images: list[
         run.log({f"attention/{name}": wandb.Table(dataframe=frame) for name, frame in frames.items()})
         run.log({f"attention/{path.stem}": wandb.Image(str(path)) for path in images})
         for row in frames["attention_summary"].to_dict("records"):
-            for share in ("prompt", "text", "sink"):
+            for share in SHARE_NAMES:
                 run.summary[f"attention/{row['model']}/{row['scope']}/{share}"] = row[share]
     finally:
         run.finish()
