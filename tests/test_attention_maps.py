@@ -19,6 +19,7 @@ from embedexp.analysis.attention_maps.analysis import analyse, load_texts
 from embedexp.analysis.attention_maps.run import run_analysis
 from embedexp.analysis.attention_maps.shares import top_text_tokens
 from embedexp.core.errors import ConfigError, DataError
+from embedexp.core.results import read_result_table
 from embedexp.model.build import build_embedder
 from embedexp.model.embedder import Embedder
 from embedexp.model.pooling import FinalTokenAttentionPooling, MeanPooling, weighted_average
@@ -216,6 +217,29 @@ def test_python_m_runs_base_and_adapter_and_writes_everything(tmp_path, monkeypa
     assert "finetuned" in text and "mean over layers" in text and "last analysed layer (1)" in text
     runs = list((out / "wandb").glob("offline-run-*"))
     assert len(runs) == 1 and any(runs[0].glob("*.wandb"))
+
+
+def test_result_file_holds_each_models_shares_per_layer_and_their_mean(tmp_path, monkeypatch):
+    make_adapter(compose_config("attention_maps", ["model=tiny"], tmp_path), tmp_path / "adapter")
+    (tmp_path / "titles.txt").write_text("\n".join(TEXTS) + "\n")
+    monkeypatch.chdir(tmp_path)  # relative paths, as the docs' command gives them
+    args = ["model=tiny", "texts_file=titles.txt", "max_texts=3", "adapter_path=adapter", "result_file=out/att.json"]
+    monkeypatch.setattr(sys, "argv", ["embedexp.cli.attention_maps", *args, f"hydra.run.dir={tmp_path / 'run'}"])
+    runpy.run_module("embedexp.cli.attention_maps", run_name="__main__")
+    table = read_result_table(tmp_path / "out" / "att.json")
+    assert table.columns == ["model", "layer", "prompt", "text", "sink", "final"]
+    assert [row[:2] for row in table.rows] == [[m, layer] for m in ("base", "finetuned") for layer in (0, 1, "mean")]
+    shares = pd.DataFrame(table.rows, columns=table.columns)
+    assert shares[["prompt", "text", "sink", "final"]].sum(axis=1).between(1 - 1e-5, 1 + 1e-5).all()
+    assert (shares["final"] > 0).all() and (shares["text"] > 0).all()
+    for model, rows in shares.groupby("model"):  # the mean row is the mean of the layer rows
+        layers, mean = rows[rows["layer"] != "mean"], rows[rows["layer"] == "mean"]
+        assert layers["final"].mean() == pytest.approx(mean["final"].item(), abs=1e-5), model
+    assert table.command.startswith("python -m embedexp attention_maps model=tiny texts_file=titles.txt")
+    assert "result_file=out/att.json" in table.command and str(tmp_path) not in table.command
+    assert table.source["machine"]["precision"] == {"attention": "float32 weights, no autocast"}
+    assert "the first 3 texts of titles.txt" in table.notes and "prompt + text + sink + final = 1" in table.notes
+    assert "base vs fine-tuned" in table.title
 
 
 def test_bad_layer_is_a_config_error(tmp_path):
