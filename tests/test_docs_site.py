@@ -116,6 +116,23 @@ def test_a_plot_legend_never_covers_its_bars(columns):
     assert legends_clear_of_axes(figure), "legend on the data"
 
 
+def test_a_line_plot_draws_a_line_per_series_and_column_named_below_the_axes():
+    from embedexp.analysis.report.result_plot import draw
+    from embedexp.core.result_views import select_rows
+
+    rows = [[m, layer, 0.1 * layer + 0.2, 0.5] for m in ("base", "finetuned") for layer in (0, 1, 2)]
+    rows += [["base", "mean", 0.3, 0.5], ["finetuned", "mean", 0.3, 0.5]]
+    table = select_rows(ResultTable("t", ["model", "layer", "prompt", "text"], rows, "c"), "layer:[0-9]*")
+    figure = draw(table, {"x": "layer", "y": "prompt,text", "series": "model"})
+    figure.canvas.draw()
+    lines = figure.axes[0].get_legend_handles_labels()[1]
+    assert lines == ["base · prompt", "base · text", "finetuned · prompt", "finetuned · text"]
+    assert legends_clear_of_axes(figure) and len(figure.legends) == 1
+    assert [t.get_text() for t in figure.axes[0].get_xticklabels()] == ["0", "1", "2"]  # the mean rows left out
+    single = draw(table, {"x": "layer", "y": "prompt", "series": "model"})
+    assert single.axes[0].get_legend_handles_labels()[1] == ["base", "finetuned"]
+
+
 def test_a_line_marker_names_each_row_and_its_source(tmp_path):
     from embedexp.core.results import write_result_table
 
