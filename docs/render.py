@@ -13,7 +13,7 @@ A page marks what is rendered; the text between a marker and its end marker is r
     <!-- /line -->
 
     <!-- plot: results/recipe.json [columns=clustering_mean,*Clustering] [where=...] [name=recipe]
-         [x=n_docs y=spearman low=ci_low high=ci_high] [pending=...] -->
+         [x=n_docs y=spearman low=ci_low high=ci_high] [x=layer y=prompt,text series=model] [pending=...] -->
     ![title](img/recipe.png)
     <!-- /plot -->
 
@@ -26,7 +26,8 @@ as a note naming the command that writes it (`pending=`). Rows are named by what
 (`embedexp.core.result_views`: the `labels=` columns, by default a report's config and stage, without `all runs`);
 floats print at the decimals their column needs (at most `digits=`, default 4). Plots are PNGs in docs/img/
 (`embedexp.analysis.report.result_plot`): grouped bars of the `mean ± CI` (or plain float) columns, one bar per row,
-the legend below the axes, or with `x=`/`y=` a line with `low=`/`high=` as its interval.
+the legend below the axes, or with `x=`/`y=` a line with `low=`/`high=` as its interval (several `y=` columns: a
+line each; `series=<column>`: a line per value of that column, e.g. each model).
 Each PNG carries the SHA-256 of its result file and marker in its metadata, so a stale plot is found without
 comparing pixels.
 

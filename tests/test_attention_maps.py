@@ -19,6 +19,7 @@ from embedexp.analysis.attention_maps.analysis import analyse, load_texts
 from embedexp.analysis.attention_maps.run import run_analysis
 from embedexp.analysis.attention_maps.shares import top_text_tokens
 from embedexp.core.errors import ConfigError, DataError
+from embedexp.core.results import read_result_table
 from embedexp.model.build import build_embedder
 from embedexp.model.embedder import Embedder
 from embedexp.model.pooling import FinalTokenAttentionPooling, MeanPooling, weighted_average
@@ -35,9 +36,9 @@ OUTPUTS = ["attention_shares.csv", "attention_tokens.csv", "top_tokens.csv", "at
 def hand_built(side: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Two rows padded to width 6 on `side`: an eol-like row (prompt, text, prompt) and a text-only row."""
     rows = [
-        # sink(prompt) prompt text text prompt : 5 real tokens
+        # sink(prompt) prompt text text final(prompt) : 5 real tokens
         ([0.5, 0.1, 0.2, 0.1, 0.1], [0, 0, 1, 1, 0]),
-        # text-only ('none' prompt): the first text token is the sink
+        # text-only ('none' prompt): the first text token is the sink, the last one the final token
         ([0.6, 0.3, 0.1], [1, 1, 1]),
     ]
     attention, mask, text = torch.zeros(2, 6), torch.zeros(2, 6, dtype=torch.long), torch.zeros(2, 6, dtype=torch.long)
@@ -53,14 +54,15 @@ def hand_built(side: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
 def test_hand_built_attention_gives_expected_shares(side):
     attention, mask, text = hand_built(side)
     shares = attention_shares(attention, mask, text)
-    assert torch.allclose(shares["prompt"], torch.tensor([0.2, 0.0]))
-    assert torch.allclose(shares["text"], torch.tensor([0.3, 0.4]))
+    assert torch.allclose(shares["prompt"], torch.tensor([0.1, 0.0]))
+    assert torch.allclose(shares["text"], torch.tensor([0.3, 0.3]))
     assert torch.allclose(shares["sink"], torch.tensor([0.5, 0.6]))
+    assert torch.allclose(shares["final"], torch.tensor([0.1, 0.1]))  # the last token's attention to itself
     # the same rows as [B, L, H, T] (two layers, three heads; layer 1 scaled, which normalisation undoes)
     stacked = torch.stack([attention, 3 * attention], dim=1).unsqueeze(2).expand(2, 2, 3, 6)
     per_head = attention_shares(stacked, mask, text)
     assert per_head["text"].shape == (2, 2, 3)
-    assert torch.allclose(per_head["text"], torch.tensor([0.3, 0.4]).view(2, 1, 1).expand(2, 2, 3))
+    assert torch.allclose(per_head["text"], torch.tensor([0.3, 0.3]).view(2, 1, 1).expand(2, 2, 3))
 
 
 @pytest.mark.parametrize("side", ["left", "right"])
@@ -71,7 +73,11 @@ def test_token_kinds_partition_real_tokens(side):
     assert torch.equal(total, mask)
     offset = 1 if side == "left" else 0
     assert kinds["sink"][0].nonzero().item() == offset and kinds["sink"][1].nonzero().item() == 3 * offset
-    assert kinds["text"][1].sum() == 2  # the text-only row: its first token is the sink, not text
+    last = [5, 5] if side == "left" else [4, 2]
+    assert [kinds["final"][row].nonzero().item() for row in range(2)] == last
+    assert kinds["text"][1].sum() == 1  # the text-only row: its first token is the sink, its last the final token
+    one = token_kinds(torch.tensor([[0, 1, 0]]), torch.tensor([[0, 1, 0]]))  # one real token: the sink, not final
+    assert one["sink"].sum() == 1 and one["final"].sum() == 0
 
 
 @settings(max_examples=50, deadline=None)
@@ -86,11 +92,11 @@ def test_shares_sum_to_one_for_any_masks(data, batch_size, width, n_layers):
     assert torch.allclose(sum(shares.values()), torch.ones(batch_size, n_layers), atol=1e-6)
 
 
-def test_top_text_tokens_skip_prompt_and_sink():
+def test_top_text_tokens_skip_prompt_sink_and_final():
     attention, mask, text = hand_built("left")
     top = top_text_tokens(attention, mask, text, k=5)
     assert top[0] == [(3, pytest.approx(0.2)), (4, pytest.approx(0.1))]
-    assert [position for position, _ in top[1]] == [4, 5]  # position 3 is the sink
+    assert [position for position, _ in top[1]] == [4]  # position 3 is the sink, 5 the final token
     with pytest.raises(ValueError, match=r"\[B, T\]"):
         top_text_tokens(attention.unsqueeze(1), mask, text, k=2)
 
@@ -148,6 +154,8 @@ def test_shares_sum_to_one_and_agree_for_left_and_right_padding(eager_tiny, prom
         assert torch.allclose(left.shares[name], right.shares[name], atol=1e-5)
     example = left.examples[2]
     assert example.weights.shape == (2, heads, len(example.tokens)) and example.kinds[0] == "sink"
+    assert example.kinds[-1] == "final" and example.kinds.count("final") == 1
+    assert (left.shares["final"] > 0).all()  # causal attention always keeps some mass on the token itself
     if prompt is NONE:
         assert left.shares["prompt"].abs().max() < 1e-6  # no prompt: only text and sink
         assert "".join(example.tokens) == TEXTS[2]
@@ -195,7 +203,8 @@ def test_python_m_runs_base_and_adapter_and_writes_everything(tmp_path, monkeypa
     n_texts, n_layers, n_heads = 8, 2, 4
     assert len(shares) == 2 * n_texts * n_layers * (1 + n_heads)  # models × examples × layers × (mean + heads)
     assert shares["total"].between(1 - 1e-5, 1 + 1e-5).all()
-    means = shares[shares["head"] == "mean"].groupby("model")[["prompt_share", "text_share", "sink_share"]].mean()
+    columns = ["prompt_share", "text_share", "sink_share", "final_share"]
+    means = shares[shares["head"] == "mean"].groupby("model")[columns].mean()
     assert (means.loc["base"] - means.loc["finetuned"]).abs().max() > 1e-4  # the adapter changed the attention
     tokens = pd.read_csv(out / "attention_tokens.csv")
     assert {"model", "example", "position", "token", "kind", "L0", "L1", "mean", "L1.h3"} <= set(tokens.columns)
@@ -203,11 +212,34 @@ def test_python_m_runs_base_and_adapter_and_writes_everything(tmp_path, monkeypa
     assert (top.groupby(["model", "example"]).size() == 5).all() and (top["attention"] > 0).all()
     summary = pd.read_csv(out / "attention_summary.csv")
     assert list(summary["model"]) == ["base"] * 2 + ["finetuned"] * 2 + ["change (finetuned - base)"] * 2
-    assert summary[["prompt", "text", "sink"]].iloc[:4].sum(axis=1).between(1 - 1e-5, 1 + 1e-5).all()
+    assert summary[["prompt", "text", "sink", "final"]].iloc[:4].sum(axis=1).between(1 - 1e-5, 1 + 1e-5).all()
     text = (out / "attention_summary.md").read_text()
     assert "finetuned" in text and "mean over layers" in text and "last analysed layer (1)" in text
     runs = list((out / "wandb").glob("offline-run-*"))
     assert len(runs) == 1 and any(runs[0].glob("*.wandb"))
+
+
+def test_result_file_holds_each_models_shares_per_layer_and_their_mean(tmp_path, monkeypatch):
+    make_adapter(compose_config("attention_maps", ["model=tiny"], tmp_path), tmp_path / "adapter")
+    (tmp_path / "titles.txt").write_text("\n".join(TEXTS) + "\n")
+    monkeypatch.chdir(tmp_path)  # relative paths, as the docs' command gives them
+    args = ["model=tiny", "texts_file=titles.txt", "max_texts=3", "adapter_path=adapter", "result_file=out/att.json"]
+    monkeypatch.setattr(sys, "argv", ["embedexp.cli.attention_maps", *args, f"hydra.run.dir={tmp_path / 'run'}"])
+    runpy.run_module("embedexp.cli.attention_maps", run_name="__main__")
+    table = read_result_table(tmp_path / "out" / "att.json")
+    assert table.columns == ["model", "layer", "prompt", "text", "sink", "final"]
+    assert [row[:2] for row in table.rows] == [[m, layer] for m in ("base", "finetuned") for layer in (0, 1, "mean")]
+    shares = pd.DataFrame(table.rows, columns=table.columns)
+    assert shares[["prompt", "text", "sink", "final"]].sum(axis=1).between(1 - 1e-5, 1 + 1e-5).all()
+    assert (shares["final"] > 0).all() and (shares["text"] > 0).all()
+    for model, rows in shares.groupby("model"):  # the mean row is the mean of the layer rows
+        layers, mean = rows[rows["layer"] != "mean"], rows[rows["layer"] == "mean"]
+        assert layers["final"].mean() == pytest.approx(mean["final"].item(), abs=1e-5), model
+    assert table.command.startswith("python -m embedexp attention_maps model=tiny texts_file=titles.txt")
+    assert "result_file=out/att.json" in table.command and str(tmp_path) not in table.command
+    assert table.source["machine"]["precision"] == {"attention": "float32 weights, no autocast"}
+    assert "the first 3 texts of titles.txt" in table.notes and "prompt + text + sink + final = 1" in table.notes
+    assert "base vs fine-tuned" in table.title
 
 
 def test_bad_layer_is_a_config_error(tmp_path):

@@ -26,8 +26,9 @@ PENDING = {
     "results/synthetic.json": "python -m embedexp report <make run folder> <synthetic run folders> "
     "result_file=results/synthetic.json",
     "results/fidelity.json": "python -m embedexp fidelity <the search's run folders> result_file=results/fidelity.json",
-    "results/attention.json": "python -m embedexp attention_maps prompt=eol adapter_path=<recipe seed-1 run>/adapter "
-    "result_file=results/attention.json",
+    "results/attention.json": "python -m embedexp attention_maps "
+    "texts_file=../shared/clustering_data/stackoverflow_titles.jsonl.gz text_column=sentences max_texts=32 "
+    "adapter_path=<recipe run>/adapter result_file=results/attention.json",
     "results/make_run_avx2.json": "ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2 make measure-run "
     "MEASURE_RUN_FILE=results/make_run_avx2.json",
     "benchmarks/results/callback.json": "make bench (bench_callback.py writes benchmarks/results/callback.json)",
@@ -114,6 +115,23 @@ def test_a_plot_legend_never_covers_its_bars(columns):
     figure = draw(table, {"columns": columns})
     figure.canvas.draw()
     assert legends_clear_of_axes(figure), "legend on the data"
+
+
+def test_a_line_plot_draws_a_line_per_series_and_column_named_below_the_axes():
+    from embedexp.analysis.report.result_plot import draw
+    from embedexp.core.result_views import select_rows
+
+    rows = [[m, layer, 0.1 * layer + 0.2, 0.5] for m in ("base", "finetuned") for layer in (0, 1, 2)]
+    rows += [["base", "mean", 0.3, 0.5], ["finetuned", "mean", 0.3, 0.5]]
+    table = select_rows(ResultTable("t", ["model", "layer", "prompt", "text"], rows, "c"), "layer:[0-9]*")
+    figure = draw(table, {"x": "layer", "y": "prompt,text", "series": "model"})
+    figure.canvas.draw()
+    lines = figure.axes[0].get_legend_handles_labels()[1]
+    assert lines == ["base · prompt", "base · text", "finetuned · prompt", "finetuned · text"]
+    assert legends_clear_of_axes(figure) and len(figure.legends) == 1
+    assert [t.get_text() for t in figure.axes[0].get_xticklabels()] == ["0", "1", "2"]  # the mean rows left out
+    single = draw(table, {"x": "layer", "y": "prompt", "series": "model"})
+    assert single.axes[0].get_legend_handles_labels()[1] == ["base", "finetuned"]
 
 
 def test_a_line_marker_names_each_row_and_its_source(tmp_path):

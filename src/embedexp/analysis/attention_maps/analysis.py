@@ -10,6 +10,7 @@ from embedexp.analysis.attention_maps.shares import SHARE_NAMES, attention_share
 from embedexp.core.errors import DataError
 from embedexp.data.reader import read_texts
 from embedexp.model.embedder import Embedder
+from embedexp.model.manifest import frozen_dtype_name
 
 
 @dataclass
@@ -35,6 +36,7 @@ class ModelAttention:
     examples: list[ExampleAttention]
     shares: dict[str, torch.Tensor]  # share name -> [N, L] (heads averaged)
     head_shares: dict[str, torch.Tensor]  # share name -> [N, L, H]
+    dtype: str = "float32"  # the base weights' dtype the attention was computed in (no autocast)
 
 
 def token_label(tokenizer, token_id: int) -> str:
@@ -74,6 +76,7 @@ def analyse(
         examples,
         {k: torch.cat(v) for k, v in shares.items()},
         {k: torch.cat(v) for k, v in head_shares.items()},
+        frozen_dtype_name(embedder.model),
     )
 
 

@@ -16,7 +16,7 @@ from embedexp.analysis.attention_maps.analysis import ExampleAttention, ModelAtt
 from embedexp.analysis.attention_maps.shares import SHARE_NAMES  # noqa: E402
 from embedexp.core.atomic import atomic_file  # noqa: E402
 
-KIND_COLORS = {"sink": "tab:red", "prompt": "dimgray", "text": "black"}
+KIND_COLORS = {"sink": "tab:red", "prompt": "dimgray", "text": "black", "final": "tab:blue"}
 MODEL_COLORS = ["tab:blue", "tab:orange", "tab:green", "tab:purple"]
 FLOOR = 1e-4  # attention below this is drawn as this (log colour scale)
 
@@ -53,15 +53,16 @@ def plot_heatmap(example: ExampleAttention, layers: tuple[int, ...], title: str,
     ax.set_yticks(range(0, n_layers, step))
     ax.set_yticklabels([str(layers[i]) for i in range(0, n_layers, step)], fontsize=8)
     ax.set_ylabel("layer")
-    ax.set_xlabel("input token (bold black: text, grey: prompt, red: sink)")
+    ax.set_xlabel("input token (bold black: text, grey: prompt, red: sink, blue: final)")
     ax.set_title(title, fontsize=10)
     fig.colorbar(image, ax=ax, label="attention of the last token (mean over heads)")
     return save_figure(fig, path)
 
 
 def plot_shares_by_layer(results: list[ModelAttention], path: Path) -> Path:
-    """Grouped bars per layer of the prompt / text / sink shares (mean ± std over examples), one bar per model."""
-    fig, axes = plt.subplots(len(SHARE_NAMES), 1, figsize=(max(7.0, 0.4 * len(results[0].layers) + 2), 8), sharex=True)
+    """Grouped bars per layer of each share (mean ± std over examples), one bar per model."""
+    size = (max(7.0, 0.4 * len(results[0].layers) + 2), 2.0 * len(SHARE_NAMES) + 2)
+    fig, axes = plt.subplots(len(SHARE_NAMES), 1, figsize=size, sharex=True)
     width = 0.8 / len(results)
     for m, result in enumerate(results):
         x = np.arange(len(result.layers)) + (m - (len(results) - 1) / 2) * width
@@ -80,5 +81,5 @@ def plot_shares_by_layer(results: list[ModelAttention], path: Path) -> Path:
     axes[-1].set_xticks(range(0, len(layers), step))
     axes[-1].set_xticklabels([str(layers[i]) for i in range(0, len(layers), step)], fontsize=8)
     axes[-1].set_xlabel("layer")
-    axes[0].set_title("Final-token attention on prompt / text / sink tokens per layer (mean ± std over examples)")
+    axes[0].set_title("Final-token attention on prompt / text / sink / final tokens per layer (mean ± std)")
     return save_figure(fig, path)

@@ -2,7 +2,9 @@
 
 Where does the final (pooled) token look, before and after fine-tuning? Writes, into the run folder:
 `attention_shares.csv`, `attention_tokens.csv`, `top_tokens.csv`, `heatmap_<model>_<i>.png`, `shares_by_layer.png`
-and `attention_summary.md`; with `logger=wandb` the same tables and images go to an offline W&B run.
+and `attention_summary.md`; with `logger=wandb` the same tables and images go to an offline W&B run; with
+`result_file=<path>` the mean shares per model and layer also go to a result file for the docs
+(`embedexp.analysis.attention_maps.result`).
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from embedexp.analysis.attention_maps.analysis import ModelAttention, analyse, load_texts
 from embedexp.analysis.attention_maps.plots import plot_heatmap, plot_shares_by_layer
+from embedexp.analysis.attention_maps.result import texts_label, write_attention_result
+from embedexp.analysis.attention_maps.shares import SHARE_NAMES
 from embedexp.analysis.attention_maps.tables import share_frame, summary_frame, summary_markdown, token_frame, top_frame
 from embedexp.core.atomic import atomic_file, atomic_write_text
 from embedexp.core.errors import ConfigError
@@ -92,14 +96,15 @@ def log_to_wandb(cfg: DictConfig, frames: dict[str, pd.DataFrame], images: list[
         run.log({f"attention/{name}": wandb.Table(dataframe=frame) for name, frame in frames.items()})
         run.log({f"attention/{path.stem}": wandb.Image(str(path)) for path in images})
         for row in frames["attention_summary"].to_dict("records"):
-            for share in ("prompt", "text", "sink"):
+            for share in SHARE_NAMES:
                 run.summary[f"attention/{row['model']}/{row['scope']}/{share}"] = row[share]
     finally:
         run.finish()
 
 
-def run_analysis(cfg: DictConfig) -> pd.DataFrame:
-    """Analyse, write every output, log to W&B if asked; return the summary table."""
+def run_analysis(cfg: DictConfig, command: str = "python -m embedexp attention_maps") -> pd.DataFrame:
+    """Analyse, write every output, log to W&B if asked, write `result_file` (naming `command`) if set; return the
+    summary table."""
     configure_threads(cfg.get("num_threads", "auto"))
     texts = load_texts(cfg.get("texts"), cfg.get("texts_file"), cfg.text_column, cfg.get("max_texts"))
     results, backbone_name, opened = analyse_models(cfg, texts)
@@ -112,6 +117,10 @@ def run_analysis(cfg: DictConfig) -> pd.DataFrame:
     }
     written = write_outputs(cfg, results, meta)
     log_to_wandb(cfg, written["frames"], written["images"])
+    if cfg.get("result_file"):  # the table the docs render (embedexp.core.results)
+        texts_used = texts_label(len(texts), cfg.get("texts_file"))
+        path = write_attention_result(cfg.result_file, results, backbone_name, command, texts_used, meta["prompt"])
+        log.info("result file written to %s", path)
     print(written["summary_text"])
     log.info("attention analysis written to %s", cfg.paths.output_dir)
     return written["frames"]["attention_summary"]

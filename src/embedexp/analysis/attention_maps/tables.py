@@ -10,7 +10,7 @@ from embedexp.analysis.attention_maps.shares import SHARE_NAMES, top_text_tokens
 
 
 def share_frame(results: list[ModelAttention], per_head: bool = False) -> pd.DataFrame:
-    """Long table: model × example × layer (× head if `per_head`; head 'mean' = heads averaged) → the 3 shares."""
+    """Long table: model × example × layer (× head if `per_head`; head 'mean' = heads averaged) → the 4 shares."""
     rows = []
     for result in results:
         n_examples = result.shares["prompt"].shape[0]
@@ -54,7 +54,8 @@ def token_frame(results: list[ModelAttention], per_head: bool = False) -> pd.Dat
 
 
 def top_frame(results: list[ModelAttention], k: int) -> pd.DataFrame:
-    """The `k` text tokens (sink excluded) with the most attention (heads and analysed layers averaged) per example."""
+    """The `k` text tokens (sink and final excluded) with the most attention (heads and analysed layers averaged)
+    per example."""
     rows = []
     for result in results:
         for index, example in enumerate(result.examples):
@@ -102,8 +103,8 @@ def summary_markdown(summary: pd.DataFrame, top: pd.DataFrame, meta: dict[str, s
     lines += [
         "",
         "Shares of the last token's attention (heads averaged, mean over examples). `sink` = the first real token; "
-        "`text` = the other tokens of the input text; `prompt` = every other token (template words, special tokens, "
-        "the final token itself). prompt + text + sink = 1.",
+        "`final` = the last token itself (its attention to itself); `text` = the other tokens of the input text; "
+        "`prompt` = every other token (template words, special tokens). prompt + text + sink + final = 1.",
         "",
         summary.to_markdown(index=False, floatfmt=".4f"),
         "",

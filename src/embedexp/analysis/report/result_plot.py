@@ -1,4 +1,5 @@
-"""The docs' plots of result files: grouped bars of score columns, or a line with its interval; legends below the axes.
+"""The docs' plots of result files: grouped bars of score columns, or lines (one per `series=` value and `y=` column)
+with an interval; legends below the axes.
 
 A legend never covers data: it sits under the plot (`fig.legend(loc="outside lower center")` with constrained layout),
 and bars are named by what tells their rows apart (`embedexp.core.result_views.row_labels`).
@@ -12,6 +13,7 @@ from embedexp.core.result_views import label_columns, row_labels, score
 from embedexp.core.results import ResultTable
 
 WIDTH_INCHES = 7.0
+LINE_STYLES = ["-", "--", ":", "-."]  # one per `series=` value of a line plot
 
 
 def plottable(cells: list) -> bool:
@@ -39,8 +41,11 @@ def draw(table: ResultTable, options: dict[str, str]):
     import matplotlib.pyplot as plt
 
     if "x" in options:
-        fig, ax = plt.subplots(figsize=(WIDTH_INCHES * 0.85, 3.2), layout="constrained")
+        several = "series" in options or "," in options["y"]
+        fig, ax = plt.subplots(figsize=(WIDTH_INCHES * (1.0 if several else 0.85), 3.2), layout="constrained")
         draw_line(ax, table, options)
+        if ax.get_legend_handles_labels()[0]:  # several lines: each named below the axes
+            fig.legend(loc="outside lower center", ncols=4, fontsize=8, frameon=False)
     else:
         values = value_columns(table, options.get("columns"))
         series = row_labels(table, label_columns(table, options.get("labels")))
@@ -86,16 +91,27 @@ def draw_rows(ax, table: ResultTable, value: int, series: list[str]) -> None:
 
 
 def draw_line(ax, table: ResultTable, options: dict[str, str]) -> None:
-    """`y` against `x` with `low`/`high` as the interval."""
-    column = {name: [row[table.columns.index(name)] for row in table.rows] for name in table.columns}
-    xs = [str(x) for x in column[options["x"]]]
-    ys = [float(y) for y in column[options["y"]]]
-    low, high = options.get("low"), options.get("high")
-    errors = None
-    if low and high:
-        below = [y - float(value) for y, value in zip(ys, column[low])]
-        errors = [below, [float(value) - y for y, value in zip(ys, column[high])]]
-    ax.errorbar(xs, ys, yerr=errors, marker="o", capsize=4)
+    """`y` against `x` with `low`/`high` as the interval; with `y=a,b` a line per column (a colour each), with
+    `series=<column>` a line per value of that column (a line style each), e.g. `series=model y=prompt,text`."""
+    names = options["y"].split(",")
+    series = table.columns.index(options["series"]) if "series" in options else None
+    groups = list(dict.fromkeys(row[series] for row in table.rows)) if series is not None else [None]
+    low, high = (options.get("low"), options.get("high")) if len(names) == 1 else (None, None)
+    for number, group in enumerate(groups):
+        rows = [row for row in table.rows if series is None or row[series] == group]
+        column = {name: [row[table.columns.index(name)] for row in rows] for name in table.columns}
+        xs = [str(x) for x in column[options["x"]]]
+        for colour, name in enumerate(names):
+            ys = [float(y) for y in column[name]]
+            errors = None
+            if low and high:
+                below = [y - float(value) for y, value in zip(ys, column[low])]
+                errors = [below, [float(value) - y for y, value in zip(ys, column[high])]]
+            label = " · ".join(str(part) for part in (group, name if len(names) > 1 else None) if part is not None)
+            style = {"color": f"C{colour}", "linestyle": LINE_STYLES[number % len(LINE_STYLES)]}
+            if len(groups) * len(names) > 1:
+                style.update(markersize=3, label=label)
+            ax.errorbar(xs, ys, yerr=errors, marker="o", capsize=4, **style)
     ax.set_xlabel(options["x"])
-    ax.set_ylabel(options["y"])
+    ax.set_ylabel(", ".join(names))
     ax.grid(alpha=0.3)
