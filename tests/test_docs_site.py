@@ -34,8 +34,6 @@ PENDING = {
     "benchmarks/results/callback.json": "make bench (bench_callback.py writes benchmarks/results/callback.json)",
     "benchmarks/results/load.json": "make bench (bench_load.py writes benchmarks/results/load.json)",
     "benchmarks/results/scaling.json": "make bench (bench_scaling.py writes benchmarks/results/scaling.json)",
-    "results/recipe_search.json": "python -m embedexp search_report <the steps' multirun folders> "
-    "evals=[<soup>,<all-MiniLM-L6-v2 eval>]",  # issue #29's search
 }
 # result files written before their writers recorded every fact: what was recovered is said on their source line,
 # the rest reads "not recorded"; no other file may say it
