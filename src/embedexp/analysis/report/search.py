@@ -51,6 +51,12 @@ def contamination_record(job: Path) -> tuple[str, str]:
     return pairs, verdict
 
 
+def task_columns(names, transfer: Sequence[str], in_domain: Sequence[str]) -> list[str]:
+    """The scored task columns among `names`: the transfer tasks, the Debian tasks, then any other by name."""
+    present = set(names) - {*HEAD, *MEANS, "clustering_mean"}
+    return [t for t in (*transfer, *in_domain) if t in present] + sorted(present - {*transfer, *in_domain})
+
+
 def config_difference(record: RunRecord, exclude: Sequence[str]) -> str:
     """The job's overrides that define its configuration (`experiment=... loss.temperature=0.02`)."""
     keys = [k for k in record.overrides if _kept(k, exclude) and k not in ("training_data", "experiment")]
@@ -91,8 +97,7 @@ def search_table(
     """(columns, rows, sources): every job of `sweeps` and every eval folder of `evals`, best transfer mean first
     within each step (unscored runs last)."""
     records = collect_runs(sweeps) if sweeps else []
-    scored = {t for r in records for t in r.scores.get("fine_tuned", {})} - {"clustering_mean"}
-    tasks = [t for t in (*transfer, *in_domain) if t in scored] + sorted(scored - {*transfer, *in_domain})
+    tasks = task_columns({t for r in records for t in r.scores.get("fine_tuned", {})}, transfer, in_domain)
     order = {str(s): i for i, s in enumerate(sweeps)}
     rows = sorted(
         ([order.get(r.sweep, 0), run_row(r, tasks, transfer, in_domain, exclude)] for r in records),
@@ -110,16 +115,19 @@ def row_key(row: dict[str, Cell]) -> tuple:
 
 
 def with_previous(
-    previous: ResultTable, columns: list[str], rows: list[list[Cell]], sources: list[dict]
+    previous: ResultTable,
+    columns: list[str],
+    rows: list[list[Cell]],
+    sources: list[dict],
+    transfer: Sequence[str] = TRANSFER,
+    in_domain: Sequence[str] = IN_DOMAIN,
 ) -> tuple[list[str], list[list[Cell]], list[dict]]:
     """`previous`'s rows that `rows` do not measure again, joined to them (columns matched by name, steps in the order
     first seen, best transfer mean first within a step, soups and baselines last)."""
     fresh = [dict(zip(columns, row)) for row in rows]
     measured = {row_key(row) for row in fresh}
     kept = [r for r in (dict(zip(previous.columns, row)) for row in previous.rows) if row_key(r) not in measured]
-    tasks = [c for c in dict.fromkeys([*previous.columns, *columns]) if c not in (*HEAD, *MEANS)]
-    tasks = [t for t in (*TRANSFER, *IN_DOMAIN) if t in tasks] + sorted(set(tasks) - {*TRANSFER, *IN_DOMAIN})
-    merged = [*HEAD, *tasks, *MEANS]
+    merged = [*HEAD, *task_columns([*previous.columns, *columns], transfer, in_domain), *MEANS]
     everything = kept + fresh
     order = {step: i for i, step in enumerate(dict.fromkeys(r["step"] for r in everything))}
     last = len(order)
@@ -146,7 +154,9 @@ def write_search_result(
     `keep_previous`, the rows of an existing `result_file` that these runs do not measure again stay."""
     columns, rows, sources = search_table(sweeps, evals, transfer, in_domain)
     if keep_previous and Path(result_file).is_file():
-        columns, rows, sources = with_previous(read_result_table(result_file), columns, rows, sources)
+        columns, rows, sources = with_previous(
+            read_result_table(result_file), columns, rows, sources, transfer, in_domain
+        )
     notes = (
         f"One row per run, not averaged. transfer mean: {', '.join(transfer)} (no training source is near them); "
         f"Debian mean: {', '.join(in_domain)}. Minutes: the run's wall time on the machine of the source line; store "
