@@ -145,6 +145,9 @@ def test_parse_overrides_and_positional_folders(tmp_path):
     }
     argv = positional_to_override([str(tmp_path), "confidence=0.9", "-cn", "report"])
     assert argv == [f'sweep_dir=["{tmp_path.resolve()}"]', "confidence=0.9", "-cn", "report"]
+    (tmp_path / "runs").mkdir()
+    (tmp_path / "linked").symlink_to(tmp_path / "runs")  # a folder typed through a symlink keeps its typed name
+    assert positional_to_override([str(tmp_path / "linked")]) == [f'sweep_dir=["{tmp_path / "linked"}"]']
 
 
 @pytest.mark.slow  # two subprocesses

@@ -21,7 +21,8 @@ def positional_to_override(argv: list[str]) -> list[str]:
             rest.append(arg)
     if not folders:
         return rest
-    quoted = ",".join('"' + str(Path(f).resolve()).replace("\\", "\\\\").replace('"', '\\"') + '"' for f in folders)
+    # absolute but not resolved: a folder reached through a symlink keeps the name it was typed with
+    quoted = ",".join('"' + os.path.abspath(f).replace("\\", "\\\\").replace('"', '\\"') + '"' for f in folders)
     return [f"sweep_dir=[{quoted}]", *rest]
 
 
