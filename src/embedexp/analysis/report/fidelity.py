@@ -37,12 +37,15 @@ def score_job(job_dir: Path, cfg: DictConfig) -> pd.DataFrame:
     from embedexp.evaluation.sizes import score_at_sizes
     from embedexp.evaluation.tasks import build_tasks
     from embedexp.export.resolve import open_model
+    from embedexp.model.prefix_store import open_prefix_store
 
     adapter = job_dir / "adapter"
     if not (adapter / "adapter_config.json").is_file():
         raise ConfigError(f"fidelity: {job_dir} has no adapter/ (a finished embedexp.cli.train job saves one)")
     opened = open_model(OmegaConf.create({"run_dir": str(job_dir), "paths": cfg.paths}))
     embedder, run_cfg = opened.embedder, opened.run_cfg
+    embedder.prefix_store = open_prefix_store(cfg)
+    embedder.enable_prefix_cache()  # jobs that share frozen layers and prompt compute those layers' states once
     precision = cfg.get("precision") or run_cfg.get("callbacks", {}).get("clustering_eval", {}).get("precision", "auto")
     sizes = sorted(int(n) for n in cfg.sizes)
     tasks = build_tasks(cfg.tasks)
