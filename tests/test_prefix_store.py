@@ -133,6 +133,23 @@ def test_changed_frozen_weights_read_nothing_and_trained_ones_do_not_matter(tiny
     assert store.hits == len(TEXTS) and merged.prefix_cache.misses == len(TEXTS)
 
 
+def test_a_frozen_adapter_splits_at_its_first_adapted_layer(tiny_train_cfg, store):
+    """A saved adapter loaded for evaluation has no trainable weight; its LoRA layers still set the split, so two
+    adapters of the same placement share the base layers' states."""
+    trained = embedder_with(tiny_train_cfg, store)
+    trained.encode(TEXTS)
+    loaded = embedder_with(tiny_train_cfg, None)
+    for name, param in loaded.model.named_parameters():
+        param.requires_grad_(False)  # as PeftModel.from_pretrained(..., is_trainable=False) leaves it
+        if "lora_B" in name:
+            param.data.add_(0.1)  # another run's adapter
+    loaded.prefix_cache = None
+    loaded.enable_prefix_cache(store=store)
+    assert loaded.prefix_cache.split == trained.prefix_cache.split
+    loaded.encode(TEXTS)
+    assert loaded.prefix_cache.misses == 0 and store.hits >= len(TEXTS)
+
+
 def test_the_namespace_follows_autocast(tiny_train_cfg, store):
     embedder = embedder_with(tiny_train_cfg, store)
     plain = embedder.prefix_cache.namespace()

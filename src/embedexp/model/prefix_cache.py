@@ -46,12 +46,13 @@ def base_decoder(model: torch.nn.Module) -> torch.nn.Module:
 
 
 def first_trainable_layer(model: torch.nn.Module) -> int | None:
-    """Index of the first decoder layer with trainable parameters (None if the embeddings are trainable)."""
+    """Index of the first decoder layer with trainable parameters or LoRA weights (a loaded adapter is frozen, but
+    its layers differ from the base model's), None if the embeddings are trainable."""
     decoder = base_decoder(model)
     if any(p.requires_grad for p in decoder.get_input_embeddings().parameters()):
         return None
     for index, layer in enumerate(decoder.layers):
-        if any(p.requires_grad for p in layer.parameters()):
+        if any(p.requires_grad or "lora_" in name for name, p in layer.named_parameters()):
             return index
     return len(decoder.layers)
 
