@@ -26,9 +26,6 @@ PENDING = {
     "results/synthetic.json": "python -m embedexp report <make run folder> <synthetic run folders> "
     "result_file=results/synthetic.json",
     "results/fidelity.json": "python -m embedexp fidelity <the search's run folders> result_file=results/fidelity.json",
-    "results/attention.json": "python -m embedexp attention_maps "
-    "texts_file=../shared/clustering_data/stackoverflow_titles.jsonl.gz text_column=sentences max_texts=32 "
-    "adapter_path=<recipe run>/adapter result_file=results/attention.json",
     "results/make_run_avx2.json": "ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2 make measure-run "
     "MEASURE_RUN_FILE=results/make_run_avx2.json",
     "benchmarks/results/callback.json": "make bench (bench_callback.py writes benchmarks/results/callback.json)",
