@@ -68,9 +68,10 @@ def test_fidelity_result_file_keeps_numbers_and_empty_cells(tmp_path):
     )  # fmt: skip
     frame.to_csv(tmp_path / "fidelity.csv", index=False)
     path = write_fidelity_result(
-        {"csv": tmp_path / "fidelity.csv"}, tmp_path / "f.json", "python -m embedexp fidelity x", "t"
+        {"csv": tmp_path / "fidelity.csv"}, tmp_path / "f.json", "python -m embedexp fidelity x", "t", "bf16"
     )
     table = read_result_table(path)
+    assert table.source["machine"]["precision"] == {"eval": "bf16"}  # the precision the jobs were scored in
     assert table.rows[0] == ["clustering_mean", "100", 10, 0.8671, 0.44, 1.0, 16.5]  # n_docs: a size or a name
     assert table.rows[1][1] == "callback" and table.rows[1][-1] is None
     assert table.source["machine"]["cpu_capability"]  # scored on this machine

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from embedexp.analysis.report.fidelity import build_fidelity
+from embedexp.analysis.report.fidelity import build_fidelity, scoring_precisions
 from embedexp.analysis.report.result_file import write_fidelity_result
 from embedexp.cli.arguments import positional_to_override, print_written, sweep_dirs, typed_command
 from embedexp.cli.runner import hydra_command
@@ -18,7 +18,8 @@ def fidelity(run: RunSetup) -> None:
     paths = build_fidelity(dirs, cfg)
     if cfg.get("result_file"):  # the table the docs render (embedexp.core.results)
         title = f"callback fidelity of {', '.join(Path(d).name for d in dirs)}"
-        paths["result"] = write_fidelity_result(paths, cfg.result_file, typed_command("fidelity"), title)
+        precision = scoring_precisions(dirs, cfg)
+        paths["result"] = write_fidelity_result(paths, cfg.result_file, typed_command("fidelity"), title, precision)
     print_written(paths, "fidelity")
 
 

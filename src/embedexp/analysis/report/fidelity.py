@@ -30,6 +30,26 @@ log = logging.getLogger("embedexp.analysis.report.fidelity")
 JOB_SCORES = "fidelity_scores.csv"
 
 
+def job_precision(run_cfg: DictConfig, cfg: DictConfig) -> str:
+    """The autocast precision a job is scored in (32 or bf16): `precision`, else the job's callback precision."""
+    from embedexp.core.hardware import resolve_precision
+
+    precision = cfg.get("precision") or run_cfg.get("callbacks", {}).get("clustering_eval", {}).get("precision", "auto")
+    return resolve_precision(precision, "fidelity.precision")
+
+
+def scoring_precisions(sweep_dirs: Sequence[str | Path], cfg: DictConfig) -> str:
+    """The precisions the finished jobs of `sweep_dirs` are scored in, for a result file's source (e.g. `bf16`)."""
+    from omegaconf import OmegaConf
+
+    found = set()
+    for record in collect_runs(sweep_dirs, read_wandb=False):
+        config = record.job_dir / ".hydra" / "config.yaml"
+        if record.finished and config.is_file():
+            found.add(job_precision(OmegaConf.load(config), cfg))
+    return ", ".join(sorted(found))
+
+
 def score_job(job_dir: Path, cfg: DictConfig) -> pd.DataFrame:
     """The job's adapter scored at `cfg.sizes` on `cfg.tasks` with the job's own model, pooling and prompt."""
     from omegaconf import OmegaConf
@@ -46,7 +66,7 @@ def score_job(job_dir: Path, cfg: DictConfig) -> pd.DataFrame:
     embedder, run_cfg = opened.embedder, opened.run_cfg
     embedder.prefix_store = open_prefix_store(cfg)
     embedder.enable_prefix_cache()  # jobs that share frozen layers and prompt compute those layers' states once
-    precision = cfg.get("precision") or run_cfg.get("callbacks", {}).get("clustering_eval", {}).get("precision", "auto")
+    precision = job_precision(run_cfg, cfg)
     sizes = sorted(int(n) for n in cfg.sizes)
     tasks = build_tasks(cfg.tasks)
     frame = score_at_sizes(embedder, tasks, sizes, cfg.batch_size, str(precision))

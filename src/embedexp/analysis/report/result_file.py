@@ -81,9 +81,12 @@ def write_report_result(
     return write_result_table(result_file, title, columns, rows, command, notes=notes, source=merge_sources(sources))
 
 
-def write_fidelity_result(paths: dict[str, Path], result_file: str | Path, command: str, title: str) -> Path:
-    """Write the fidelity table written at `paths["csv"]` as a result file (scored on this machine)."""
+def write_fidelity_result(
+    paths: dict[str, Path], result_file: str | Path, command: str, title: str, precision: str = ""
+) -> Path:
+    """Write the fidelity table written at `paths["csv"]` as a result file (scored on this machine, in `precision`)."""
     table = pd.read_csv(paths["csv"])
     rows = json.loads(table.to_json(orient="values"))  # plain numbers, NaN as null
     notes = "spearman: rho of each size's scores with the reference size's across runs; ci: bootstrap interval"
-    return write_result_table(result_file, title, list(table.columns), rows, command, notes=notes)
+    scored = {"eval": precision} if precision else None
+    return write_result_table(result_file, title, list(table.columns), rows, command, precision=scored, notes=notes)
