@@ -18,6 +18,8 @@ def fidelity(run: RunSetup) -> None:
     paths = build_fidelity(dirs, cfg)
     if cfg.get("result_file"):  # the table the docs render (embedexp.core.results)
         title = f"callback fidelity of {', '.join(Path(d).name for d in dirs)}"
+        reference = cfg.reference if cfg.reference not in (None, "largest") else max(int(n) for n in cfg.sizes)
+        title += f" (reference: n_docs={reference})"
         precision = scoring_precisions(dirs, cfg)
         paths["result"] = write_fidelity_result(paths, cfg.result_file, typed_command("fidelity"), title, precision)
     print_written(paths, "fidelity")

@@ -61,7 +61,9 @@ class ResultTable:
         if machine.get("precision"):
             parts.append("precision " + ", ".join(f"{k}={v}" for k, v in machine["precision"].items()))
         if machine.get("bf16_speedup"):
-            parts.append(f"probe: bf16 autocast {machine['bf16_speedup']}x fp32")
+            speedup = machine["bf16_speedup"]  # a number, or a range of merged sources ("1.93-2.20")
+            speedup = f"{speedup:.2f}" if isinstance(speedup, float | int) else speedup
+            parts.append(f"probe: bf16 autocast {speedup}x fp32")
         if source.get("recovered_from"):  # a fact the writer did not record, found later: where it was found
             parts.append(f"recovered from {source['recovered_from']}")
         return "Source: " + "; ".join(parts)
