@@ -25,7 +25,6 @@ PENDING = {
     "outputs/levers/multiruns/<time> result_file=results/levers.json",
     "results/synthetic.json": "python -m embedexp report <make run folder> <synthetic run folders> "
     "result_file=results/synthetic.json",
-    "results/fidelity.json": "python -m embedexp fidelity <the search's run folders> result_file=results/fidelity.json",
     "results/make_run_avx2.json": "ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2 make measure-run "
     "MEASURE_RUN_FILE=results/make_run_avx2.json",
     "benchmarks/results/callback.json": "make bench (bench_callback.py writes benchmarks/results/callback.json)",
