@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from embedexp.analysis.report.fidelity import build_fidelity, scoring_precisions
 from embedexp.analysis.report.result_file import write_fidelity_result
 from embedexp.cli.arguments import positional_to_override, print_written, sweep_dirs, typed_command
@@ -17,9 +15,8 @@ def fidelity(run: RunSetup) -> None:
     dirs = sweep_dirs(cfg.sweep_dir)
     paths = build_fidelity(dirs, cfg)
     if cfg.get("result_file"):  # the table the docs render (embedexp.core.results)
-        title = f"callback fidelity of {', '.join(Path(d).name for d in dirs)}"
         reference = cfg.reference if cfg.reference not in (None, "largest") else max(int(n) for n in cfg.sizes)
-        title += f" (reference: n_docs={reference})"
+        title = f"callback fidelity: rho with n_docs={reference}, runs of {len(dirs)} folder(s)"  # named by the command
         precision = scoring_precisions(dirs, cfg)
         paths["result"] = write_fidelity_result(paths, cfg.result_file, typed_command("fidelity"), title, precision)
     print_written(paths, "fidelity")
