@@ -19,8 +19,6 @@ GPU_ONLY = {
 # result files still waiting for their CPU measurement (issues #29, #30): each with the command that writes it; an
 # entry leaves this list when its file lands (the test fails on an entry whose file exists)
 PENDING = {
-    "results/finetune_vs_base.json": "python -m embedexp train -m experiment=finetune_vs_base && python -m embedexp "
-    "report outputs/finetune_vs_base/multiruns/<time> result_file=results/finetune_vs_base.json",
     "results/levers.json": "python -m embedexp train -m experiment=levers && python -m embedexp report "
     "outputs/levers/multiruns/<time> result_file=results/levers.json",
     "results/synthetic.json": "python -m embedexp report <make run folder> <synthetic run folders> "
