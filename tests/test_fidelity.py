@@ -11,7 +11,7 @@ import pytest
 import yaml
 from matplotlib import pyplot as plt
 
-from embedexp.analysis.report.fidelity import build_fidelity, scoring_precisions
+from embedexp.analysis.report.fidelity import build_fidelity
 from embedexp.analysis.report.fidelity_stats import bootstrap_spearman, fidelity_table, smallest_faithful_size, spearman
 
 from .conftest import compose_config
@@ -111,7 +111,9 @@ def test_build_fidelity_writes_csv_markdown_and_plot(tmp_path):
     write_jobs(tmp_path / "sweep", fabricated_scores())
     overrides = [f"sweep_dir={tmp_path / 'sweep'}", "score=false", "sizes=[100,300,3000]", "n_bootstrap=200"]
     cfg = compose_config("fidelity", overrides, tmp_path)
-    paths = build_fidelity([tmp_path / "sweep"], cfg)
+    built = build_fidelity([tmp_path / "sweep"], cfg)
+    paths = built.paths
+    assert built.reference == "3000"
     table = pd.read_csv(paths["csv"], dtype={"n_docs": str})
     mean = table[table["metric"] == "clustering_mean"].set_index("n_docs")
     assert mean.loc["300", "spearman"] == pytest.approx(1.0) and mean.loc["eval", "spearman"] == pytest.approx(1.0)
@@ -123,11 +125,11 @@ def test_build_fidelity_writes_csv_markdown_and_plot(tmp_path):
     assert ((left.max(axis=-1) - left.min(axis=-1)) > 0.3).sum() > 100
     for job in (tmp_path / "sweep").glob("[0-9]*"):  # the jobs' own callback precision is what they were scored in
         (job / ".hydra" / "config.yaml").write_text("callbacks:\n  clustering_eval:\n    precision: 32\n")
-    assert scoring_precisions([tmp_path / "sweep"], cfg) == "32"
+    assert build_fidelity([tmp_path / "sweep"], cfg).precision == "32"
     cfg.precision = "bf16"
-    assert scoring_precisions([tmp_path / "sweep"], cfg) == "bf16"
+    assert build_fidelity([tmp_path / "sweep"], cfg).precision == "bf16"
     cfg.reference, cfg.out_dir = "eval", str(tmp_path / "against_eval")
-    against_eval = pd.read_csv(build_fidelity([tmp_path / "sweep"], cfg)["csv"], dtype={"n_docs": str})
+    against_eval = pd.read_csv(build_fidelity([tmp_path / "sweep"], cfg).paths["csv"], dtype={"n_docs": str})
     assert "3000" in set(against_eval["n_docs"]) and "eval" not in set(against_eval["n_docs"])
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from embedexp.analysis.report.fidelity import build_fidelity, scoring_precisions
+from embedexp.analysis.report.fidelity import build_fidelity
 from embedexp.analysis.report.result_file import write_fidelity_result
 from embedexp.cli.arguments import positional_to_override, print_written, sweep_dirs, typed_command
 from embedexp.cli.runner import hydra_command
@@ -13,12 +13,12 @@ def fidelity(run: RunSetup) -> None:
     """Build the fidelity files and print the table."""
     cfg = run.cfg
     dirs = sweep_dirs(cfg.sweep_dir)
-    paths = build_fidelity(dirs, cfg)
+    built = build_fidelity(dirs, cfg)
+    paths = built.paths
     if cfg.get("result_file"):  # the table the docs render (embedexp.core.results)
-        reference = cfg.reference if cfg.reference not in (None, "largest") else max(int(n) for n in cfg.sizes)
-        title = f"callback fidelity: rho with n_docs={reference}, runs of {len(dirs)} folder(s)"  # named by the command
-        precision = scoring_precisions(dirs, cfg)
-        paths["result"] = write_fidelity_result(paths, cfg.result_file, typed_command("fidelity"), title, precision)
+        title = f"callback fidelity: rho with n_docs={built.reference}, runs of {len(dirs)} folder(s)"
+        command = typed_command("fidelity")
+        paths["result"] = write_fidelity_result(paths, cfg.result_file, command, title, built.precision)
     print_written(paths, "fidelity")
 
 

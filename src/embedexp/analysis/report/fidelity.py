@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
@@ -30,24 +31,21 @@ log = logging.getLogger("embedexp.analysis.report.fidelity")
 JOB_SCORES = "fidelity_scores.csv"
 
 
+@dataclass
+class FidelityBuild:
+    """What `build_fidelity` wrote and the facts a result file names: reference size and the jobs' precisions."""
+
+    paths: dict[str, Path]
+    reference: str
+    precision: str  # the precisions the jobs were scored in, e.g. `bf16`
+
+
 def job_precision(run_cfg: DictConfig, cfg: DictConfig) -> str:
     """The autocast precision a job is scored in (32 or bf16): `precision`, else the job's callback precision."""
     from embedexp.core.hardware import resolve_precision
 
     precision = cfg.get("precision") or run_cfg.get("callbacks", {}).get("clustering_eval", {}).get("precision", "auto")
     return resolve_precision(precision, "fidelity.precision")
-
-
-def scoring_precisions(sweep_dirs: Sequence[str | Path], cfg: DictConfig) -> str:
-    """The precisions the finished jobs of `sweep_dirs` are scored in, for a result file's source (e.g. `bf16`)."""
-    from omegaconf import OmegaConf
-
-    found = set()
-    for record in collect_runs(sweep_dirs, read_wandb=False):
-        config = record.job_dir / ".hydra" / "config.yaml"
-        if record.finished and config.is_file():
-            found.add(job_precision(OmegaConf.load(config), cfg))
-    return ", ".join(sorted(found))
 
 
 def score_job(job_dir: Path, cfg: DictConfig) -> pd.DataFrame:
@@ -96,12 +94,17 @@ def eval_results(job_dir: Path) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["n_docs", "metric", "value", "seconds"])
 
 
-def collect_scores(sweep_dirs: Sequence[str | Path], cfg: DictConfig) -> pd.DataFrame:
-    """Long table run, n_docs, metric, value, seconds over every finished job: callback, sizes, eval results."""
-    frames = []
+def collect_scores(sweep_dirs: Sequence[str | Path], cfg: DictConfig) -> tuple[pd.DataFrame, set[str]]:
+    """Long table run, n_docs, metric, value, seconds over every finished job (callback, sizes, eval results), and
+    the precisions the jobs are scored in."""
+    from omegaconf import OmegaConf
+
+    frames, precisions = [], set()
     for record in collect_runs(sweep_dirs, read_wandb=False):
         if not record.finished or "fine_tuned" not in record.scores:
             continue
+        config = record.job_dir / ".hydra" / "config.yaml"
+        precisions.add(job_precision(OmegaConf.load(config) if config.is_file() else OmegaConf.create(), cfg))
         run = str(record.job_dir)
         callback = pd.DataFrame(
             [dict(n_docs="callback", metric=m, value=v, seconds=None) for m, v in record.scores["fine_tuned"].items()]
@@ -113,7 +116,7 @@ def collect_scores(sweep_dirs: Sequence[str | Path], cfg: DictConfig) -> pd.Data
         raise ConfigError(f"fidelity: no finished job with callback scores under {', '.join(map(str, sweep_dirs))}")
     scores = pd.concat(frames, ignore_index=True)
     scores["n_docs"] = scores["n_docs"].astype(str)
-    return scores[["run", "n_docs", "metric", "value", "seconds"]]
+    return scores[["run", "n_docs", "metric", "value", "seconds"]], precisions
 
 
 def reference_size(scores: pd.DataFrame, reference: str | int | None) -> str:
@@ -155,11 +158,11 @@ def plot_fidelity(table: pd.DataFrame, title: str):
     return fig
 
 
-def build_fidelity(sweep_dirs: Sequence[str | Path], cfg: DictConfig) -> dict[str, Path]:
-    """Score (where needed), correlate and write the fidelity files; returns their paths by name."""
+def build_fidelity(sweep_dirs: Sequence[str | Path], cfg: DictConfig) -> FidelityBuild:
+    """Score (where needed), correlate and write the fidelity files: their paths by name, reference and precision."""
     folders = [Path(d) for d in sweep_dirs]
     out = Path(cfg.out_dir) if cfg.get("out_dir") else folders[0] / "fidelity"
-    scores = collect_scores(folders, cfg)
+    scores, precisions = collect_scores(folders, cfg)
     reference = reference_size(scores, cfg.get("reference"))
     table = fidelity_table(scores, reference, cfg.n_bootstrap, cfg.confidence, cfg.seed)
     paths = {
@@ -185,4 +188,4 @@ def build_fidelity(sweep_dirs: Sequence[str | Path], cfg: DictConfig) -> dict[st
         with atomic_file(out / "fidelity.png") as staging:
             plot_fidelity(table, f"reference n_docs={reference}").savefig(staging, format="png", dpi=120)
         paths["png"] = out / "fidelity.png"
-    return paths
+    return FidelityBuild(paths, reference, ", ".join(sorted(precisions)))
