@@ -22,16 +22,19 @@ from pathlib import Path
 
 import torch
 from bench_train import run_steps
-from common import CACHE_DIR, auto_label, header
+from common import CACHE_DIR, auto_label, command_line, header
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 from embedexp.core.config import CONFIG_DIR, PROJECT_ROOT
+from embedexp.core.results import write_result_table
 from embedexp.evaluation.clustering import evaluate_clustering
 from embedexp.evaluation.score_cache import ZeroShotScoreCache, configuration_key
 from embedexp.evaluation.sizes import prefix_task
 from embedexp.evaluation.tasks import build_tasks
 from embedexp.model.build import build_embedder
+
+RESULT = Path(__file__).resolve().parent / "results" / "callback.json"
 
 
 def timed(fn):
@@ -71,7 +74,7 @@ def reset_to_base(embedder, model) -> None:
 
 
 def main() -> None:
-    """Print evaluation costs and their share of an epoch, per precision and task size, and what `auto` runs here."""
+    """Print and write evaluation costs and their share of an epoch, per precision and task size."""
     parser = argparse.ArgumentParser()
     parser.add_argument("--overrides", nargs="*", default=[], help="Hydra overrides of the train config")
     parser.add_argument("--n-docs", nargs="*", type=int, default=[], help="texts per task (default: the config's)")
@@ -86,7 +89,8 @@ def main() -> None:
     )
     auto = auto_label()
     sized = tasks_by_size(cfg.tasks, args.n_docs)
-    baseline = None  # (tasks, scores) of the base model under `auto`, for the score-cache lookup
+    baseline = None  # (tasks, scores, epoch seconds) of the base model under `auto`, for the score-cache lookup
+    table = []  # [precision, evaluation, tasks x texts, seconds, share of an epoch]
     print(f"\n{'precision / evaluation':72s} {'seconds':>8s} {'of epoch':>9s}")
     for precision in args.precisions:
         trainer_precision = "bf16-mixed" if precision == "bf16" else "32-true"
@@ -97,29 +101,55 @@ def main() -> None:
         embedder = build_embedder(cfg, precisions={"train": trainer_precision, "eval": precision})
         model = embedder.model
         epoch = step * steps_per_epoch
-        label = ("fp32" if precision == "32" else "bf16") + (" (auto here)" if precision == auto else "")
+        label = auto_name(precision) + (" (auto here)" if precision == auto else "")
         print(f"{label + f': training step {step:.2f} s -> epoch':72s} {epoch:8.1f} {1:8.1%}")
+        table.append([label, f"one epoch ({steps_per_epoch} steps of {step:.2f} s)", "", round(epoch, 1), 1.0])
         for n_docs, tasks in sized.items():
-            size = f"{len(tasks)} tasks x {n_docs or 'config'} texts"
+            size = f"{len(tasks)} tasks x {n_docs} texts" if n_docs else f"{len(tasks)} tasks as configured"
             costs = evaluation_costs(embedder, model, tasks, cfg.eval.batch_size, precision)
             rows = [
-                (f"{label}, {size}: full evaluation, no caches (baseline)", costs["full"]),
-                (f"{label}, {size}: first evaluation, filling the frozen-prefix cache", costs["first"]),
-                (f"{label}, {size}: later evaluation, LoRA layers only (every epoch)", costs["tail"]),
+                ("full evaluation, no caches (baseline)", costs["full"]),
+                ("first evaluation, filling the frozen-prefix cache", costs["first"]),
+                ("later evaluation, LoRA layers only (every epoch)", costs["tail"]),
             ]
             for name, seconds in rows:
-                print(f"{name:72s} {seconds:8.1f} {seconds / epoch:8.1%}")
+                print(f"{f'{label}, {size}: {name}':72s} {seconds:8.1f} {seconds / epoch:8.1%}")
+                table.append([label, name, size, round(seconds, 1), round(seconds / epoch, 3)])
             print(f"{label}, {size}: per-epoch evaluation speed-up vs baseline {costs['full'] / costs['tail']:.2f}x")
             if precision == auto:
-                baseline = tasks, costs["scores"]
-    if baseline is None:
-        return
-    tasks, scores = baseline
-    scores_cache = ZeroShotScoreCache(tempfile.mkdtemp())
-    reset_to_base(embedder, model)
-    scores_cache.put(configuration_key(embedder, tasks, auto), scores)
-    hit, _ = timed(lambda: scores_cache.get(configuration_key(embedder, tasks, auto)))
-    print(f"zero-shot evaluation from the score cache: {hit:.2f} s")
+                baseline = tasks, costs["scores"], epoch
+    if baseline is not None:
+        tasks, scores, auto_epoch = baseline
+        scores_cache = ZeroShotScoreCache(tempfile.mkdtemp())
+        reset_to_base(embedder, model)
+        scores_cache.put(configuration_key(embedder, tasks, auto), scores)
+        hit, _ = timed(lambda: scores_cache.get(configuration_key(embedder, tasks, auto)))
+        print(f"zero-shot evaluation from the score cache: {hit:.2f} s")
+        table.append(
+            [
+                auto_name(auto),
+                "zero-shot evaluation read from the score cache",
+                "",
+                round(hit, 2),
+                round(hit / auto_epoch, 4),
+            ]
+        )
+    write_result_table(
+        RESULT,
+        f"clustering callback vs one epoch of {' '.join(args.overrides) or 'the default run'} "
+        f"({steps_per_epoch} steps of {cfg.data.batch_size} pairs)",
+        ["precision", "evaluation", "tasks x texts", "seconds", "share of an epoch"],
+        table,
+        command_line("bench_callback.py"),
+        precision={"eval": "+".join(auto_name(p) for p in args.precisions)},
+        notes="One process, one measurement per row; the epoch is the median training step x the run's steps.",
+    )
+    print(f"written to {RESULT}")
+
+
+def auto_name(precision: str) -> str:
+    """`fp32` or `bf16` for an eval precision value."""
+    return "fp32" if precision == "32" else "bf16"
 
 
 def tasks_by_size(tasks_cfg, sizes: list[int]) -> dict:

@@ -35,7 +35,7 @@ import time
 from datetime import date, datetime
 from pathlib import Path
 
-from common import CACHE_DIR, RECIPE_WORKLOAD, SHARED
+from common import CACHE_DIR, RECIPE_WORKLOAD, SHARED, command_line
 from sweep_logs import sweep_jobs
 from sweep_tables import GRID_COLUMNS, SWEEP_COLUMNS, grid_rows, max_difference, quality_rows, sweep_rows
 
@@ -294,7 +294,7 @@ def main(argv: list[str] | None = None) -> None:
         ("current", f"this tree {commit_of(ROOT)[:7]}", ROOT),
     ]
     record = {
-        "command": "python benchmarks/bench_sweep.py" + "".join(" " + shlex.quote(a) for a in sys.argv[1:]),
+        "command": command_line("bench_sweep.py"),
         "baseline": args.baseline_ref,
         "commits": f"{commit_of(ROOT)} / {commit_of(baseline)}",
         "parts": {},

@@ -5,7 +5,9 @@ from __future__ import annotations
 import gzip
 import json
 import os
+import shlex
 import statistics
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -108,6 +110,11 @@ def machine() -> str:
 def auto_label() -> str:
     """`bf16` or `32`: what `precision: auto` picks on this machine."""
     return resolve_precision("auto", "eval.precision")
+
+
+def command_line(script: str) -> str:
+    """How this benchmark was started, for its result file: `python benchmarks/<script>` and the arguments given."""
+    return f"python benchmarks/{script}" + "".join(" " + shlex.quote(arg) for arg in sys.argv[1:])
 
 
 def header(title: str) -> None:
