@@ -21,8 +21,8 @@ GPU_ONLY = {
 PENDING = {
     "results/levers.json": "python -m embedexp train -m experiment=levers && python -m embedexp report "
     "outputs/levers/multiruns/<time> result_file=results/levers.json",
-    "results/synthetic.json": "python -m embedexp report <make run folder> <synthetic run folders> "
-    "result_file=results/synthetic.json",
+    "results/synthetic.json": "python -m embedexp train -m experiment=synthetic_vs_mined && python -m embedexp report "
+    "outputs/synthetic_vs_mined/multiruns/<time> result_file=results/synthetic.json",
     "results/make_run_avx2.json": "ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2 make measure-run "
     "MEASURE_RUN_FILE=results/make_run_avx2.json",
     "benchmarks/results/callback.json": "make bench (bench_callback.py writes benchmarks/results/callback.json)",

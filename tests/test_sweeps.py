@@ -93,6 +93,22 @@ def test_ablation_axes_cover_the_options():
         assert set(sweep_axes([f"experiment={experiment}"])["lever"]) == set(options("lever"))
 
 
+def test_synthetic_vs_mined_compares_three_pair_kinds_at_equal_count(tmp_path):
+    axes = sweep_axes(["experiment=synthetic_vs_mined"])
+    arms = axes["data/source@data.sources.only"]
+    assert len(axes["seed"]) >= 3 and set(arms) == {"debian_noise", "debian_short_long", "synthetic_paraphrase"}
+    kinds = {}
+    for arm in arms:
+        overrides = ["experiment=synthetic_vs_mined", f"data/source@data.sources.only={arm}"]
+        cfg = compose_config("train", overrides, tmp_path)
+        assert cfg.data.total_pairs == 960 and list(cfg.data.sources) == ["only"], arm
+        source = cfg.data.sources.only
+        kinds[arm] = source.get("pairing") or source.folder
+    # the default training's noise pairs, the mined summary <-> description pairs, and the folder `synth` writes
+    assert kinds["debian_noise"] == "noise" and kinds["debian_short_long"] == "short_long"
+    assert kinds["synthetic_paraphrase"] == f"{compose_config('train', [], tmp_path).paths.log_dir}/synth/paraphrase"
+
+
 @needs_optuna
 def test_a_new_option_file_joins_every_sweep_and_search_without_other_edits(tmp_path):
     config_dir = tmp_path / "conf"
