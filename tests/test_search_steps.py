@@ -22,6 +22,7 @@ SEARCHED = {  # the axes of the issue each step sweeps
     "recipe_search_batch": {"data.batch_size", "optimizer.lr"},
     "recipe_search_lora": {"lora", "model.lora.last_n_layers", "optimizer.lr"},
     "recipe_search_prompt": {"prompt", "pooling.layer"},
+    "recipe_search_pooling": {"pooling", "prompt"},
     "recipe_search_gemma": set(),
 }
 
