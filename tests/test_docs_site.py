@@ -19,8 +19,6 @@ GPU_ONLY = {
 # result files still waiting for their CPU measurement (issues #29, #30): each with the command that writes it; an
 # entry leaves this list when its file lands (the test fails on an entry whose file exists)
 PENDING = {
-    "results/levers.json": "python -m embedexp train -m experiment=levers && python -m embedexp report "
-    "outputs/levers/multiruns/<time> result_file=results/levers.json",
     "results/synthetic.json": "python -m embedexp train -m experiment=synthetic_vs_mined && python -m embedexp report "
     "outputs/synthetic_vs_mined/multiruns/<time> result_file=results/synthetic.json",
     "results/make_run_avx2.json": "ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2 make measure-run "
