@@ -19,8 +19,6 @@ GPU_ONLY = {
 # result files still waiting for their CPU measurement (issues #29, #30): each with the command that writes it; an
 # entry leaves this list when its file lands (the test fails on an entry whose file exists)
 PENDING = {
-    "results/synthetic.json": "python -m embedexp train -m experiment=synthetic_vs_mined && python -m embedexp report "
-    "outputs/synthetic_vs_mined/multiruns/<time> result_file=results/synthetic.json",
     "results/make_run_avx2.json": "ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2 make measure-run "
     "MEASURE_RUN_FILE=results/make_run_avx2.json",
     "benchmarks/results/callback.json": "make bench (bench_callback.py writes benchmarks/results/callback.json)",
@@ -86,6 +84,10 @@ def test_rows_are_named_by_what_differs():
         "fine_tuned",
         "all-MiniLM-L6-v2",
     ]
+    # an override into a package (`group@package=option`) is named by its group
+    packaged = labelled(report_table(["data/source@data.sources.only=debtags seed=1", "data/source@data.sources.b=x"]))
+    names = [row[0] for row in packaged.rows]
+    assert names[:3:2] == ["data/source=debtags seed=1 · zero_shot", "data/source=x · zero_shot"]
 
 
 def test_numbers_print_at_their_precision():

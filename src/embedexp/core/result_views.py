@@ -14,6 +14,7 @@ from embedexp.core.results import ResultTable
 LABEL_SEPARATOR = " · "
 SAYS_NOTHING = {"", "all runs", "baseline"}  # label parts that tell no row apart (the report's defaults)
 REPORT_LABELS = ("config", "stage")  # the columns that name a report's rows
+PACKAGED_OVERRIDE = re.compile(r"(?<!\S)([\w/.+~-]+)@[\w.]+=")  # `data/source@data.sources.only=x`: group@package=
 SCORE = re.compile(r"^(-?\d+(?:\.\d+)?)(?: ± (\d+(?:\.\d+)?)| \(n=\d+\))?$")
 
 
@@ -64,6 +65,7 @@ def label_part(column: str, cell) -> str:
         return text
     if text.startswith("baseline "):
         text = text[len("baseline ") :].rsplit("/", 1)[-1]
+    text = PACKAGED_OVERRIDE.sub(r"\1=", text)  # an override's group says what differs; its package is plumbing
     return "" if text in SAYS_NOTHING else text
 
 
