@@ -21,7 +21,6 @@ GPU_ONLY = {
 PENDING = {
     "results/make_run_avx2.json": "ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2 make measure-run "
     "MEASURE_RUN_FILE=results/make_run_avx2.json",
-    "benchmarks/results/scaling.json": "make bench (bench_scaling.py writes benchmarks/results/scaling.json)",
 }
 # result files written before their writers recorded every fact: what was recovered is said on their source line,
 # the rest reads "not recorded"; no other file may say it
