@@ -19,8 +19,6 @@ GPU_ONLY = {
 # result files still waiting for their CPU measurement (issues #29, #30): each with the command that writes it; an
 # entry leaves this list when its file lands (the test fails on an entry whose file exists)
 PENDING = {
-    "results/make_run_avx2.json": "ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2 make measure-run "
-    "MEASURE_RUN_FILE=results/make_run_avx2.json",
 }
 # result files written before their writers recorded every fact: what was recovered is said on their source line,
 # the rest reads "not recorded"; no other file may say it
