@@ -172,11 +172,27 @@ def test_compiled_layers_embed_and_train_like_eager_ones(tiny_train_cfg):
         tiny_train_cfg.model.compile = True
     torch.manual_seed(0)
     compiled_embedder = build_embedder(tiny_train_cfg)
-    assert all(hasattr(layer, "_compiled_call_impl") for layer in compiled_embedder.model.base_model.model.layers)
+    assert all(layer._compiled_call_impl is not None for layer in compiled_embedder.model.base_model.model.layers)
     compiled = embed_with_grads(compiled_embedder)
     assert torch.allclose(compiled[0], eager[0], atol=1e-4)
     for name, grad in eager[1].items():
         assert torch.allclose(compiled[1][name], grad, atol=1e-4), name
+
+
+@pytest.mark.slow
+def test_a_pooling_that_reads_attention_keeps_the_layers_eager(tiny_train_cfg):
+    """Hooks on a compiled layer's attention never fire: compiled, `final_token_attention` would capture nothing."""
+    from hydra.utils import instantiate
+
+    from .conftest import compose_config
+
+    with open_dict(tiny_train_cfg):
+        tiny_train_cfg.model.compile = True
+        tiny_train_cfg.pooling = compose_config("train", ["pooling=final_token_attention"], ".").pooling
+    embedder = build_embedder(tiny_train_cfg)
+    assert all(layer._compiled_call_impl is None for layer in embedder.model.base_model.model.layers)
+    assert embedder.encode(["a package for parsing", "a game of chess"], batch_size=2).shape[0] == 2
+    assert instantiate(tiny_train_cfg.pooling).needs_attention
 
 
 def test_training_runs_the_embedder_in_training_mode(tiny_train_cfg):

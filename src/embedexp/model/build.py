@@ -41,7 +41,7 @@ def build_embedder(
     bf16 and `model.frozen_bf16` is set, the frozen weights are stored in bf16 (`frozen_dtype` sets a type directly).
     `packed` (default `model.packed`) runs batches padding-free where the attention allows it
     (`embedexp.model.packing`, attention batched as `model.attention_groups` says); `model.compile` compiles each
-    decoder layer with `torch.compile`.
+    decoder layer with `torch.compile`, unless attention weights are read.
     """
     prompt = instantiate(cfg.prompt)
     if not isinstance(prompt, PromptTemplate):
@@ -77,7 +77,10 @@ def build_embedder(
     if frozen_dtype is not None:
         changed = hold_frozen_weights_in(model, frozen_dtype)
         log.info("frozen weights held in %s (%.1f M parameters)", frozen_dtype, changed / 1e6)
-    if cfg.model.get("compile"):
+    if cfg.model.get("compile") and (pooling.needs_attention or eager_attention):
+        # Dynamo does not run hooks added to a compiled layer's attention: the weights would never be captured
+        log.warning("model.compile=true ignored: %s reads attention weights from eager layers", type(pooling).__name__)
+    elif cfg.model.get("compile"):
         compile_decoder_layers(model)
     embedder = Embedder(
         model,
