@@ -18,8 +18,7 @@ GPU_ONLY = {
 }
 # result files still waiting for their CPU measurement (issues #29, #30): each with the command that writes it; an
 # entry leaves this list when its file lands (the test fails on an entry whose file exists)
-PENDING = {
-}
+PENDING = {}
 # result files written before their writers recorded every fact: what was recovered is said on their source line,
 # the rest reads "not recorded"; no other file may say it
 LEGACY_UNRECORDED = {"results/recipe_full.json"}
