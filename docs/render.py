@@ -49,7 +49,7 @@ ROOT = Path(__file__).resolve().parents[1]
 MARKER = re.compile(r"(<!-- (result|plot|line|config-groups): (.*?) -->\n)(.*?)(<!-- /\2 -->)", re.S)
 PENDING_NOTE = "Not measured yet"
 # the drawing code's version, part of every plot's digest: a change redraws every plot
-PLOT_STYLE = "3: legend below the axes, rows named by what differs, task names without Clustering"
+PLOT_STYLE = "5: legend below the axes (2 columns for long names), rows named by what differs, no empty rows"
 IMAGE_DIR = "docs/img"
 HASH_KEY = "Description"
 

@@ -103,6 +103,18 @@ def test_a_plot_legend_never_covers_its_bars(columns):
     assert legends_clear_of_axes(figure), "legend on the data"
 
 
+def test_a_bar_plot_leaves_out_rows_without_scores():
+    from embedexp.analysis.report.result_plot import draw
+
+    table = report_table(["pooling=mean", "pooling=last"])
+    table.columns.append("TaskA")
+    for row in table.rows:
+        row.append("0.3 ± 0.02")
+    table.rows.append(["pooling=failed", "fine_tuned", 1, "", None])  # a failed run: no score anywhere
+    labels = draw(table, {"columns": "clustering_mean,TaskA"}).axes[0].get_legend_handles_labels()[1]
+    assert len(labels) == 5 and not any("failed" in label for label in labels)
+
+
 def test_a_line_plot_draws_a_line_per_series_and_column_named_below_the_axes():
     from embedexp.analysis.report.result_plot import draw
     from embedexp.core.result_views import select_rows

@@ -14,6 +14,7 @@ from embedexp.core.results import ResultTable
 
 WIDTH_INCHES = 7.0
 LINE_STYLES = ["-", "--", ":", "-."]  # one per `series=` value of a line plot
+LEGEND_COLUMN_CHARS = 32  # the longest name three legend columns fit across WIDTH_INCHES at font size 8
 
 
 def plottable(cells: list) -> bool:
@@ -48,6 +49,7 @@ def draw(table: ResultTable, options: dict[str, str]):
             fig.legend(loc="outside lower center", ncols=4, fontsize=8, frameon=False)
     else:
         values = value_columns(table, options.get("columns"))
+        table = rows_with_scores(table, values)  # a failed run's row has nothing to draw
         series = row_labels(table, label_columns(table, options.get("labels")))
         if len(values) == 1:  # one score: a bar per row, named on the y axis, no legend
             fig, ax = plt.subplots(figsize=(WIDTH_INCHES, 0.9 + 0.3 * len(series)), layout="constrained")
@@ -57,9 +59,16 @@ def draw(table: ResultTable, options: dict[str, str]):
         height = 0.9 + 0.42 * len(values) * max(1, len(series)) ** 0.5 + 0.25 * len(series)
         fig, ax = plt.subplots(figsize=(WIDTH_INCHES, height), layout="constrained")
         draw_bars(ax, table, values, series)
-        fig.legend(loc="outside lower center", ncols=min(3, len(series)), fontsize=8, frameon=False)
+        columns = 3 if max(map(len, series)) <= LEGEND_COLUMN_CHARS else 2  # long names: two columns fit the width
+        fig.legend(loc="outside lower center", ncols=min(columns, len(series)), fontsize=8, frameon=False)
     ax.set_title(table.title, fontsize=10)
     return fig
+
+
+def rows_with_scores(table: ResultTable, values: list[int]) -> ResultTable:
+    """The table without the rows that have no score in any of the `values` columns."""
+    rows = [row for row in table.rows if any(score(row[i]) is not None for i in values)]
+    return ResultTable(table.title, table.columns, rows, table.command, table.source, table.notes)
 
 
 def short_name(column: str) -> str:
