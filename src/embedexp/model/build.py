@@ -51,12 +51,13 @@ def build_embedder(
     model = backbone.model
     pooling = build_configured_pooling(cfg.pooling, int(model.config.hidden_size))
     pooling.layer = pooled_layer(pooling, num_decoder_layers(model))  # absolute: exports may drop the layers above
-    if (pooling.needs_attention or eager_attention) and attn_implementation(model) != "eager":
+    reads_attention = pooling.needs_attention or eager_attention  # attention weights captured by hooks, eager only
+    if reads_attention and attn_implementation(model) != "eager":
         log.info("attention weights are read: switching the backbone to eager attention")
         model.set_attn_implementation("eager")
     set_attention_mode(model, cfg.model.get("attention_mode") or "causal")
     packed = bool(cfg.model.get("packed", False)) if packed is None else packed
-    if packed and (pooling.needs_attention or eager_attention or not use_packed_attention(model)):
+    if packed and (reads_attention or not use_packed_attention(model)):
         packed = False
     set_attention_groups(model, cfg.model.get("attention_groups") or "length")
     if cfg.model.get("init_adapter"):  # LLM2Vec: the MNTP LoRA merged into the base, a fresh LoRA on top
@@ -77,9 +78,9 @@ def build_embedder(
     if frozen_dtype is not None:
         changed = hold_frozen_weights_in(model, frozen_dtype)
         log.info("frozen weights held in %s (%.1f M parameters)", frozen_dtype, changed / 1e6)
-    if cfg.model.get("compile") and (pooling.needs_attention or eager_attention):
+    if cfg.model.get("compile") and reads_attention:
         # Dynamo does not run hooks added to a compiled layer's attention: the weights would never be captured
-        log.warning("model.compile=true ignored: %s reads attention weights from eager layers", type(pooling).__name__)
+        log.warning("model.compile=true ignored: attention weights are read, and only uncompiled layers give them")
     elif cfg.model.get("compile"):
         compile_decoder_layers(model)
     embedder = Embedder(
