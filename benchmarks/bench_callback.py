@@ -22,7 +22,7 @@ from pathlib import Path
 
 import torch
 from bench_train import run_steps
-from common import CACHE_DIR, auto_label, command_line, header
+from common import CACHE_DIR, auto_label, command_line, header, precision_name
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
@@ -101,7 +101,7 @@ def main() -> None:
         embedder = build_embedder(cfg, precisions={"train": trainer_precision, "eval": precision})
         model = embedder.model
         epoch = step * steps_per_epoch
-        label = auto_name(precision) + (" (auto here)" if precision == auto else "")
+        label = precision_name(precision) + (" (auto here)" if precision == auto else "")
         print(f"{label + f': training step {step:.2f} s -> epoch':72s} {epoch:8.1f} {1:8.1%}")
         table.append([label, f"one epoch ({steps_per_epoch} steps of {step:.2f} s)", "", round(epoch, 1), 1.0])
         for n_docs, tasks in sized.items():
@@ -127,7 +127,7 @@ def main() -> None:
         print(f"zero-shot evaluation from the score cache: {hit:.2f} s")
         table.append(
             [
-                auto_name(auto),
+                precision_name(auto),
                 "zero-shot evaluation read from the score cache",
                 "",
                 round(hit, 2),
@@ -141,15 +141,10 @@ def main() -> None:
         ["precision", "evaluation", "tasks x texts", "seconds", "share of an epoch"],
         table,
         command_line("bench_callback.py"),
-        precision={"eval": "+".join(auto_name(p) for p in args.precisions)},
+        precision={"eval": "+".join(precision_name(p) for p in args.precisions)},
         notes="One process, one measurement per row; the epoch is the median training step x the run's steps.",
     )
     print(f"written to {RESULT}")
-
-
-def auto_name(precision: str) -> str:
-    """`fp32` or `bf16` for an eval precision value."""
-    return "fp32" if precision == "32" else "bf16"
 
 
 def tasks_by_size(tasks_cfg, sizes: list[int]) -> dict:

@@ -9,7 +9,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import GGUF, header, median_seconds
+from common import GGUF, command_line, header, median_seconds
 
 from embedexp.core.results import write_result_table
 from embedexp.model.backbone import load_backbone
@@ -36,7 +36,7 @@ def main() -> None:
             ["first load (dequantize + write the safetensors cache)", round(first, 1), 1.0],
             ["load from the cache (median of 5)", round(cached, 2), round(cached / first, 3)],
         ],
-        "python benchmarks/bench_load.py",
+        command_line("bench_load.py"),
         precision={"weights": "float32"},
         notes="Both in one process on this machine; the first load starts from an empty cache folder.",
     )

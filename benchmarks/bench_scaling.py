@@ -9,7 +9,7 @@ import argparse
 from pathlib import Path
 
 import torch
-from common import PeakRSS, auto_label, command_line, header, median_seconds, smollm2
+from common import PeakRSS, auto_label, command_line, header, median_seconds, precision_name, smollm2
 
 from embedexp.core.hardware import autocast_for
 from embedexp.core.results import write_result_table
@@ -61,7 +61,7 @@ def main() -> None:
         ["tokens per text", "batch", "threads", "seconds (median)", "tokens/s", "peak RSS growth MB"],
         rows,
         command_line("bench_scaling.py"),
-        precision={"eval": "bf16" if auto_label() == "bf16" else "fp32"},
+        precision={"eval": precision_name(auto_label())},
         notes=f"Median of {args.repeats} timed calls after one warm-up per row; one process, rows in order.",
     )
     print(f"written to {RESULT}")

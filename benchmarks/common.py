@@ -112,6 +112,11 @@ def auto_label() -> str:
     return resolve_precision("auto", "eval.precision")
 
 
+def precision_name(precision: str) -> str:
+    """`fp32` or `bf16` for an eval precision value (`32` / `bf16`, as `auto_label` returns)."""
+    return "fp32" if precision == "32" else "bf16"
+
+
 def command_line(script: str) -> str:
     """How this benchmark was started, for its result file: `python benchmarks/<script>` and the arguments given."""
     return f"python benchmarks/{script}" + "".join(" " + shlex.quote(arg) for arg in sys.argv[1:])
