@@ -200,20 +200,25 @@ def hold_frozen_weights_in(model: torch.nn.Module, dtype: torch.dtype) -> int:
     return changed
 
 
-def compile_decoder_layers(model: torch.nn.Module) -> int:
-    """`torch.compile` each decoder layer in place (shapes dynamic: batches vary); returns how many.
+def compile_decoder_layers(model: torch.nn.Module, keep_eager: frozenset[int] = frozenset()) -> int:
+    """`torch.compile` each decoder layer in place but those in `keep_eager` (shapes dynamic); returns how many.
 
     One compiled graph serves every layer (and a few variants: frozen or adapted, with or without gradients); the
     elementwise work of norms, rotary embeddings, activations and attention is fused, the matmuls stay oneDNN's.
+    `keep_eager`: absolute indices of layers left uncompiled (hooks on their attention must fire).
     """
     decoder = model.get_base_model() if hasattr(model, "get_base_model") else model
-    for layer in decoder.layers:
+    compiled = 0
+    for index, layer in enumerate(decoder.layers):
+        if index in keep_eager:
+            continue
         if getattr(layer, "self_attn", None) is not None:
             unwrap_deprecation(layer.self_attn)
         if not getattr(layer, "gradient_checkpointing", False):  # its checkpointing wrapper stays where it is used
             unwrap_deprecation(layer)
         layer.compile(dynamic=True)
-    return len(decoder.layers)
+        compiled += 1
+    return compiled
 
 
 def unwrap_deprecation(module: torch.nn.Module) -> None:

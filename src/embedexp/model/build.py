@@ -41,7 +41,7 @@ def build_embedder(
     bf16 and `model.frozen_bf16` is set, the frozen weights are stored in bf16 (`frozen_dtype` sets a type directly).
     `packed` (default `model.packed`) runs batches padding-free where the attention allows it
     (`embedexp.model.packing`, attention batched as `model.attention_groups` says); `model.compile` compiles each
-    decoder layer with `torch.compile`, unless attention weights are read.
+    decoder layer with `torch.compile` but those whose attention weights are read.
     """
     prompt = instantiate(cfg.prompt)
     if not isinstance(prompt, PromptTemplate):
@@ -78,11 +78,8 @@ def build_embedder(
     if frozen_dtype is not None:
         changed = hold_frozen_weights_in(model, frozen_dtype)
         log.info("frozen weights held in %s (%.1f M parameters)", frozen_dtype, changed / 1e6)
-    if cfg.model.get("compile") and reads_attention:
-        # Dynamo does not run hooks added to a compiled layer's attention: the weights would never be captured
-        log.warning("model.compile=true ignored: attention weights are read, and only uncompiled layers give them")
-    elif cfg.model.get("compile"):
-        compile_decoder_layers(model)
+    if cfg.model.get("compile"):
+        compile_layers_around_hooks(model, pooling, eager_attention)
     embedder = Embedder(
         model,
         backbone.tokenizer,
@@ -96,6 +93,23 @@ def build_embedder(
     embedder.compile_guards = cfg.model.get("compile_guards") or "all"  # read by the training module
     embedder.manifest = model_manifest(cfg, embedder, precisions)  # saved with it (embedexp.model.manifest)
     return embedder
+
+
+def compile_layers_around_hooks(model: torch.nn.Module, pooling: Pooling, eager_attention: bool) -> None:
+    """`model.compile`: compile the decoder layers, leaving eager those whose attention weights hooks read.
+
+    Dynamo does not run hooks added to a compiled layer's attention, so a layer the pooling reads attention from stays
+    uncompiled (the others compile); a caller asking for every layer's weights (`eager_attention`) gets none compiled.
+    """
+    if eager_attention:
+        log.warning("model.compile=true ignored: every layer's attention weights are read, only eager layers give them")
+        return
+    n_layers = num_decoder_layers(model)
+    read = getattr(pooling, "attention_layers", ()) if pooling.needs_attention else ()
+    keep_eager = frozenset(layer % n_layers for layer in read)
+    compiled = compile_decoder_layers(model, keep_eager=keep_eager)
+    if keep_eager:
+        log.info("compiled %d decoder layers; layers %s stay eager (their attention is read)", compiled, sorted(keep_eager))
 
 
 def build_configured_pooling(pooling_cfg: DictConfig, hidden_size: int) -> Pooling:
