@@ -116,3 +116,14 @@ def test_a_later_report_keeps_the_earlier_rows_it_does_not_measure_again(steps, 
     assert len(read_result_table(path).rows) == 6
     write_search_result(path, [steps[1]], [], "python -m embedexp y", "t", keep_previous=False)
     assert len(read_result_table(path).rows) == 2
+
+
+def test_a_base_run_names_its_pooling_and_prompt_so_a_changed_recipe_is_a_row_of_its_own(steps, tmp_path):
+    """The recipe (every step's base) changed during the search: its runs before and after must not share a row key."""
+    base = search_step(tmp_path, "recipe", [(["experiment=recipe_cpu", "seed=1"], scores(0.47, 0.40), 1)])
+    hydra = {"hydra": {"runtime": {"choices": {"pooling": "final_token_attention", "prompt": "cluster", "lora": None}}}}
+    (base / "0" / ".hydra" / "hydra.yaml").write_text(yaml.safe_dump(hydra))
+    columns, rows, _ = search_table([base])
+    assert rows[0][columns.index("config")] == "(the step's base: pooling=final_token_attention prompt=cluster)"
+    (base / "0" / ".hydra" / "hydra.yaml").unlink()  # a job without hydra's record: no choices to name
+    assert search_table([base])[1][0][columns.index("config")] == "(the step's base)"

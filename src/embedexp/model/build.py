@@ -109,7 +109,7 @@ def compile_layers_around_hooks(model: torch.nn.Module, pooling: Pooling, eager_
     keep_eager = frozenset(layer % n_layers for layer in read)
     compiled = compile_decoder_layers(model, keep_eager=keep_eager)
     if keep_eager:
-        log.info("compiled %d decoder layers; layers %s stay eager (their attention is read)", compiled, sorted(keep_eager))
+        log.info("compiled %d decoder layers; %s stay eager (their attention is read)", compiled, sorted(keep_eager))
 
 
 def build_configured_pooling(pooling_cfg: DictConfig, hidden_size: int) -> Pooling:

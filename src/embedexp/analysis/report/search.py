@@ -20,11 +20,13 @@ from embedexp.analysis.report.collect import DEFAULT_EXCLUDE, RunRecord, _kept, 
 from embedexp.analysis.report.result_file import cost_cells, job_metrics, job_source
 from embedexp.core.results import Cell, ResultTable, merge_sources, read_result_table, write_result_table
 from embedexp.data.contamination_check import RESULT_FILE as CONTAMINATION_FILE
+from embedexp.export.runs import run_choices
 
 TRANSFER = ("TwentyNewsgroupsSubjectsClustering", "StackOverflowTitlesClustering", "BiomedicalTitlesClustering")
 IN_DOMAIN = ("DebianShortDescSectionClustering", "DebianLongDescSectionClustering")
 HEAD = ["step", "config", "seed", "status", "data", "pairs", "contamination", "minutes", "store share"]
 MEANS = ["transfer mean", "zero-shot transfer mean", "Debian mean", "clustering_mean"]
+BASE_GROUPS = ("pooling", "prompt")  # a base row names its choices: the recipe, every step's base, changed over time
 
 
 def mean_of(scores: dict[str, float], tasks: Sequence[str]) -> float | None:
@@ -60,7 +62,11 @@ def task_columns(names, transfer: Sequence[str], in_domain: Sequence[str]) -> li
 def config_difference(record: RunRecord, exclude: Sequence[str]) -> str:
     """The job's overrides that define its configuration (`experiment=... loss.temperature=0.02`)."""
     keys = [k for k in record.overrides if _kept(k, exclude) and k not in ("training_data", "experiment")]
-    return " ".join(f"{k}={record.overrides[k]}" for k in keys) or "(the step's base)"
+    if keys:
+        return " ".join(f"{k}={record.overrides[k]}" for k in keys)
+    choices = run_choices(record.job_dir)
+    named = " ".join(f"{group}={choices[group]}" for group in BASE_GROUPS if group in choices)
+    return f"(the step's base: {named})" if named else "(the step's base)"
 
 
 def run_row(record: RunRecord, tasks: list[str], transfer: Sequence[str], in_domain: Sequence[str], exclude) -> list:
