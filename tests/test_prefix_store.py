@@ -255,3 +255,28 @@ def test_the_self_check_runs_on_fresh_states_not_on_stored_ones(tiny_train_cfg, 
     second.encode(TEXTS, batch_size=2)
     assert second.prefix_cache.enabled and second.prefix_cache.verified
     assert second.prefix_cache.misses == 0  # every text read from the store after the check
+
+
+def test_final_token_attention_reads_its_layer_above_a_stored_packed_prefix(tiny_train_cfg, store, monkeypatch):
+    """The pooling reads the top layer's attention (eager, hooked) while the frozen layers below come from the store,
+    computed once with packed SDPA attention: the vectors of the all-eager model, gradients flowing to the adapter."""
+    from embedexp.model import packing
+
+    from .conftest import compose_config
+
+    with open_dict(tiny_train_cfg):
+        tiny_train_cfg.pooling = compose_config("train", ["pooling=final_token_attention"], ".").pooling
+    reference = build_embedder(tiny_train_cfg).encode(TEXTS, batch_size=2)  # no cache: every layer eager, padded
+    packed_calls = []
+    real = packing.packed_attention
+    monkeypatch.setattr(packing, "packed_attention", lambda *args: packed_calls.append(1) or real(*args))
+    cached = embedder_with(tiny_train_cfg, store)
+    vectors = cached.encode(TEXTS, batch_size=2)
+    assert cached.prefix_cache.misses == len(TEXTS) and store.puts == len(TEXTS)  # through the cache, into the store
+    assert packed_calls and cached.prefix_cache.prefix_attention == "embedexp_packed_sdpa"
+    assert torch.allclose(torch.tensor(vectors), torch.tensor(reference), atol=1e-5)
+    cached.train_with_prefix_cache = True
+    cached.train()
+    cached(cached.tokenize(TEXTS)).pow(2).sum().backward()
+    assert cached.prefix_cache.hits >= len(TEXTS)
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for n, p in cached.named_parameters() if "lora_" in n)

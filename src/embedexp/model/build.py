@@ -17,7 +17,7 @@ from embedexp.model.bidirectional import set_attention_mode
 from embedexp.model.embedder import Embedder
 from embedexp.model.lora import apply_lora, load_adapter, num_decoder_layers
 from embedexp.model.manifest import model_manifest
-from embedexp.model.packing import set_attention_groups, use_packed_attention
+from embedexp.model.packing import packed_name, set_attention_groups, use_packed_attention
 from embedexp.model.pooling import POOLING_FOLDER, Pooling, pooled_layer
 from embedexp.model.prompts import PromptTemplate
 
@@ -52,6 +52,8 @@ def build_embedder(
     pooling = build_configured_pooling(cfg.pooling, int(model.config.hidden_size))
     pooling.layer = pooled_layer(pooling, num_decoder_layers(model))  # absolute: exports may drop the layers above
     reads_attention = pooling.needs_attention or eager_attention  # attention weights captured by hooks, eager only
+    # the pooling reads a few layers' weights: the frozen layers below them may keep a faster, packed attention
+    fast_prefix = packed_name(attn_implementation(model)) if pooling.needs_attention and not eager_attention else None
     if reads_attention and attn_implementation(model) != "eager":
         log.info("attention weights are read: switching the backbone to eager attention")
         model.set_attn_implementation("eager")
@@ -91,6 +93,7 @@ def build_embedder(
         packed=packed,
     )
     embedder.compile_guards = cfg.model.get("compile_guards") or "all"  # read by the training module
+    embedder.prefix_attention = fast_prefix if cfg.model.get("packed", False) else None
     embedder.manifest = model_manifest(cfg, embedder, precisions)  # saved with it (embedexp.model.manifest)
     return embedder
 

@@ -51,6 +51,7 @@ class Embedder(torch.nn.Module):
         self.prefix_cache: FrozenPrefixCache | None = None
         self.prefix_store: PrefixStore | None = None  # frozen-layer outputs on disk, across runs (`prefix_store:`)
         self.train_with_prefix_cache = False  # also under autograd (epochs after the first), not only evaluation
+        self.prefix_attention: str | None = None  # the frozen layers' packed attention where hooks need eager above
         self.compile_guards = "all"  # model.compile_guards: `skip_after_warmup` skips Dynamo's guards in training steps
         self.n_truncated = 0
         self._token_rows: dict[str, tuple[np.ndarray, tuple[int, int], bool]] = {}
@@ -106,8 +107,13 @@ class Embedder(torch.nn.Module):
         input_ids = batch.input_ids.to(device)
         attention_mask = batch.attention_mask.to(device)
         span = None if stop is None else slice(0, stop)
+        cached = self.prefix_cache is not None and (self.train_with_prefix_cache or not torch.is_grad_enabled())
+        if with_attention and cached and self.prefix_cache.serves_attention_of(layers):
+            with final_token_attention(self.model, attention_mask, layers) as captured:  # read layers run in the tail
+                hidden = self.prefix_cache.run(input_ids, attention_mask, stop, final_norm)
+            return hidden, FinalTokenAttention.from_captured(captured)
         if not with_attention:
-            if self.prefix_cache is not None and (self.train_with_prefix_cache or not torch.is_grad_enabled()):
+            if cached:
                 return self.prefix_cache.run(input_ids, attention_mask, stop, final_norm), None
             hidden = run_decoder(
                 self.model, attention_mask, input_ids=input_ids, packed=self.packed, layers=span, final_norm=final_norm
@@ -163,7 +169,8 @@ class Embedder(torch.nn.Module):
         store = store if store is not None else self.prefix_store
         if self.prefix_cache is None:
             identity = f"attention={attention_mode(self.model)}"
-            self.prefix_cache = FrozenPrefixCache(self.model, max_bytes, self.packed, store, identity)
+            cache = FrozenPrefixCache(self.model, max_bytes, self.packed, store, identity, self.prefix_attention)
+            self.prefix_cache = cache
         elif store is not None and store.enabled and self.prefix_cache.store is None and self.prefix_cache.enabled:
             self.prefix_cache.store = store
         self.prefix_cache.max_bytes = max(self.prefix_cache.max_bytes, max_bytes)

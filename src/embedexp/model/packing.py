@@ -244,6 +244,19 @@ def use_packed_attention(model: torch.nn.Module) -> bool:
     return True
 
 
+@contextlib.contextmanager
+def attention_implementation(model: torch.nn.Module, name: str | None) -> Iterator[None]:
+    """Run the decoder with attention implementation `name` inside the block (None: leave it), then restore it."""
+    decoder = model.get_base_model() if hasattr(model, "get_base_model") else model
+    previous = attn_implementation(decoder)
+    if name is not None:
+        decoder.config._attn_implementation = name
+    try:
+        yield
+    finally:
+        decoder.config._attn_implementation = previous
+
+
 def unpack(packed: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
     """Padded [B, T, H] states from packed [N, H] ones (the real tokens of `valid`, row after row); differentiable."""
     padded = packed.new_zeros((*valid.shape, packed.shape[-1]))

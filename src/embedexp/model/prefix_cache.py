@@ -14,7 +14,7 @@ import logging
 
 import torch
 
-from embedexp.model.packing import run_decoder, unpack
+from embedexp.model.packing import attention_implementation, run_decoder, unpack
 from embedexp.model.prefix_store import PrefixStore, hash_module_state
 
 log = logging.getLogger(__name__)
@@ -99,11 +99,15 @@ class FrozenPrefixCache:
         packed: bool = False,
         store: PrefixStore | None = None,
         identity: str = "",
+        prefix_attention: str | None = None,
     ) -> None:
         """`max_bytes` bounds the memory held by cached hidden states (rows beyond it are recomputed each time);
         `packed`: run the decoder padding-free (`embedexp.model.packing`); `store`: the disk store shared across
-        runs; `identity`: what else decides the states that the model's weights do not show (its attention mode)."""
+        runs; `identity`: what else decides the states that the model's weights do not show (its attention mode);
+        `prefix_attention`: a packed attention implementation for the frozen layers alone, where the model runs eager
+        attention only so hooks read the weights of layers above them."""
         self.model, self.max_bytes, self.packed = model, max_bytes, packed
+        self.prefix_attention = prefix_attention
         self.store, self.identity = (store if store is not None and store.enabled else None), identity
         self._weights_digest: str | None = None
         self.entries: dict[str, torch.Tensor] = {}
@@ -116,12 +120,12 @@ class FrozenPrefixCache:
 
     def prefix(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         """Padded hidden states entering layer `split` (the frozen layers only, no final norm, no graph kept)."""
-        with torch.no_grad():
+        with torch.no_grad(), attention_implementation(self.model, self.prefix_attention):
             return run_decoder(
                 self.model,
                 attention_mask,
                 input_ids=input_ids,
-                packed=self.packed,
+                packed=self.packed or self.prefix_attention is not None,
                 layers=slice(0, self.split),
                 final_norm=False,
             )
@@ -140,6 +144,14 @@ class FrozenPrefixCache:
             final_norm=final_norm,
         )
 
+    def serves_attention_of(self, layers: tuple[int, ...] | None) -> bool:
+        """Whether hooks can read the attention of decoder `layers` (None: all) while the cache runs: all are above
+        the frozen prefix, so they run in every call (the stored prefix states skip only layers below them)."""
+        if not self.enabled or layers is None:
+            return False
+        n_layers = len(base_decoder(self.model).layers)
+        return all(layer % n_layers >= self.split for layer in layers)
+
     def namespace(self) -> str:
         """Hash of what decides the prefix states besides the token ids: the frozen layers' weights (names without
         peft's `base_layer.`), the model config, the split, packing, autocast, attention mode and torch version."""
@@ -155,6 +167,7 @@ class FrozenPrefixCache:
         device = self.model_device.type
         parts = [self._weights_digest, f"split={self.split}", f"packed={self.packed}", self.identity]
         parts += [f"autocast={autocast_state(device)}", f"torch={torch.__version__}"]
+        parts += [f"prefix_attention={self.prefix_attention}"] if self.prefix_attention else []
         return hashlib.sha1("\n".join(parts).encode()).hexdigest()[:20]
 
     @property
