@@ -85,6 +85,14 @@ def test_merged_source_of_one_machine_and_date_stays_plain():
     assert merge_sources([later, one])["date"] == "2026-12-01 to 2026-12-03"
 
 
+def test_a_source_merged_again_keeps_its_probe_spread():
+    """A result file grown across sessions merges its earlier, merged source with new runs' sources."""
+    earlier = merge_sources([{"machine": machine(1.89)}, {"machine": machine(2.29)}])
+    assert earlier["machine"]["bf16_speedup"] == "1.89-2.29"
+    assert merge_sources([earlier, {"machine": machine(1.92)}])["machine"]["bf16_speedup"] == "1.89-2.29"
+    assert merge_sources([earlier, {"machine": machine(2.5)}])["machine"]["bf16_speedup"] == "1.89-2.50"
+
+
 @pytest.mark.slow  # a subprocess
 def test_report_command_writes_the_result_file(sweep, tmp_path):
     log_dir = f"hydra.run.dir={tmp_path / 'log'}"

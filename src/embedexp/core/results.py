@@ -131,15 +131,23 @@ def merge_sources(sources: list[dict]) -> dict:
         "machine": {
             **{k: joined(m.get(k) for m in machines) for k in ("cpu_model", "cpu_capability", "threads")},
             "precision": {phase: joined(p.get(phase) for p in precisions) for phase in phases},
-            "bf16_speedup": spread((m.get("precision_probe") or {}).get("bf16_speedup") for m in machines),
+            "bf16_speedup": spread(
+                (m.get("precision_probe") or {}).get("bf16_speedup") or m.get("bf16_speedup") for m in machines
+            ),  # a run's probe, or the spread of a source merged before
         },
         "runs": sum(int(s.get("runs") or 1) for s in sources),  # a merged source counts the runs it stands for
     }
 
 
 def spread(values) -> str | None:
-    """`min-max` of the numbers among `values` (one number alone), None without any."""
-    numbers = sorted(float(v) for v in values if isinstance(v, int | float))
+    """`min-max` of the numbers among `values` (numbers, or an earlier spread's `min-max`), None without any."""
+    numbers = sorted(
+        float(part)
+        for v in values
+        if isinstance(v, int | float | str)
+        for part in (str(v).split("-") if isinstance(v, str) else [v])
+        if str(part).replace(".", "", 1).isdigit()
+    )
     if not numbers:
         return None
     low, high = f"{numbers[0]:.2f}", f"{numbers[-1]:.2f}"
