@@ -48,6 +48,18 @@ def test_attn_implementation_reads_what_transformers_runs(tiny_backbone):
     assert compat.attn_implementation(object()) is None
 
 
+def test_a_swapped_attn_implementation_is_what_the_layers_run():
+    model = tiny_llama("sdpa")
+    weights = []
+    model.layers[0].self_attn.register_forward_hook(lambda _module, _inputs, outputs: weights.append(outputs[1]))
+    assert compat.swap_attn_implementation(model, "eager") == "sdpa"
+    model(input_ids=torch.tensor([[1, 2, 3]]))
+    assert compat.swap_attn_implementation(model, "sdpa") == "eager"
+    model(input_ids=torch.tensor([[1, 2, 3]]))
+    assert weights[0] is not None and weights[0].shape == (1, 2, 3, 3) and weights[1] is None  # eager, then sdpa
+    assert compat.swap_attn_implementation(model, None) == "sdpa" == compat.attn_implementation(model)
+
+
 def test_causal_flags_are_the_self_attention_modules_and_switch():
     model = tiny_llama()
     modules = compat.causal_flag_modules(model)

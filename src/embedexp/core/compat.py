@@ -27,6 +27,19 @@ def attn_implementation(model_or_config: Any) -> str | None:
     return getattr(config, "_attn_implementation", None)
 
 
+def swap_attn_implementation(model: Any, name: str | None) -> str | None:
+    """Make a transformers model's attention modules run `name` (None: unchanged); returns the one it replaced.
+
+    transformers (5.24) reads `config._attn_implementation` at every attention call; the public
+    `set_attn_implementation` also validates and walks every submodule, too slow to call twice per training step. The
+    frozen-prefix cache swaps it around its call of the frozen layers only (`embedexp.model.packing`).
+    """
+    previous = attn_implementation(model)
+    if name is not None:
+        model.config._attn_implementation = name
+    return previous
+
+
 def causal_flag_modules(decoder: torch.nn.Module) -> list[torch.nn.Module]:
     """The self-attention modules of a decoder that carry transformers' own `is_causal` flag.
 

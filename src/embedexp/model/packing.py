@@ -27,7 +27,7 @@ from transformers.integrations.sdpa_attention import sdpa_attention_forward
 from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, eager_mask, sdpa_mask
 from transformers.models.llama.modeling_llama import eager_attention_forward
 
-from embedexp.core.compat import attn_implementation
+from embedexp.core.compat import attn_implementation, swap_attn_implementation
 from embedexp.core.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -248,13 +248,11 @@ def use_packed_attention(model: torch.nn.Module) -> bool:
 def attention_implementation(model: torch.nn.Module, name: str | None) -> Iterator[None]:
     """Run the decoder with attention implementation `name` inside the block (None: leave it), then restore it."""
     decoder = model.get_base_model() if hasattr(model, "get_base_model") else model
-    previous = attn_implementation(decoder)
-    if name is not None:
-        decoder.config._attn_implementation = name
+    previous = swap_attn_implementation(decoder, name)
     try:
         yield
     finally:
-        decoder.config._attn_implementation = previous
+        swap_attn_implementation(decoder, previous)
 
 
 def unpack(packed: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
