@@ -196,6 +196,17 @@ def test_a_pooling_that_reads_attention_keeps_only_its_layers_eager(tiny_train_c
     assert instantiate(tiny_train_cfg.pooling).needs_attention
 
 
+def test_a_pooling_reading_attention_without_naming_layers_keeps_every_layer_eager(tiny_train_cfg, monkeypatch):
+    """`Embedder.forward` reads every layer's attention for a pooling without `attention_layers`: none may compile."""
+    from embedexp.model.pooling import MeanPooling
+
+    monkeypatch.setattr(MeanPooling, "needs_attention", True)  # a user's pooling: needs attention, names no layers
+    with open_dict(tiny_train_cfg):
+        tiny_train_cfg.model.compile = True
+    embedder = build_embedder(tiny_train_cfg)
+    assert all(layer._compiled_call_impl is None for layer in embedder.model.base_model.model.layers)
+
+
 def test_training_runs_the_embedder_in_training_mode(tiny_train_cfg):
     """A pretrained model loads in eval mode; LoRA dropout must still be active while training."""
     import lightning as L

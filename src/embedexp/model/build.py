@@ -102,13 +102,14 @@ def compile_layers_around_hooks(model: torch.nn.Module, pooling: Pooling, eager_
     """`model.compile`: compile the decoder layers, leaving eager those whose attention weights hooks read.
 
     Dynamo does not run hooks added to a compiled layer's attention, so a layer the pooling reads attention from stays
-    uncompiled (the others compile); a caller asking for every layer's weights (`eager_attention`) gets none compiled.
+    uncompiled (the others compile); where every layer's weights are read (`eager_attention`, or a pooling that
+    needs attention without naming its `attention_layers`: `Embedder.forward` then reads all), none is compiled.
     """
-    if eager_attention:
+    read = getattr(pooling, "attention_layers", None) if pooling.needs_attention else ()
+    if eager_attention or read is None:
         log.warning("model.compile=true ignored: every layer's attention weights are read, only eager layers give them")
         return
     n_layers = num_decoder_layers(model)
-    read = getattr(pooling, "attention_layers", ()) if pooling.needs_attention else ()
     keep_eager = frozenset(layer % n_layers for layer in read)
     compiled = compile_decoder_layers(model, keep_eager=keep_eager)
     if keep_eager:
