@@ -141,17 +141,21 @@ def merge_sources(sources: list[dict]) -> dict:
 
 def spread(values) -> str | None:
     """`min-max` of the numbers among `values` (numbers, or an earlier spread's `min-max`), None without any."""
-    numbers = sorted(
-        float(part)
-        for v in values
-        if isinstance(v, int | float | str)
-        for part in (str(v).split("-") if isinstance(v, str) else [v])
-        if str(part).replace(".", "", 1).isdigit()
-    )
+    numbers = sorted(number for value in values for number in numbers_in(value))
     if not numbers:
         return None
     low, high = f"{numbers[0]:.2f}", f"{numbers[-1]:.2f}"
     return low if low == high else f"{low}-{high}"
+
+
+def numbers_in(value) -> list[float]:
+    """A number as a one-item list, the ends of a `min-max` spread string, else nothing."""
+    if isinstance(value, int | float):
+        return [float(value)]
+    try:
+        return [float(part) for part in value.split("-")] if isinstance(value, str) else []
+    except ValueError:
+        return []
 
 
 def write_result_table(

@@ -53,7 +53,8 @@ def build_embedder(
     pooling.layer = pooled_layer(pooling, num_decoder_layers(model))  # absolute: exports may drop the layers above
     reads_attention = pooling.needs_attention or eager_attention  # attention weights captured by hooks, eager only
     # the pooling reads a few layers' weights: the frozen layers below them may keep a faster, packed attention
-    fast_prefix = packed_name(attn_implementation(model)) if pooling.needs_attention and not eager_attention else None
+    fast_prefix = pooling.needs_attention and not eager_attention and cfg.model.get("packed", False)
+    prefix_attention = packed_name(attn_implementation(model)) if fast_prefix else None
     if reads_attention and attn_implementation(model) != "eager":
         log.info("attention weights are read: switching the backbone to eager attention")
         model.set_attn_implementation("eager")
@@ -93,7 +94,7 @@ def build_embedder(
         packed=packed,
     )
     embedder.compile_guards = cfg.model.get("compile_guards") or "all"  # read by the training module
-    embedder.prefix_attention = fast_prefix if cfg.model.get("packed", False) else None
+    embedder.prefix_attention = prefix_attention
     embedder.manifest = model_manifest(cfg, embedder, precisions)  # saved with it (embedexp.model.manifest)
     return embedder
 
