@@ -207,6 +207,7 @@ def test_recipe_cpu_is_three_seeds_of_the_chosen_recipe():
     assert len(sweep_axes(["experiment=recipe_cpu"])["seed"]) >= 3
     assert recipe.pooling._target_.endswith(".FinalTokenAttentionPooling") and recipe.prompt.name == "cluster"
     assert recipe.model.compile  # every layer but the one whose attention is read
+    assert recipe.optimizer.lr == 1.6e-3  # the learning-rate step's confirmed point
     assert set(recipe.data.sources) == {"debian", "debtags"} and recipe.data.total_pairs == 10000  # the search's best
     assert recipe.data.sources.debian.pairing == "short_long"
     assert list(recipe.tasks) == list(hydra_compose([]).tasks)  # the tasks of tasks=offline, like make run ...
