@@ -49,7 +49,7 @@ ROOT = Path(__file__).resolve().parents[1]
 MARKER = re.compile(r"(<!-- (result|plot|line|config-groups): (.*?) -->\n)(.*?)(<!-- /\2 -->)", re.S)
 PENDING_NOTE = "Not measured yet"
 # the drawing code's version, part of every plot's digest: a change redraws every plot
-PLOT_STYLE = "5: legend below the axes (2 columns for long names), rows named by what differs, no empty rows"
+PLOT_STYLE = "6: legend below the axes (fewer columns, the longest names wrapped), rows named by what differs"
 IMAGE_DIR = "docs/img"
 HASH_KEY = "Description"
 

@@ -175,7 +175,16 @@ def test_every_docs_plot_keeps_its_legend_off_the_data():
             figure.canvas.draw()
             drawn += 1
             assert legends_clear_of_axes(figure), f"{page.name}: the legend of {target} covers its data"
+            assert legends_inside(figure), f"{page.name}: the legend of {target} is cut at the figure's edge"
     assert drawn > 0
+
+
+def legends_inside(figure) -> bool:
+    """Every legend of the figure lies within its width (a wider one loses the start and end of its names)."""
+    width = figure.bbox.x1
+    return all(
+        0 <= legend.get_window_extent().x0 and legend.get_window_extent().x1 <= width for legend in figure.legends
+    )
 
 
 def legends_clear_of_axes(figure) -> bool:

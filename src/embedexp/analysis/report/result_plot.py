@@ -8,6 +8,7 @@ and bars are named by what tells their rows apart (`embedexp.core.result_views.r
 from __future__ import annotations
 
 import fnmatch
+import textwrap
 
 from embedexp.core.result_views import label_columns, row_labels, score
 from embedexp.core.results import ResultTable
@@ -56,10 +57,14 @@ def draw(table: ResultTable, options: dict[str, str]):
             draw_rows(ax, table, values[0], series)
             ax.set_title(table.title, fontsize=10)
             return fig
-        height = 0.9 + 0.42 * len(values) * max(1, len(series)) ** 0.5 + 0.25 * len(series)
+        longest = max(map(len, series))  # long names: fewer columns fit the width, the longest wrapped in one
+        columns = 3 if longest <= LEGEND_COLUMN_CHARS else 2 if longest <= 1.5 * LEGEND_COLUMN_CHARS else 1
+        series = [textwrap.fill(name, 3 * LEGEND_COLUMN_CHARS) for name in series]
+        height = (
+            0.9 + 0.42 * len(values) * max(1, len(series)) ** 0.5 + 0.25 * sum(1 + name.count("\n") for name in series)
+        )
         fig, ax = plt.subplots(figsize=(WIDTH_INCHES, height), layout="constrained")
         draw_bars(ax, table, values, series)
-        columns = 3 if max(map(len, series)) <= LEGEND_COLUMN_CHARS else 2  # long names: two columns fit the width
         fig.legend(loc="outside lower center", ncols=min(columns, len(series)), fontsize=8, frameon=False)
     ax.set_title(table.title, fontsize=10)
     return fig
