@@ -181,10 +181,8 @@ def test_every_docs_plot_keeps_its_legend_off_the_data():
 
 def legends_inside(figure) -> bool:
     """Every legend of the figure lies within its width (a wider one loses the start and end of its names)."""
-    width = figure.bbox.x1
-    return all(
-        0 <= legend.get_window_extent().x0 and legend.get_window_extent().x1 <= width for legend in figure.legends
-    )
+    boxes = [legend.get_window_extent() for legend in figure.legends]
+    return all(0 <= box.x0 and box.x1 <= figure.bbox.x1 for box in boxes)
 
 
 def legends_clear_of_axes(figure) -> bool:
